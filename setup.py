@@ -1,0 +1,40 @@
+"""Install tl_keras: transfer learning for medical image segmentation (TF 2 / Keras 3)."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (HERE / "tl_keras" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="tl_keras",
+    version=VERSION,
+    description=("Domain- and task-specific transfer learning for medical image "
+                 "segmentation with TensorFlow 2 / Keras 3"),
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["tl_keras", "tl_keras.*",
+                                    "tfrecords_tools", "tfrecords_tools.*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "absl-py>=2.1",
+        "nibabel>=5.2",
+        "numpy>=1.26",
+        "scipy>=1.11",
+        "scikit-image>=0.22",
+        "pandas>=2.1",
+        "SimpleITK>=2.3",
+        "nilearn>=0.10.3",
+        "matplotlib>=3.8",
+        "tqdm>=4.66",
+        "h5py>=3.10",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
+    },
+    license="Apache-2.0",
+)

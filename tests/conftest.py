@@ -1,0 +1,15 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_data_dir(tmp_path_factory):
+    """A 32 px, 1-channel synthetic shard data set (train/val/test)."""
+    from tests.helpers import make_tiny_dataset
+    d = tmp_path_factory.mktemp("tiny_data")
+    make_tiny_dataset(str(d))
+    return str(d)

@@ -1,0 +1,35 @@
+import numpy as np
+
+from tests.helpers import make_tiny_dataset
+
+
+def test_round_trip_and_reader(tmp_path):
+    import tensorflow as tf
+
+    from tfrecords_tools import schema
+    from tl_keras.data import build_dataset
+
+    rng = np.random.default_rng(1)
+    img = rng.random((32, 32)).astype(np.float32)
+    mask = (rng.random((32, 32)) > 0.5).astype(np.uint8)
+    tissue = rng.integers(0, 4, (32, 32))
+    rec = schema.make_example(subject_id="s1", slice_index=7, image=img, mask=mask,
+                              tissue=tissue, num_tissue_classes=4, presence=[1, 0, 1])
+    meta = {"image_size": [32, 32], "channels": 1, "num_mask_classes": 2,
+            "num_tissue_classes": 4, "presence_labels": ["a", "b", "c"]}
+    ex = schema.parse_fn(meta)(tf.constant(rec))
+    assert np.abs(ex["image"].numpy()[..., 0] - img).max() <= 0.5 / schema.DEFAULT_QUANT_MAX + 1e-7
+    np.testing.assert_array_equal(ex["mask"].numpy(), mask)
+    np.testing.assert_array_equal(ex["tissue"].numpy(), tissue)
+    np.testing.assert_array_equal(ex["mask_counts"].numpy(), np.bincount(mask.ravel(), minlength=2))
+    assert ex["subject_id"].numpy() == b"s1" and int(ex["slice_index"]) == 7
+
+    make_tiny_dataset(str(tmp_path), size=32)
+    ds = build_dataset(str(tmp_path), "train", "segmentation", 2, training=True,
+                       subjects=["train000", "train001"], seed=3)
+    n = 0
+    for x, y in ds:
+        assert x.shape == (2, 32, 32, 3) and y.shape == (2, 32, 32)
+        assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
+        n += x.shape[0]
+    assert n == 6  # 2 subjects x 3 slices

@@ -1,0 +1,188 @@
+"""The TFRecord slice schema, shared by every writer and reader.
+
+One ``tf.train.Example`` per 2D slice. Feature keys are constants here; nothing
+else in the project spells them out. Images are stored as 16-bit PNG after
+quantising [0, 1] to ``quant_max`` levels (max error 0.5 / quant_max), labels as
+8-bit PNG (lossless).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DEFAULT_QUANT_MAX = 2047  # max abs error 2.44e-4 on [0, 1]
+
+SUBJECT_ID = "subject_id"
+SLICE_INDEX = "slice_index"
+HEIGHT = "height"
+WIDTH = "width"
+CHANNELS = "channels"
+VOXEL_SIZE = "voxel_size"
+IMAGE = "image/png16"
+IMAGE_QUANT_MAX = "image/quant_max"
+MASK = "mask/png8"            # target mask (binary lesion or anatomy classes)
+MASK_COUNTS = "mask/counts"   # voxels per mask class, length num_mask_classes
+TISSUE = "tissue/png8"        # source segmentation labels (tissue / semantic)
+TISSUE_COUNTS = "tissue/counts"
+PRESENCE = "presence"         # multi-label presence vector (classification)
+
+DATASET_JSON = "dataset.json"
+SUBJECTS_CSV = "subjects.csv"
+
+
+def shard_name(split: str, index: int, num_shards: int) -> str:
+    """File name of one shard: ``{split}-{i:05d}-of-{n:05d}.tfrecord``."""
+    return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
+
+
+def quantise(image: np.ndarray, quant_max: int = DEFAULT_QUANT_MAX) -> np.ndarray:
+    """Map an image in [0, 1] to uint16 levels 0..quant_max."""
+    if not 0 < quant_max <= 65535:
+        raise ValueError(f"quant_max must be in 1..65535, got {quant_max}")
+    return np.rint(np.clip(image, 0.0, 1.0) * quant_max).astype(np.uint16)
+
+
+def _png(array: np.ndarray) -> bytes:
+    import tensorflow as tf
+    if array.ndim == 2:
+        array = array[..., None]
+    return tf.io.encode_png(array, compression=9).numpy()
+
+
+def _bytes(v):
+    import tensorflow as tf
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+
+def _ints(v):
+    import tensorflow as tf
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(x) for x in v]))
+
+
+def _floats(v):
+    import tensorflow as tf
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[float(x) for x in v]))
+
+
+def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
+                 voxel_size=(1.0, 1.0, 1.0), mask: np.ndarray | None = None,
+                 num_mask_classes: int = 2, tissue: np.ndarray | None = None,
+                 num_tissue_classes: int = 1, presence=(),
+                 quant_max: int = DEFAULT_QUANT_MAX) -> bytes:
+    """Serialise one slice.
+
+    Args:
+      subject_id: subject the slice comes from.
+      slice_index: axial index of the slice in the pre-processed volume.
+      image: (H, W) or (H, W, C) float array in [0, 1].
+      voxel_size: voxel size in mm (x, y, z) of the pre-processed volume.
+      mask: (H, W) integer target mask, values < num_mask_classes; zeros if None.
+      num_mask_classes: number of mask classes including background.
+      tissue: (H, W) integer source-segmentation labels; zeros if None.
+      num_tissue_classes: number of tissue classes including background.
+      presence: multi-label presence vector (may be empty).
+      quant_max: quantisation levels of the image.
+
+    Returns:
+      The serialised ``tf.train.Example``.
+    """
+    import tensorflow as tf
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        image = image[..., None]
+    h, w, c = image.shape
+    zeros = np.zeros((h, w), np.uint8)
+    labels = {}
+    for name, arr, n in (("mask", mask, num_mask_classes),
+                         ("tissue", tissue, num_tissue_classes)):
+        arr = zeros if arr is None else np.asarray(arr)
+        if arr.shape != (h, w):
+            raise ValueError(f"{name} shape {arr.shape} does not match image {(h, w)}")
+        if arr.size and (arr.min() < 0 or arr.max() >= max(n, 1) or arr.max() > 255):
+            raise ValueError(f"{name} values must be in 0..{n - 1}, got {arr.min()}..{arr.max()}")
+        labels[name] = (arr.astype(np.uint8), np.bincount(arr.ravel().astype(np.int64),
+                                                          minlength=n)[:n])
+    feature = {
+        SUBJECT_ID: _bytes(subject_id.encode()),
+        SLICE_INDEX: _ints([slice_index]),
+        HEIGHT: _ints([h]), WIDTH: _ints([w]), CHANNELS: _ints([c]),
+        VOXEL_SIZE: _floats(voxel_size),
+        IMAGE: _bytes(_png(quantise(image, quant_max))),
+        IMAGE_QUANT_MAX: _ints([quant_max]),
+        MASK: _bytes(_png(labels["mask"][0])),
+        MASK_COUNTS: _ints(labels["mask"][1]),
+        TISSUE: _bytes(_png(labels["tissue"][0])),
+        TISSUE_COUNTS: _ints(labels["tissue"][1]),
+        PRESENCE: _floats(presence),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def feature_spec(meta: dict[str, Any]):
+    """The parsing spec for a data set described by its ``dataset.json``."""
+    import tensorflow as tf
+    return {
+        SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
+        SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
+        HEIGHT: tf.io.FixedLenFeature([], tf.int64),
+        WIDTH: tf.io.FixedLenFeature([], tf.int64),
+        CHANNELS: tf.io.FixedLenFeature([], tf.int64),
+        VOXEL_SIZE: tf.io.FixedLenFeature([3], tf.float32),
+        IMAGE: tf.io.FixedLenFeature([], tf.string),
+        IMAGE_QUANT_MAX: tf.io.FixedLenFeature([], tf.int64),
+        MASK: tf.io.FixedLenFeature([], tf.string),
+        MASK_COUNTS: tf.io.FixedLenFeature([meta["num_mask_classes"]], tf.int64),
+        TISSUE: tf.io.FixedLenFeature([], tf.string),
+        TISSUE_COUNTS: tf.io.FixedLenFeature([meta["num_tissue_classes"]], tf.int64),
+        PRESENCE: tf.io.FixedLenFeature([len(meta.get("presence_labels", []))], tf.float32),
+    }
+
+
+def parse_fn(meta: dict[str, Any]):
+    """Return a graph function: serialised Example -> dict of decoded tensors.
+
+    Output keys: ``image`` (H, W, C) float32 in [0, 1], ``mask`` and ``tissue``
+    (H, W) int32, ``presence`` (P,) float32, ``mask_counts``, ``tissue_counts``,
+    ``subject_id``, ``slice_index``, ``voxel_size``.
+    """
+    import tensorflow as tf
+    spec = feature_spec(meta)
+    h, w = meta["image_size"]
+    c = int(meta["channels"])
+
+    def parse(serialised):
+        f = tf.io.parse_single_example(serialised, spec)
+        image = tf.io.decode_png(f[IMAGE], channels=c, dtype=tf.uint16)
+        image = tf.cast(image, tf.float32) / tf.cast(f[IMAGE_QUANT_MAX], tf.float32)
+        mask = tf.cast(tf.io.decode_png(f[MASK], channels=1)[..., 0], tf.int32)
+        tissue = tf.cast(tf.io.decode_png(f[TISSUE], channels=1)[..., 0], tf.int32)
+        return {
+            "image": tf.ensure_shape(image, (h, w, c)),
+            "mask": tf.ensure_shape(mask, (h, w)),
+            "tissue": tf.ensure_shape(tissue, (h, w)),
+            "presence": f[PRESENCE],
+            "mask_counts": f[MASK_COUNTS],
+            "tissue_counts": f[TISSUE_COUNTS],
+            "subject_id": f[SUBJECT_ID],
+            "slice_index": f[SLICE_INDEX],
+            "voxel_size": f[VOXEL_SIZE],
+        }
+    return parse
+
+
+def read_meta(data_dir: str) -> dict[str, Any]:
+    """Read ``dataset.json`` of a converted data set, with a clear error."""
+    path = os.path.join(data_dir, DATASET_JSON)
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"{path}: no dataset.json; is {data_dir} the --out_dir of tfrecords_tools.convert?")
+    with open(path) as f:
+        meta = json.load(f)
+    for key in ("image_size", "channels", "num_mask_classes", "num_tissue_classes", "splits"):
+        if key not in meta:
+            raise ValueError(f"{path}: missing key '{key}'")
+    return meta

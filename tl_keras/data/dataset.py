@@ -1,0 +1,134 @@
+"""tf.data builder over the shards written by ``tfrecords_tools``.
+
+The parser comes from ``tfrecords_tools.schema`` (one schema for writer and
+reader). Targets per task:
+
+- ``segmentation``: source segmentation labels (``tissue``), int32 (H, W).
+- ``autoencoding``: the model input itself, (H, W, 3) in [-1, 1].
+- ``classification``: the presence vector, float32 (P,).
+- ``target``: the target mask (lesion / anatomy), int32 (H, W).
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Callable, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from tfrecords_tools import schema
+
+TASKS = ("segmentation", "autoencoding", "classification", "target", "raw")
+
+
+def list_shards(data_dir: str, split: str) -> list[str]:
+    """Sorted shard files of one split; a clear error when there are none."""
+    files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.tfrecord")))
+    if not files:
+        raise FileNotFoundError(f"{data_dir}: no shards for split '{split}' "
+                                f"(expected {schema.shard_name(split, 0, 1)} and so on)")
+    return files
+
+
+def split_subjects(meta: dict, split: str) -> list[str]:
+    """Subject ids of one split as recorded in dataset.json."""
+    try:
+        return list(meta["splits"][split]["subjects"])
+    except KeyError as e:
+        raise ValueError(f"dataset.json has no split '{split}' "
+                         f"(has {sorted(meta['splits'])})") from e
+
+
+def select_subjects(subjects: Sequence[str], k: int | None, seed: int) -> list[str]:
+    """Draw ``k`` subjects without replacement with seed ``seed`` (all if k is None).
+
+    Deterministic for a given (sorted subject list, k, seed), so set-size sweeps
+    are reproducible. Raises ValueError if k exceeds the available subjects.
+    """
+    subjects = sorted(subjects)
+    if k is None or k == len(subjects):
+        return subjects
+    if k <= 0 or k > len(subjects):
+        raise ValueError(f"cannot draw {k} subjects from {len(subjects)} available")
+    rng = np.random.default_rng(seed)
+    return sorted(rng.choice(subjects, size=k, replace=False).tolist())
+
+
+def to_model_input(image: tf.Tensor, input_channels: int = 3) -> tf.Tensor:
+    """[0, 1] grey (or RGB) image -> [-1, 1] with ``input_channels`` channels."""
+    x = image * 2.0 - 1.0
+    c = image.shape[-1]
+    if input_channels == c:
+        return x
+    if c == 1 and input_channels == 3:
+        return tf.repeat(x, 3, axis=-1)
+    if c == 3 and input_channels == 1:
+        return tf.reduce_mean(x, axis=-1, keepdims=True)
+    raise ValueError(f"cannot map {c} image channels to {input_channels} model channels")
+
+
+def _target_fn(task: str, input_channels: int):
+    def fn(ex):
+        x = to_model_input(ex["image"], input_channels)
+        if task == "segmentation":
+            return x, ex["tissue"]
+        if task == "autoencoding":
+            return x, x
+        if task == "classification":
+            return x, ex["presence"]
+        if task == "target":
+            return x, ex["mask"]
+        return ex
+    return fn
+
+
+def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
+                  training: bool, subjects: Sequence[str] | None = None,
+                  input_channels: int = 3, augment: Callable | None = None,
+                  seed: int = 0, shuffle_buffer: int = 2048,
+                  input_context: tf.distribute.InputContext | None = None,
+                  drop_remainder: bool | None = None, repeat: bool = False,
+                  meta: dict | None = None) -> tf.data.Dataset:
+    """Build a batched dataset of (input, target) pairs (or raw dicts for ``raw``).
+
+    Args:
+      data_dir: output directory of ``tfrecords_tools.convert``.
+      split: split name (train / val / test).
+      task: one of TASKS.
+      batch_size: per-replica batch size when ``input_context`` is given, else global.
+      training: shuffle files and examples and (by default) drop the remainder.
+      subjects: keep only these subject ids (fine-tuning set sizes).
+      input_channels: 3 (grey repeated) or 1.
+      augment: optional function (x, y) -> (x, y) applied before batching.
+      seed: shuffle seed.
+      input_context: from ``distribute_datasets_from_function``; shards by file.
+      drop_remainder: defaults to ``training``.
+      repeat: repeat indefinitely.
+      meta: dataset.json contents (read from data_dir when None).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task '{task}', expected one of {TASKS}")
+    meta = meta or schema.read_meta(data_dir)
+    files = list_shards(data_dir, split)
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if input_context is not None and input_context.num_input_pipelines > 1:
+        if len(files) >= input_context.num_input_pipelines:
+            ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(schema.parse_fn(meta), num_parallel_calls=tf.data.AUTOTUNE)
+    if subjects is not None:
+        keep = tf.constant(sorted(set(subjects)))
+        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject_id"], keep)))
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.map(_target_fn(task, input_channels), num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+    drop = training if drop_remainder is None else drop_remainder
+    return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
