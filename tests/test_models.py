@@ -1,0 +1,81 @@
+"""Shapes, layer names and exact full-size parameter counts of the model builders."""
+import numpy as np
+import pytest
+
+
+def _values(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+@pytest.fixture(scope="module")
+def full_encoder():
+    from tl_keras.models import build_encoder
+    return build_encoder(256)
+
+
+def test_full_size_encoder_counts(full_encoder):
+    enc = [w for w in full_encoder.weights if w.path.startswith("encoder__")]
+    comp = [w for w in full_encoder.weights if w.path.startswith("compress1")]
+    assert full_encoder.output_shape == (None, 16, 16, 8)
+    assert (len(enc), _values(enc)) == (265, 23_561_152)  # 23.56 M incl. BN moving stats
+    assert (len(comp), _values(comp)) == (5, 147_488)  # 0.147 M
+    names = {layer.name for layer in full_encoder.layers}
+    assert "encoder__block2__unit_4__bottleneck_v1__conv2__BatchNorm" in names
+    assert "encoder__block4__unit_1__bottleneck_v1__shortcut" in names
+    assert "encoder__block4__unit_2__bottleneck_v1__shortcut" not in names
+
+
+def test_full_size_decoder_and_discriminator_counts():
+    from tl_keras.models import build_decoder, build_discriminator
+    dec = build_decoder((16, 16, 8), 3)
+    assert dec.output_shape == (None, 256, 256, 3)
+    assert (len(dec.weights), dec.count_params()) == (67, 16_460_211)
+    disc = build_discriminator(256, 6)
+    assert disc.output_shape == (None, 4, 4, 1)
+    assert (len(disc.weights), disc.count_params()) == (19, 3_142_593)
+
+
+def test_head_count():
+    from tl_keras.models import build_classification_head
+    head = build_classification_head((16, 16, 8), 1000)
+    assert (len(head.weights), head.count_params()) == (7, 2048 * 2048 + 4 * 2048 + 2048 * 1000 + 1000)
+
+
+@pytest.mark.parametrize("size,channels", [(32, 1), ((48, 64), 3)])
+def test_task_models_shapes(size, channels):
+    from tl_keras.models import TASKS, build_encoder, build_task_models
+    enc = build_encoder(size, channels, latent_channels=4)
+    h, w = (size, size) if isinstance(size, int) else size
+    x = np.random.default_rng(0).uniform(-1, 1, (2, h, w, channels)).astype("float32")
+    assert enc(x).shape == (2, h // 16, w // 16, 4)
+    expected = {"segmentation": (2, h, w, 5), "target": (2, h, w, 5),
+                "autoencoding": (2, h, w, channels), "classification": (2, 5)}
+    for task in TASKS:
+        tm = build_task_models(task, enc, num_classes=5)
+        out = tm.model(x, training=False)
+        assert tuple(out.shape) == expected[task], task
+        if task == "autoencoding":
+            assert float(np.abs(out).max()) <= 1.0
+            d = tm.discriminator(np.concatenate([x, x], -1))
+            assert d.shape[0] == 2 and d.shape[-1] == 1
+        assert tm.encoder is enc
+
+
+@pytest.mark.parametrize("variant", ["paper"])
+def test_paper_variants(variant):
+    from tl_keras.models import build_decoder, build_discriminator
+    dec = build_decoder((2, 2, 8), 2, variant=variant)
+    assert dec.output_shape == (None, 32, 32, 2)
+    assert len([l for l in dec.layers if l.weights]) == 19  # 9 conv+BN pairs + output conv
+    disc = build_discriminator(32, 4, variant=variant)
+    assert disc.output_shape == (None, 2, 2, 1)
+
+
+def test_bad_arguments():
+    from tl_keras.models import build_decoder, build_encoder, build_task_models
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_encoder(40)
+    with pytest.raises(ValueError, match="variant"):
+        build_decoder((2, 2, 8), 2, variant="unet")
+    with pytest.raises(ValueError, match="task"):
+        build_task_models("depth", build_encoder(32), num_classes=2)

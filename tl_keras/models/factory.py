@@ -1,0 +1,72 @@
+"""Compose one encoder with the task-specific parts (source tasks and the target task)."""
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+
+from tl_keras.models.decoder import build_decoder
+from tl_keras.models.discriminator import build_discriminator
+from tl_keras.models.head import build_classification_head
+
+TASKS = ("segmentation", "autoencoding", "classification", "target")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskModels:
+    """The networks of one task.
+
+    Attributes:
+      model: images (N, H, W, C) in [-1, 1] -> segmentation logits (N, H, W, K),
+        reconstructions (N, H, W, C) in [-1, 1], or class logits (N, K).
+      encoder: the shared encoder (a sub-model of ``model``).
+      decoder: pixel-wise decoder, or None for classification.
+      discriminator: auto-encoding only: (N, H, W, 2C) ``input ++ candidate`` -> patch logits.
+      head: classification only.
+    """
+
+    model: keras.Model
+    encoder: keras.Model
+    decoder: keras.Model | None = None
+    discriminator: keras.Model | None = None
+    head: keras.Model | None = None
+
+
+def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | None,
+                      decoder_variant: str = "taskonomy",
+                      discriminator_variant: str = "taskonomy",
+                      output_activation: str | None = None) -> TaskModels:
+    """Build the models of ``task`` around ``encoder``.
+
+    Args:
+      task: ``segmentation`` / ``target`` (encoder + decoder with ``num_classes`` logits),
+        ``autoencoding`` (encoder + tanh decoder with C outputs + discriminator on 2C
+        channels; ``num_classes`` is ignored) or ``classification`` (encoder + head).
+      encoder: from :func:`tl_keras.models.build_encoder` (defines image size and C).
+      num_classes: K output classes (segmentation, target, classification).
+      decoder_variant: ``taskonomy`` or ``paper``.
+      discriminator_variant: ``taskonomy`` or ``paper``.
+      output_activation: segmentation decoder output, None (logits) or ``tanh``.
+
+    Returns:
+      A :class:`TaskModels`.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    image_shape = tuple(encoder.input_shape[1:])
+    latent_shape = tuple(encoder.output_shape[1:])
+    channels = image_shape[-1]
+    if task != "autoencoding" and (num_classes is None or num_classes < 1):
+        raise ValueError(f"task {task!r} needs num_classes >= 1, got {num_classes}")
+    inputs = keras.Input(image_shape, name="image")
+    latent = encoder(inputs)
+    if task == "classification":
+        head = build_classification_head(latent_shape, num_classes)
+        return TaskModels(keras.Model(inputs, head(latent), name=task), encoder, head=head)
+    if task == "autoencoding":
+        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
+        discriminator = build_discriminator(image_shape[:2], 2 * channels, discriminator_variant)
+        return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder,
+                          decoder=decoder, discriminator=discriminator)
+    decoder = build_decoder(latent_shape, num_classes, decoder_variant, output_activation)
+    return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder, decoder=decoder)

@@ -1,0 +1,74 @@
+"""Shared building blocks and naming rules of the Taskonomy Keras models.
+
+Every layer that owns weights is named after the TF-slim variable scope of the original
+checkpoint with ``/`` replaced by ``__`` (``encoder/conv1/BatchNorm`` ->
+``encoder__conv1__BatchNorm``), so loading a checkpoint is a name map, never an index.
+"""
+from __future__ import annotations
+
+import keras
+
+#: Separator that stands for ``/`` of a TF scope inside a Keras layer name.
+SCOPE_SEP = "__"
+#: slim batch_norm decay 0.9 (the Taskonomy encoder/decoder default) and epsilon 1e-5.
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
+LEAKY_SLOPE = 0.2
+
+
+def layer_name(scope: str) -> str:
+    """Keras layer name of a TF variable scope (``a/b`` -> ``a__b``)."""
+    return scope.replace("/", SCOPE_SEP)
+
+
+def scope_of(name: str) -> str:
+    """TF variable scope of a Keras layer name (inverse of :func:`layer_name`)."""
+    return name.replace(SCOPE_SEP, "/")
+
+
+def batch_norm(scope: str) -> keras.layers.BatchNormalization:
+    """slim ``batch_norm`` (center and scale) attached to the conv of ``scope``."""
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=layer_name(scope + "/BatchNorm"))
+
+
+def conv_bn(x, scope: str, filters: int, kernel: int, *, stride: int = 1,
+            activation: str | None = "relu", transpose: bool = False):
+    """Conv (no bias, TF 'SAME') + BN + activation, named after ``scope``.
+
+    Strided non-transposed convs must use :func:`conv_bn_explicit_pad` instead (slim's
+    ``conv2d_same``); this helper is for stride 1, and for the discriminator whose slim
+    convs are plain 'SAME' at every stride.
+    """
+    layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    x = layer(filters, kernel, strides=stride, padding="same", use_bias=False,
+              name=layer_name(scope))(x)
+    x = batch_norm(scope)(x)
+    return activate(x, activation, scope)
+
+
+def conv_bn_explicit_pad(x, scope: str, filters: int, kernel: int, stride: int,
+                         activation: str | None = "relu"):
+    """slim ``conv2d_same`` for stride > 1: symmetric zero padding, then a VALID conv.
+
+    TF 'SAME' would pad 0 before / 1 after for even inputs; slim pads (k-1)//2 on both
+    sides, which shifts the sampling grid. Using 'same' here changes the function.
+    """
+    pad = kernel - 1
+    x = keras.layers.ZeroPadding2D(((pad // 2, pad - pad // 2),) * 2,
+                                   name=layer_name(scope + "/pad"))(x)
+    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
+                            name=layer_name(scope))(x)
+    x = batch_norm(scope)(x)
+    return activate(x, activation, scope)
+
+
+def activate(x, activation: str | None, scope: str):
+    """Apply ``relu``, ``leaky_relu`` (slope 0.2, Taskonomy's ``leaky_relu(0.2)``) or nothing."""
+    if activation is None:
+        return x
+    if activation == "relu":
+        return keras.layers.ReLU(name=layer_name(scope + "/relu"))(x)
+    if activation == "leaky_relu":
+        return keras.layers.LeakyReLU(LEAKY_SLOPE, name=layer_name(scope + "/lrelu"))(x)
+    raise ValueError(f"unknown activation {activation!r}")
