@@ -82,7 +82,8 @@ def _centroids(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     return out / np.maximum(sizes, 1)[:, None]
 
 
-def _detected_column(cutoff: float) -> str:
+def detected_column(cutoff: float) -> str:
+    """Name of the per-lesion column "detected at overlap cutoff ``cutoff``"."""
     return f"detected_overlap_{cutoff:g}"
 
 
@@ -129,7 +130,7 @@ def lesion_detection(gt, pred, voxel_volume_ml: float, connectivity: int = 8,
     v = np.asarray(volume_cutoffs_ml)
     detected = fraction[None, :] > o[:, None]                       # (O, L)
     for i, cutoff in enumerate(overlap_cutoffs):
-        per_lesion[_detected_column(cutoff)] = detected[i]
+        per_lesion[detected_column(cutoff)] = detected[i]
     counted = volume[None, :] >= v[:, None] - _TOL_ML               # (V, L)
     n_lesions = counted.sum(axis=1)                                 # (V,)
     n_detected = detected.astype(np.int64) @ counted.T.astype(np.int64)   # (O, V)

@@ -1,0 +1,107 @@
+"""evaluate_model_dir and the tl_keras.evaluate CLI on tiny data with known answers."""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.evaluation_helpers import export_threshold_model
+from tests.helpers import make_tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def binary_model(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model_bin")
+    export_threshold_model(d)
+    return str(d)
+
+
+def test_binary_evaluation(binary_model, tiny_data_dir, tmp_path):
+    from tl_keras.evaluation.evaluate import OUTPUT_FILES, EvalConfig, evaluate_model_dir
+    from tl_keras.evaluation.tables import META_COLUMNS
+    out_dir = str(tmp_path / "eval")
+    config = EvalConfig(batch_size=2, num_examples=2, verbose=False)
+    out = evaluate_model_dir(binary_model, tiny_data_dir, "test", out_dir, config)
+    for name in OUTPUT_FILES:
+        frame = pd.read_csv(os.path.join(out_dir, name))
+        assert list(frame.columns[:len(META_COLUMNS)]) == list(META_COLUMNS), name
+    per_slice = out["per_slice"]
+    assert len(per_slice) == 6  # 2 test subjects x 3 slices
+    np.testing.assert_allclose(per_slice["dice"], 1.0)
+    assert list(per_slice.columns[len(META_COLUMNS):]) == [
+        "subject_id", "slice_index", "gt_voxels", "pred_voxels", "dice"]
+    row = out["summary"].iloc[0]
+    assert row["dice"] == 1.0 and row["dice_volume"] == 1.0 and np.isnan(row["miou"])
+    assert row["train_subjects"] == 1 and row["repeat"] == 3 and row["seed"] == 7
+    assert row["source_task"] == "segmentation" and row["connectivity"] == 8
+    assert row["empty_policy"] == "skip_both_empty"
+    assert row["detection_rate_o0_v0"] == 1.0 and row["wmh_f1"] == 1.0
+    # 8-connected per slice: one disc per slice -> one lesion per slice.
+    assert len(out["per_lesion"]) == 6 and out["per_lesion"]["detected_overlap_0.2"].all()
+    assert list(out["detection"]["fp_components"]) == [0] * 6
+    assert set(out["presets"]["preset"]) == {"paper", "atlas_isles", "wmh", "msseg_anima"}
+    ex = np.load(os.path.join(out_dir, "examples.npz"))
+    assert ex["image"].shape == (2, 32, 32) and ex["gt"].shape == ex["pred"].shape
+    np.testing.assert_array_equal(ex["gt"], ex["pred"])
+
+    # A rerun with the same configuration resumes (skips); --overwrite recomputes.
+    stamp = os.path.getmtime(os.path.join(out_dir, "per_slice.csv"))
+    again = evaluate_model_dir(binary_model, tiny_data_dir, "test", out_dir, config)
+    assert os.path.getmtime(os.path.join(out_dir, "per_slice.csv")) == stamp
+    assert again["summary"]["dice"].iloc[0] == 1.0
+
+
+def test_multiclass_evaluation(tmp_path):
+    from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+    data = tmp_path / "data3"
+    make_tiny_dataset(str(data), num_mask_classes=3, splits={"test": 2})
+    model_dir = tmp_path / "model3"
+    export_threshold_model(model_dir, num_classes=3, target="anatomy")
+    out = evaluate_model_dir(str(model_dir), str(data), "test", str(tmp_path / "eval3"),
+                             EvalConfig(batch_size=2, num_examples=0, verbose=False))
+    # Slices 0 and 2 hold class 1 (predicted exactly): mIoU 1; slice 1 holds
+    # class 2 but class 1 is predicted: both IoU 0.
+    per_slice = out["per_slice"]
+    np.testing.assert_allclose(per_slice.sort_values(["subject_id", "slice_index"])["miou"],
+                               [1, 0, 1, 1, 0, 1])
+    assert out["summary"]["miou"].iloc[0] == pytest.approx(2 / 3)
+    assert "iou_lesion2" in per_slice and len(out["per_lesion"]) == 0
+    assert not os.path.exists(tmp_path / "eval3" / "examples.npz")
+
+
+def test_cli_runs_and_reports_errors_in_one_line(binary_model, tiny_data_dir, tmp_path,
+                                                 capsys):
+    from absl import flags
+
+    from tl_keras import evaluate
+    out_dir = tmp_path / "cli"
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["evaluate", f"--model_dir={binary_model}", f"--data_dir={tiny_data_dir}",
+                 f"--out_dir={out_dir}", "--batch_size=4", "--connectivity=26",
+                 "--overlap_cutoffs=0,0.5", "--noverbose"])
+    evaluate.main([])
+    assert "dice 1.0000" in capsys.readouterr().out
+    detection = pd.read_csv(out_dir / "detection.csv")
+    assert set(detection["overlap_cutoff"]) == {0.0, 0.5}
+    assert set(detection["connectivity"]) == {26}
+
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["evaluate", f"--model_dir={tmp_path / 'nothing'}",
+                 f"--data_dir={tiny_data_dir}", f"--out_dir={out_dir}"])
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tl_keras.evaluate: error:") and "nothing" in err
+    assert len(err.splitlines()) == 1
+    flags.FLAGS.unparse_flags()
+
+
+def test_incompatible_data_is_refused(binary_model, tmp_path):
+    from tl_keras.evaluation.evaluate import evaluate_model_dir
+    data = tmp_path / "data48"
+    make_tiny_dataset(str(data), size=48, splits={"test": 1})
+    with pytest.raises(ValueError, match="expects"):
+        evaluate_model_dir(binary_model, str(data), "test", str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="no split"):
+        evaluate_model_dir(binary_model, str(data), "val", str(tmp_path / "o"))

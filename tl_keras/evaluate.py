@@ -1,0 +1,65 @@
+"""Evaluate an exported fine-tuned model on a split of a converted data set.
+
+    python -m tl_keras.evaluate --model_dir runs/stroke_t1seg_n100_r0 \
+        --data_dir data/atlas --split test --out_dir results/stroke_t1seg_n100_r0
+
+Writes per_slice / per_subject / per_lesion / detection / presets / summary
+CSVs and examples.npz into --out_dir (see docs/evaluation.md).
+"""
+from __future__ import annotations
+
+from absl import app, flags
+
+from tl_keras.evaluation.cli import fail_cleanly, floats
+
+flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.")
+flags.DEFINE_string("data_dir", None, "Converted data set (shards + dataset.json).")
+flags.DEFINE_string("split", "test", "Split to evaluate.")
+flags.DEFINE_string("out_dir", None, "Output directory for the CSVs.")
+flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.")
+flags.DEFINE_enum("empty_policy", "skip_both_empty",
+                  ["skip_both_empty", "one_both_empty", "skip_gt_empty"],
+                  "Score of slices (classes) without ground truth: skip_both_empty leaves out "
+                  "slices empty in both (paper default), one_both_empty scores them 1, "
+                  "skip_gt_empty leaves out every slice without ground truth.")
+flags.DEFINE_bool("include_background", False, "Average the background class in mIoU.")
+flags.DEFINE_enum("connectivity", "8", ["4", "8", "6", "18", "26"],
+                  "Lesion connectivity: 4 / 8 per axial slice, 6 / 18 / 26 in 3D.")
+flags.DEFINE_list("overlap_cutoffs", ["0", "0.2"],
+                  "A lesion is detected when more than this fraction is predicted.")
+flags.DEFINE_list("volume_cutoffs_ml", ["0", "1", "2"],
+                  "Lesions smaller than the cutoff (mL) are not counted.")
+flags.DEFINE_list("presets", ["paper", "atlas_isles", "wmh", "msseg_anima"],
+                  "Challenge detection presets to report.")
+flags.DEFINE_integer("num_examples", 4, "Slices saved to examples.npz for figures.")
+flags.DEFINE_bool("overwrite", False, "Recompute even if this evaluation is already done.")
+flags.DEFINE_bool("verbose", True, "Progress lines on stderr.")
+flags.mark_flags_as_required(["model_dir", "data_dir", "out_dir"])
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+    del argv
+    from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+
+    def run():
+        config = EvalConfig(
+            split=FLAGS.split, batch_size=FLAGS.batch_size, empty_policy=FLAGS.empty_policy,
+            include_background=FLAGS.include_background,
+            connectivity=int(FLAGS.connectivity),
+            overlap_cutoffs=floats(FLAGS.overlap_cutoffs),
+            volume_cutoffs_ml=floats(FLAGS.volume_cutoffs_ml),
+            presets=tuple(FLAGS.presets), num_examples=FLAGS.num_examples,
+            overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
+        out = evaluate_model_dir(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.out_dir,
+                                 config)
+        summary = out["summary"].iloc[0]
+        metric = summary["metric"]
+        print(f"{FLAGS.out_dir}: {metric} {summary[metric]:.4f} "
+              f"(sd {summary[metric + '_sd']:.4f}) over {summary['n_slices']} slices of "
+              f"{summary['n_subjects']} subjects")
+    fail_cleanly("tl_keras.evaluate", run)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,161 @@
+"""The tidy result tables of an evaluation, with a fixed column order.
+
+Every row starts with ``META_COLUMNS``: what was evaluated and how, so that
+CSVs of many runs can simply be concatenated (a sweep) and grouped.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from tl_keras.evaluation import metrics
+from tl_keras.evaluation.detection import (PER_LESION_COLUMNS, PRESET_COLUMNS,
+                                           SUMMARY_COLUMNS, detected_column)
+
+META_COLUMNS = ("target", "source_task", "source_domain", "init", "train_subjects", "repeat",
+                "seed", "subset_seed", "split", "empty_policy", "include_background",
+                "connectivity", "model_dir")
+
+
+def run_metadata(meta: dict, config, model_dir: str) -> dict:
+    """The ``META_COLUMNS`` values of a run from its export metadata.
+
+    ``train_subjects`` is the fine-tuning set size (the length of a subject
+    list, or the number itself); ``repeat`` is ``meta["repeat"]`` when the
+    trainer recorded it, else the subset seed (each repeat draws its own subset).
+    """
+    train = meta.get("train_subjects")
+    if isinstance(train, (list, tuple)):
+        train = len(train)
+    repeat = meta.get("repeat", meta.get("subset_seed"))
+    return {"target": meta.get("target"), "source_task": meta.get("source_task"),
+            "source_domain": meta.get("source_domain"), "init": meta.get("init"),
+            "train_subjects": train, "repeat": repeat, "seed": meta.get("seed"),
+            "subset_seed": meta.get("subset_seed"), "split": config.split,
+            "empty_policy": config.empty_policy,
+            "include_background": config.include_background,
+            "connectivity": config.connectivity, "model_dir": str(model_dir)}
+
+
+def _with_run(frame: pd.DataFrame, run: dict) -> pd.DataFrame:
+    front = pd.DataFrame({k: [run[k]] * len(frame) for k in META_COLUMNS}, index=frame.index)
+    return pd.concat([front, frame], axis=1)
+
+
+def slice_metrics_fn(num_classes: int, class_names, config):
+    """``(gt, pred) -> dict`` of per-slice columns for one batch."""
+    def binary(gt, pred):
+        return {"gt_voxels": np.count_nonzero(gt, axis=(1, 2)),
+                "pred_voxels": np.count_nonzero(pred, axis=(1, 2)),
+                "dice": metrics.dice_per_slice(gt, pred, config.empty_policy)}
+
+    def multiclass(gt, pred):
+        iou = metrics.iou_per_slice_class(gt, pred, num_classes, config.empty_policy)
+        out = {"gt_voxels": np.count_nonzero(gt, axis=(1, 2)),
+               "pred_voxels": np.count_nonzero(pred, axis=(1, 2)),
+               "miou": metrics.miou_per_slice(gt, pred, num_classes, config.include_background,
+                                              config.empty_policy)}
+        for c in range(num_classes):
+            out[f"iou_{class_names[c]}"] = iou[:, c]
+        return out
+    return binary if num_classes == 2 else multiclass
+
+
+def _rate_column(overlap: float, volume_ml: float) -> str:
+    return f"detection_rate_o{float(overlap):g}_v{float(volume_ml):g}"
+
+
+def _subject_binary(vol, slice_dice, config):
+    per_lesion, detection = metrics.lesion_detection(
+        vol.gt, vol.pred, vol.voxel_volume_ml, config.connectivity, config.overlap_cutoffs,
+        config.volume_cutoffs_ml)
+    any_fp = detection.loc[(detection.overlap_cutoff == detection.overlap_cutoff.min())
+                           & (detection.volume_cutoff_ml == detection.volume_cutoff_ml.min()),
+                           "fp_components"]
+    row = {"subject_id": vol.subject_id, "n_slices": int(vol.present.sum()),
+           "voxel_volume_ml": vol.voxel_volume_ml,
+           "gt_volume_ml": np.count_nonzero(vol.gt) * vol.voxel_volume_ml,
+           "pred_volume_ml": np.count_nonzero(vol.pred) * vol.voxel_volume_ml,
+           "dice": metrics.nanmean(slice_dice),
+           "dice_volume": metrics.dice_volume(vol.gt, vol.pred, config.empty_policy),
+           "n_lesions": len(per_lesion), "fp_components": int(any_fp.iloc[0])}
+    presets = [{"subject_id": vol.subject_id,
+                **metrics.preset_metrics(vol.gt, vol.pred, vol.voxel_volume_ml, p)}
+               for p in config.presets]
+    per_lesion.insert(0, "subject_id", vol.subject_id)
+    detection.insert(0, "subject_id", vol.subject_id)
+    return row, per_lesion, detection, presets
+
+
+def _subject_multiclass(vol, slice_miou, num_classes, class_names, config):
+    flat = (vol.gt.reshape(1, -1, vol.gt.shape[-1]), vol.pred.reshape(1, -1, vol.gt.shape[-1]))
+    iou = metrics.iou_per_slice_class(*flat, num_classes, config.empty_policy)[0]
+    row = {"subject_id": vol.subject_id, "n_slices": int(vol.present.sum()),
+           "voxel_volume_ml": vol.voxel_volume_ml, "miou": metrics.nanmean(slice_miou),
+           "miou_volume": metrics.nanmean(iou if config.include_background else iou[1:])}
+    row.update({f"iou_{class_names[c]}_volume": iou[c] for c in range(num_classes)})
+    return row
+
+
+def _pool_detection(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    cols = list(SUMMARY_COLUMNS)
+    if not frames:
+        return pd.DataFrame(columns=cols)
+    pooled = (pd.concat(frames).groupby(["overlap_cutoff", "volume_cutoff_ml"], sort=True)
+              [["n_lesions", "n_detected", "fp_components"]].sum().reset_index())
+    n = pooled["n_lesions"].to_numpy()
+    pooled["detection_rate"] = np.where(n > 0, pooled["n_detected"] / np.maximum(n, 1), np.nan)
+    return pooled[cols]
+
+
+def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_names,
+                 config) -> dict[str, pd.DataFrame]:
+    """Per-slice, per-subject, per-lesion, detection, presets and summary tables."""
+    per_slice = pd.DataFrame(slice_rows).sort_values(["subject_id", "slice_index"],
+                                                     kind="stable").reset_index(drop=True)
+    metric = "dice" if num_classes == 2 else "miou"
+    by_subject = {s: g[metric].to_numpy() for s, g in per_slice.groupby("subject_id")}
+    rows, lesions, detections, presets = [], [], [], []
+    for subject in sorted(store.slices):  # per subject: each call is vectorised
+        vol = store.volumes(subject)
+        if num_classes == 2:
+            row, per_lesion, detection, pre = _subject_binary(vol, by_subject[subject], config)
+            lesions.append(per_lesion)
+            detections.append(detection)
+            presets.extend(pre)
+        else:
+            row = _subject_multiclass(vol, by_subject[subject], num_classes, class_names,
+                                      config)
+        rows.append(row)
+    per_subject = pd.DataFrame(rows)
+    detection = _pool_detection(detections)
+    lesion_cols = ["subject_id", *PER_LESION_COLUMNS,
+                   *(detected_column(o) for o in config.overlap_cutoffs)]
+    per_lesion = pd.concat(lesions, ignore_index=True) if lesions else pd.DataFrame(
+        columns=lesion_cols)
+    preset_frame = pd.DataFrame(presets, columns=["subject_id", *PRESET_COLUMNS])
+    summary = _summary(per_slice, per_subject, detection, preset_frame, metric, config)
+    return {"per_slice": _with_run(per_slice, run), "per_subject": _with_run(per_subject, run),
+            "per_lesion": _with_run(per_lesion, run), "detection": _with_run(detection, run),
+            "presets": _with_run(preset_frame, run), "summary": _with_run(summary, run)}
+
+
+def _summary(per_slice, per_subject, detection, presets, metric, config) -> pd.DataFrame:
+    """One row: slice mean / sd (the paper's number), volume mean, detection, presets."""
+    values = per_slice[metric].to_numpy(dtype=float)
+    row = {"n_subjects": len(per_subject), "n_slices": len(per_slice),
+           "metric": metric, "dice": np.nan, "dice_sd": np.nan, "dice_volume": np.nan,
+           "miou": np.nan, "miou_sd": np.nan, "miou_volume": np.nan}
+    row[metric] = metrics.nanmean(values)
+    row[f"{metric}_sd"] = float(np.nanstd(values)) if np.any(~np.isnan(values)) else np.nan
+    row[f"{metric}_volume"] = metrics.nanmean(per_subject[f"{metric}_volume"])
+    rates = {_rate_column(o, v): r for o, v, r in detection[
+        ["overlap_cutoff", "volume_cutoff_ml", "detection_rate"]].itertuples(index=False)}
+    for o in config.overlap_cutoffs:
+        for v in config.volume_cutoffs_ml:
+            row[_rate_column(o, v)] = rates.get(_rate_column(o, v), np.nan)
+    for p in config.presets:
+        sub = presets[presets["preset"] == p]
+        for m in ("recall", "precision", "f1"):
+            row[f"{p}_{m}"] = float(sub[m].mean()) if len(sub) else np.nan
+    return pd.DataFrame([row])
