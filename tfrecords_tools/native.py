@@ -1,0 +1,148 @@
+"""Writing predictions back onto a scan's native grid (the inverse of pre-processing).
+
+Slice predictions on the padded template grid are un-padded, the dropped axial
+slices re-inserted as background, the volume resampled onto the scan's RAS grid
+with the inverse registration transform (nearest for labels, linear for
+probabilities), the RAS reorientation undone, and the result saved with the
+input's affine and header.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+from tfrecords_tools import registration as reg
+
+_RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
+
+
+@dataclasses.dataclass
+class PreparedScan:
+    """A new scan pre-processed for prediction, with what write-back needs."""
+    subject_id: str
+    image_path: str
+    slices: np.ndarray          # (N, S, S) float32 in [0, 1]
+    slice_indices: np.ndarray   # (N,) axial indices on the template grid
+    config: object              # the PreprocessConfig used
+    transform: sitk.Transform   # template -> native (LPS)
+    native_image: nib.Nifti1Image
+    geometry: dict
+    transform_file: str | None = None
+
+
+def native_geometry(img: nib.Nifti1Image, ras: nib.Nifti1Image, resolution: float) -> dict:
+    """JSON-able description of the native grid (saved per subject beside the transform)."""
+    return {
+        "native_shape": [int(n) for n in img.shape[:3]],
+        "native_affine": np.asarray(img.affine).tolist(),
+        "native_axcodes": "".join(nib.aff2axcodes(img.affine)),
+        "native_voxel_size": [float(z) for z in img.header.get_zooms()[:3]],
+        "native_dtype": str(img.header.get_data_dtype()),
+        "ras_shape": [int(n) for n in ras.shape[:3]],
+        "ras_affine": np.asarray(ras.affine).tolist(),
+        "template_resolution": float(resolution),
+        "template_shape": [int(n) for n in reg.template_image(resolution).shape],
+    }
+
+
+def load_saved(transform_file: str):
+    """(transform, geometry) saved by pre-processing (``{subject}.tfm`` + ``.geometry.json``)."""
+    with open(transform_file[:-len(".tfm")] + ".geometry.json") as f:
+        return reg.read_transform(transform_file), json.load(f)
+
+
+def slices_to_template(prediction: np.ndarray, slice_indices, template_shape,
+                       kind: str = "label") -> np.ndarray:
+    """Padded slice predictions -> (X, Y, Z[, K]) volume on the template grid.
+
+    Dropped slices become background (label 0; probability 1 for class 0).
+    """
+    prediction = np.asarray(prediction)
+    x, y, z = template_shape
+    size = prediction.shape[1]
+    px, py = (size - x) // 2, (size - y) // 2
+    core = prediction[:, px:px + x, py:py + y]
+    if kind == "label":
+        volume = np.zeros((x, y, z), prediction.dtype)
+    else:
+        volume = np.zeros((x, y, z, prediction.shape[-1]), np.float32)
+        volume[..., 0] = 1.0
+    volume[:, :, np.asarray(slice_indices)] = np.moveaxis(core, 0, 2)
+    return volume
+
+
+def template_to_native(volume: np.ndarray, geometry: dict, transform: sitk.Transform,
+                       kind: str = "label") -> np.ndarray:
+    """Map a (X, Y, Z[, K]) volume on the template grid onto the native grid.
+
+    Shared by ``write_native`` and tests/QA of label volumes.
+
+    Args:
+      volume: labels (integers) or probabilities (last axis classes).
+      geometry: ``native_geometry`` dict of the scan.
+      transform: the registration transform (template -> native); inverted here.
+      kind: ``label`` (nearest) or ``prob`` (linear, per class).
+
+    Returns:
+      The array in the original file's voxel order (RAS reorientation undone).
+    """
+    if kind not in ("label", "prob"):
+        raise ValueError(f"kind must be 'label' or 'prob', got {kind!r}")
+    res = geometry["template_resolution"]
+    tpl_affine = reg.template_image(res).affine
+    reference = reg.to_sitk(np.zeros(geometry["ras_shape"], np.uint8), geometry["ras_affine"])
+    inverse = reg.as_affine(transform).GetInverse()
+    if kind == "label":
+        data = volume.astype(np.int16 if volume.max() > 255 else np.uint8)
+        ras = reg.resample(reg.to_sitk(data, tpl_affine), reference, inverse, nearest=True)
+    else:
+        channels = []
+        for k in range(volume.shape[-1]):
+            channel = reg.to_sitk(volume[..., k].astype(np.float32), tpl_affine)
+            # Outside the template grid is background: probability 1 for class 0.
+            channels.append(reg.resample(channel, reference, inverse,
+                                         default=1.0 if k == 0 else 0.0))
+        ras = np.stack(channels, axis=-1)
+    to_original = nib.orientations.ornt_transform(
+        _RAS, nib.orientations.io_orientation(np.asarray(geometry["native_affine"])))
+    return nib.orientations.apply_orientation(ras, to_original)
+
+
+def save_nifti_atomic(img: nib.Nifti1Image, path: str) -> None:
+    """Save under a temporary name with the same extension, then rename."""
+    reg.write_atomic(path, lambda tmp: nib.save(img, tmp))
+
+
+def write_native(prediction: np.ndarray, prepared: PreparedScan, out_path: str,
+                 kind: str = "label") -> str:
+    """Write slice predictions of a ``PreparedScan`` as NIfTI on its native grid.
+
+    Args:
+      prediction: (N, S, S) integer labels or (N, S, S, K) probabilities for the
+        kept slices ``prepared.slice_indices``, in that order.
+      prepared: from ``preprocess.prepare_scan``.
+      out_path: ``.nii`` or ``.nii.gz`` path, written atomically.
+      kind: ``label`` or ``prob``.
+
+    Returns:
+      ``out_path``.
+    """
+    prediction = np.asarray(prediction)
+    expected = (len(prepared.slice_indices),) + prepared.slices.shape[1:]
+    if prediction.shape[:3] != expected or prediction.ndim != (3 if kind == "label" else 4):
+        raise ValueError(f"prediction shape {prediction.shape} does not match the prepared "
+                         f"slices {expected} (kind={kind})")
+    volume = slices_to_template(prediction, prepared.slice_indices,
+                                prepared.geometry["template_shape"], kind)
+    data = template_to_native(volume, prepared.geometry, prepared.transform, kind)
+    header = prepared.native_image.header.copy()
+    dtype = np.float32 if kind == "prob" else data.dtype
+    header.set_data_dtype(dtype)
+    img = nib.Nifti1Image(data.astype(dtype), prepared.native_image.affine, header)
+    img.header.set_slope_inter(1.0, 0.0)
+    save_nifti_atomic(img, out_path)
+    return out_path

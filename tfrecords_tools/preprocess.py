@@ -1,0 +1,392 @@
+"""Per-scan pre-processing (paper_spec section 3) and source/target label generation.
+
+Pipeline: load and validate (nibabel) -> reorient to RAS -> register rigid then
+affine to the MNI152 2009 template (SimpleITK) -> resample image (linear) and
+labels (nearest) onto the template grid -> clip to percentiles and min-max
+normalise to [0, 1] -> keep axial slices between the crops -> zero-pad each
+slice, centred, to ``slice_size``. The transform and the native geometry are
+saved per subject so predictions can be written back (``tfrecords_tools.native``).
+
+Slices are the (x, y) planes of the RAS template grid: row = x (right to left
+of the array is left-to-right of the head), column = y (posterior to anterior);
+slice index k counts from the bottom of the template grid.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import nibabel as nib
+import numpy as np
+
+from tfrecords_tools import labels as labels_lib
+from tfrecords_tools import registration as reg
+from tfrecords_tools.errors import InputError
+from tfrecords_tools.native import (PreparedScan, native_geometry,  # noqa: F401
+                                    template_to_native, write_native)
+
+AFFINE_TOLERANCE_MM = 1e-3
+MASK_MODES = ("binary", "multiclass")
+TISSUE_SOURCES = ("label", "fallback", "none")
+CLIP_REGIONS = ("nonzero", "volume")
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessConfig:
+    """Every pre-processing parameter; written into dataset.json via ``to_dict``.
+
+    Attributes:
+      resolution: template grid spacing in mm (1.0 = 197 x 233 x 189).
+      slice_size: side of the zero-padded square slice (256 at 1 mm; use
+        ``PreprocessConfig.for_resolution`` for coarser test grids).
+      crop_top: axial slices dropped from the top, counted at 1 mm (scaled by
+        ``resolution``).
+      crop_bottom: axial slices dropped from the bottom, counted at 1 mm.
+      clip_percentiles: intensity clip range (low, high) in percent.
+      clip_region: voxels the percentiles are computed over: ``nonzero`` (voxels
+        of the registered scan that are not 0, i.e. the head, not the empty field
+        around it) or ``volume`` (every template-grid voxel).
+      skip_registration: data already in MNI space (e.g. ATLAS ``_stx``):
+        identity transform, resample only.
+      mask_mode: ``binary`` (union of mask files > 0) or ``multiclass``
+        (``label_mapping`` applied to the first mask file).
+      label_mapping: ``{original_label: class}`` for ``multiclass``.
+      mask_class_names: class names incl. background (defaults derived).
+      tissue_source: ``label`` (FAST map when the subject has one, fallback
+        otherwise), ``fallback`` (always built in) or ``none`` (all zeros).
+      reg_levels_mm: registration pyramid as voxel sizes in mm.
+      reg_iterations: optimiser iterations per level.
+      reg_sampling: fraction of voxels sampled by the metric.
+      reg_bins: Mattes MI histogram bins.
+      reg_seed: metric sampling seed (repeatable registration).
+      reg_threads: SimpleITK threads.
+    """
+    resolution: float = 1.0
+    slice_size: int = 256
+    crop_top: int = 0
+    crop_bottom: int = 0
+    clip_percentiles: tuple = (1.0, 99.0)
+    clip_region: str = "nonzero"
+    skip_registration: bool = False
+    mask_mode: str = "binary"
+    label_mapping: dict | None = None
+    mask_class_names: tuple = ()
+    tissue_source: str = "label"
+    reg_levels_mm: tuple = (8.0, 4.0, 2.0)
+    reg_iterations: int = 100
+    reg_sampling: float = 0.05
+    reg_bins: int = 32
+    reg_seed: int = 0
+    reg_threads: int = 2
+
+    def __post_init__(self):
+        for name in ("clip_percentiles", "mask_class_names", "reg_levels_mm"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.label_mapping is not None:
+            object.__setattr__(self, "label_mapping",
+                               {int(k): int(v) for k, v in dict(self.label_mapping).items()})
+        lo, hi = self.clip_percentiles
+        checks = [(self.resolution > 0, "resolution must be > 0"),
+                  (0 <= lo < hi <= 100, "clip_percentiles must satisfy 0 <= low < high <= 100"),
+                  (self.crop_top >= 0 and self.crop_bottom >= 0, "crops must be >= 0"),
+                  (self.mask_mode in MASK_MODES, f"mask_mode must be one of {MASK_MODES}"),
+                  (self.tissue_source in TISSUE_SOURCES,
+                   f"tissue_source must be one of {TISSUE_SOURCES}"),
+                  (self.clip_region in CLIP_REGIONS, f"clip_region must be one of {CLIP_REGIONS}"),
+                  (self.mask_mode == "binary" or self.label_mapping,
+                   "mask_mode multiclass needs a label_mapping")]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"PreprocessConfig: {message}")
+        shape = template_shape(self.resolution)
+        if max(shape[:2]) > self.slice_size:
+            raise ValueError(f"PreprocessConfig: slice_size {self.slice_size} is smaller than "
+                             f"the {self.resolution} mm template slice {shape[:2]}")
+        if sum(self.crop_slices()) >= shape[2]:
+            raise ValueError("PreprocessConfig: the crops remove every axial slice")
+
+    @classmethod
+    def for_resolution(cls, resolution: float, **kwargs) -> "PreprocessConfig":
+        """A config whose slice_size is the smallest multiple of 32 holding the slice."""
+        size = int(np.ceil(max(template_shape(resolution)[:2]) / 32.0) * 32)
+        return cls(resolution=resolution, slice_size=kwargs.pop("slice_size", size), **kwargs)
+
+    @property
+    def num_mask_classes(self) -> int:
+        if self.mask_mode == "binary":
+            return 2
+        return max(self.label_mapping.values()) + 1
+
+    @property
+    def mask_classes(self) -> tuple:
+        if self.mask_class_names:
+            return self.mask_class_names
+        if self.mask_mode == "binary":
+            return ("background", "lesion")
+        return ("background",) + tuple(f"class_{k}" for k in range(1, self.num_mask_classes))
+
+    def crop_slices(self) -> tuple[int, int]:
+        """(top, bottom) slices dropped on this grid: the 1 mm counts scaled by resolution."""
+        return (int(round(self.crop_top / self.resolution)),
+                int(round(self.crop_bottom / self.resolution)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        if self.label_mapping is not None:
+            out["label_mapping"] = {str(k): v for k, v in self.label_mapping.items()}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"PreprocessConfig: unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def template_shape(resolution: float) -> tuple[int, int, int]:
+    return tuple(reg.template_image(resolution).shape)
+
+
+@dataclasses.dataclass
+class SubjectResult:
+    """Pre-processed slices of one subject (Z kept slices of side S)."""
+    subject_id: str
+    image: np.ndarray            # (Z, S, S) float32 in [0, 1]
+    slice_indices: np.ndarray    # (Z,) int, axial index on the template grid
+    mask: np.ndarray | None      # (Z, S, S) uint8 target mask, None without mask files
+    tissue: np.ndarray           # (Z, S, S) uint8: 0 bg, 1 CSF, 2 GM, 3 WM
+    presence: np.ndarray         # (Z, 16) float32, order labels.PRESENCE_LABELS
+    voxel_size: tuple            # mm of the template grid
+    geometry: dict               # native geometry, see native.native_geometry
+    transform_file: str | None
+    timings: dict                # registration_s, rest_s
+    tissue_source: str = "none"  # what the tissue labels came from
+
+
+def load_volume(subject: str, path: str, *, label: bool = False) -> nib.Nifti1Image:
+    """Load a NIfTI file as a 3D image with its data in memory, validating it.
+
+    Raises:
+      InputError: missing, unreadable or truncated file; not 3D (a 4th axis of
+        length 1 is dropped); non-finite voxels; non-integer label values.
+    """
+    if not os.path.isfile(path):
+        raise InputError(subject, path, "file not found")
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)  # reads (and decompresses) everything
+    except Exception as e:  # nibabel raises many types for damaged files
+        raise InputError(subject, path, f"unreadable or truncated NIfTI file "
+                                        f"({type(e).__name__}: {e})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(subject, path, f"image is {data.ndim}D with shape {data.shape}; "
+                         "expected a 3D scan (a 4th axis is accepted only with length 1)")
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise InputError(subject, path, f"{bad} non-finite voxels (NaN or Inf)")
+        if label:
+            frac = data[data != np.rint(data)]
+            if frac.size:
+                raise InputError(subject, path, f"{frac.size} non-integer label values "
+                                 f"(e.g. {frac.flat[0]:g}); expected an integer label map")
+            data = np.rint(data).astype(np.int32)
+    elif not label:
+        data = data.astype(np.float32)
+    header = img.header.copy()
+    return nib.Nifti1Image(data, img.affine, header)
+
+
+def _register_scan(subject, image_path, config):
+    """Load, validate, reorient and register one scan; returns everything later steps need."""
+    img = load_volume(subject, image_path)
+    ras = nib.as_closest_canonical(img)
+    moving = reg.to_sitk(np.asarray(ras.dataobj, np.float32), ras.affine)
+    fixed = reg.template_reference(config.resolution)
+    if config.skip_registration:
+        transform = reg.identity_transform()
+    else:
+        transform = reg.register(
+            fixed, moving, levels=config.reg_levels_mm, iterations=config.reg_iterations,
+            sampling=config.reg_sampling, bins=config.reg_bins, seed=config.reg_seed,
+            threads=config.reg_threads)
+    # NaN marks template voxels outside the scan's field of view.
+    volume = reg.resample(moving, fixed, transform, default=np.nan)
+    brain = reg.template_brain_mask(config.resolution)
+    covered = np.isfinite(volume[brain]).mean()
+    volume = np.nan_to_num(volume, nan=0.0)
+    inside = volume[brain]
+    if covered < 0.5 or np.ptp(inside) == 0 or (inside != 0).mean() < 0.1:
+        raise InputError(subject, image_path, (
+            f"empty brain after registration ({100 * covered:.0f}% of the template brain "
+            "inside the scan's field of view, or no signal there); check that the file is a "
+            "T1 head scan, or use skip_registration only for data already in MNI space"))
+    return img, ras, transform, volume
+
+
+def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzero"):
+    """Clip to the scan's intensity percentiles, then min-max scale to [0, 1] (float32).
+
+    ``region`` "nonzero" computes the percentiles over non-zero voxels (the head,
+    not the empty space around it, which would otherwise pin the low percentile
+    at 0); "volume" over all voxels.
+    """
+    values = volume[volume != 0] if region == "nonzero" else volume.ravel()
+    if values.size == 0:
+        return np.zeros(volume.shape, np.float32)
+    lo, hi = np.percentile(values, percentiles)
+    if hi <= lo:
+        return np.zeros(volume.shape, np.float32)
+    return ((np.clip(volume, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+
+
+def kept_slices(num_slices: int, config: PreprocessConfig) -> np.ndarray:
+    """Axial indices kept after dropping ``crop_bottom`` and ``crop_top`` slices."""
+    top, bottom = config.crop_slices()
+    return np.arange(bottom, num_slices - top)
+
+
+def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
+    """(X, Y, Z) volume -> (len(indices), size, size) axial slices zero-padded, centred."""
+    x, y = volume.shape[:2]
+    px, py = (size - x) // 2, (size - y) // 2
+    out = np.zeros((len(indices), size, size), volume.dtype)
+    out[:, px:px + x, py:py + y] = np.moveaxis(volume[:, :, indices], 2, 0)
+    return out
+
+
+def _label_volume(subject, path, img, transform, resolution):
+    """Load one label file on the image's grid and resample it (nearest) to the template."""
+    lab = load_volume(subject, path, label=True)
+    if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
+                                                 atol=AFFINE_TOLERANCE_MM):
+        raise InputError(subject, path, (
+            f"label grid {lab.shape} does not match the image grid {img.shape} of "
+            f"{img.get_filename()} (shape or affine differ); labels must be on the image's grid"))
+    ras = nib.as_closest_canonical(lab)
+    data = np.asarray(ras.dataobj)
+    data = data.astype(np.int32 if data.min() < 0 or data.max() > 32767 else np.int16)
+    return reg.resample(reg.to_sitk(data, ras.affine), reg.template_reference(resolution),
+                        transform, nearest=True)
+
+
+def _first(files):
+    return files[0] if files else None
+
+
+def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[str]],
+                       config: PreprocessConfig, transform_dir: str | None) -> SubjectResult:
+    """Pre-process one subject and derive every per-slice target.
+
+    Args:
+      subject_id: identifier used in errors, file names and examples.
+      image_path: the T1 NIfTI file.
+      labels: lists of label files by kind: ``mask`` (lesion masks, unioned;
+        or an anatomy map for multiclass), ``tissue`` (FAST pveseg),
+        ``structures`` (FIRST / aseg), ``brain`` (BET mask). Missing keys or
+        empty lists are allowed.
+      config: pre-processing parameters.
+      transform_dir: where ``{subject}.tfm`` and ``{subject}.geometry.json`` are
+        written (None: not saved).
+
+    Returns:
+      A ``SubjectResult``.
+
+    Raises:
+      InputError: an unusable scan or label file (names subject, file, problem).
+    """
+    t0 = time.perf_counter()
+    img, ras, transform, volume = _register_scan(subject_id, image_path, config)
+    t_reg = time.perf_counter() - t0
+    res = config.resolution
+    labels = {k: list(v or []) for k, v in (labels or {}).items()}
+    resampled = {kind: [_label_volume(subject_id, p, img, transform, res) for p in files]
+                 for kind, files in labels.items() if files}
+    image01 = normalise(volume, config.clip_percentiles, config.clip_region)
+    tpl_brain = reg.template_brain_mask(res)
+    brain = (resampled["brain"][0] > 0) if "brain" in resampled else \
+        labels_lib.fallback_brain(image01, tpl_brain)
+    tissue, source = _tissue(subject_id, labels, resampled, image01, brain, config)
+    if "structures" in resampled:
+        structures = resampled["structures"][0]
+    else:
+        tpl = reg.template_image(res)
+        structures = labels_lib.paint_structures(tpl.shape, tpl.affine, brain)
+    mask = None
+    if "mask" in resampled:
+        mask = (labels_lib.binary_mask(resampled["mask"]) if config.mask_mode == "binary"
+                else labels_lib.map_labels(resampled["mask"][0], config.label_mapping))
+    keep = kept_slices(volume.shape[2], config)
+    size = config.slice_size
+    geometry = native_geometry(img, ras, res)
+    transform_file = save_transform(subject_id, transform, geometry, transform_dir)
+    return SubjectResult(
+        subject_id=subject_id,
+        image=to_slices(image01, keep, size),
+        slice_indices=keep,
+        mask=None if mask is None else to_slices(mask, keep, size),
+        tissue=to_slices(tissue, keep, size),
+        presence=labels_lib.presence(structures, brain)[keep],
+        voxel_size=(res, res, res),
+        geometry=geometry,
+        transform_file=transform_file,
+        timings={"registration_s": t_reg, "rest_s": time.perf_counter() - t0 - t_reg},
+        tissue_source=source)
+
+
+def _tissue(subject_id, labels, resampled, image01, brain, config):
+    """Tissue classes and where they came from (label / fallback / none)."""
+    if config.tissue_source == "none":
+        return np.zeros(image01.shape, np.uint8), "none"
+    if config.tissue_source == "label" and "tissue" in resampled:
+        try:
+            return labels_lib.tissue_from_fast(resampled["tissue"][0]), "label"
+        except ValueError as e:
+            raise InputError(subject_id, labels["tissue"][0], str(e)) from None
+    return labels_lib.fallback_tissue(image01, brain), "fallback"
+
+
+def save_transform(subject_id, transform, geometry, transform_dir):
+    """Write ``{subject}.tfm`` and ``{subject}.geometry.json``; returns the .tfm path."""
+    if transform_dir is None:
+        return None
+    from tl_keras.utils.io import write_json_atomic
+    path = os.path.join(transform_dir, f"{subject_id}.tfm")
+    reg.write_transform(transform, path)
+    write_json_atomic(os.path.join(transform_dir, f"{subject_id}.geometry.json"), geometry)
+    return path
+
+
+def prepare_scan(image_path: str, config: PreprocessConfig,
+                 work_dir: str | None = None) -> PreparedScan:
+    """Pre-process a new scan for prediction, keeping what ``write_native`` needs.
+
+    Args:
+      image_path: T1 NIfTI file.
+      config: the pre-processing config the model's data set was built with.
+      work_dir: if given, the transform and geometry are also saved there.
+
+    Returns:
+      A ``PreparedScan`` with ``.slices`` (N, S, S) float32 in [0, 1] and
+      ``.slice_indices``, the transform and native geometry in memory.
+    """
+    name = os.path.basename(image_path)
+    subject = name[:-7] if name.endswith(".nii.gz") else os.path.splitext(name)[0]
+    img, ras, transform, volume = _register_scan(subject, image_path, config)
+    image01 = normalise(volume, config.clip_percentiles, config.clip_region)
+    keep = kept_slices(volume.shape[2], config)
+    geometry = native_geometry(img, ras, config.resolution)
+    return PreparedScan(
+        subject_id=subject, image_path=image_path,
+        slices=to_slices(image01, keep, config.slice_size), slice_indices=keep,
+        config=config, transform=transform, native_image=img, geometry=geometry,
+        transform_file=save_transform(subject, transform, geometry, work_dir))

@@ -1,0 +1,198 @@
+"""Affine registration to the MNI152 2009 template (SimpleITK) and grid helpers.
+
+Geometry convention: nibabel affines map voxel indices (i, j, k) to RAS+
+millimetres; SimpleITK works in LPS millimetres. ``to_sitk`` converts, so every
+transform here maps a *template* (fixed) point to the corresponding *native*
+(moving) point, both in LPS -- ITK's convention for resampling a moving image
+onto a fixed grid. Its inverse maps template-grid predictions back to native.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+
+_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
+
+
+def _whole_mm(resolution: float) -> int:
+    if float(resolution) != int(resolution) or resolution < 1:
+        raise ValueError(f"template resolution must be a whole number of mm >= 1, "
+                         f"got {resolution}")
+    return int(resolution)
+
+
+@functools.lru_cache(maxsize=4)
+def template_image(resolution: float) -> nib.Nifti1Image:
+    """The MNI-ICBM152 2009 T1 template nilearn ships, on a ``resolution`` mm grid.
+
+    1 mm gives 197 x 233 x 189; nilearn resamples it for other resolutions
+    (2 mm: 99 x 117 x 95, 3 mm: 67 x 79 x 64, 4 mm: 50 x 59 x 48). Package data
+    only: nothing is downloaded. nilearn accepts whole millimetres only.
+    """
+    from nilearn import datasets
+    img = datasets.load_mni152_template(resolution=_whole_mm(resolution))
+    return nib.Nifti1Image(np.asarray(img.get_fdata(), np.float32), img.affine)
+
+
+@functools.lru_cache(maxsize=4)
+def template_brain_mask(resolution: float) -> np.ndarray:
+    """Boolean brain mask of the template on the same grid as ``template_image``."""
+    from nilearn import datasets
+    img = datasets.load_mni152_brain_mask(resolution=_whole_mm(resolution))
+    mask = np.asarray(img.get_fdata()) > 0.5
+    mask.setflags(write=False)
+    return mask
+
+
+def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
+    """A SimpleITK image of a (i, j, k) array with a nibabel (RAS) affine.
+
+    A sheared affine is orthonormalised (polar decomposition), since ITK images
+    carry a pure rotation; the same geometry is used in both directions, so the
+    round trip stays consistent.
+    """
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    matrix = _RAS_TO_LPS @ np.asarray(affine, np.float64)[:3, :3]
+    spacing = np.linalg.norm(matrix, axis=0)
+    u, _, vt = np.linalg.svd(matrix / spacing)
+    image.SetSpacing(spacing.tolist())
+    image.SetDirection((u @ vt).ravel().tolist())
+    image.SetOrigin((_RAS_TO_LPS @ np.asarray(affine, np.float64)[:3, 3]).tolist())
+    return image
+
+
+def from_sitk(image: sitk.Image) -> np.ndarray:
+    """The (i, j, k[, c]) array of a SimpleITK image (inverse of ``to_sitk``'s layout)."""
+    array = sitk.GetArrayViewFromImage(image)
+    axes = (2, 1, 0) + tuple(range(3, array.ndim))
+    return np.array(array.transpose(axes))
+
+
+def template_reference(resolution: float) -> sitk.Image:
+    """The template as a float32 SimpleITK image (fixed image and output grid)."""
+    tpl = template_image(resolution)
+    return to_sitk(tpl.get_fdata(dtype=np.float32), tpl.affine)
+
+
+def _optimise(fixed, moving, transform, *, levels, iterations, sampling, bins, seed):
+    """One registration stage, optimising ``transform`` in place."""
+    spacing = min(fixed.GetSpacing())
+    reg = sitk.ImageRegistrationMethod()
+    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
+    reg.SetMetricSamplingStrategy(reg.RANDOM)
+    reg.SetMetricSamplingPercentage(sampling, seed)  # fixed seed: deterministic
+    reg.SetInterpolator(sitk.sitkLinear)
+    reg.SetOptimizerAsRegularStepGradientDescent(
+        learningRate=2.0, minStep=1e-3, numberOfIterations=iterations,
+        relaxationFactor=0.5, gradientMagnitudeTolerance=1e-8)
+    reg.SetOptimizerScalesFromPhysicalShift()
+    # Levels are target voxel sizes in mm, so a 4 mm grid is not shrunk to 16 mm.
+    reg.SetShrinkFactorsPerLevel([max(1, int(round(lv / spacing))) for lv in levels])
+    reg.SetSmoothingSigmasPerLevel([lv / 2.0 for lv in levels])
+    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    reg.SetInitialTransform(transform, inPlace=True)
+    reg.Execute(fixed, moving)
+    return transform
+
+
+def register(fixed: sitk.Image, moving: sitk.Image, *, levels=(8.0, 4.0, 2.0),
+             iterations: int = 100, sampling: float = 0.05, bins: int = 32,
+             seed: int = 0, threads: int = 2) -> sitk.AffineTransform:
+    """Rigid (Euler3D), then affine, Mattes-MI registration of ``moving`` to ``fixed``.
+
+    Args:
+      fixed: template image (output grid).
+      moving: native scan, RAS-reoriented, as produced by ``to_sitk``.
+      levels: multi-resolution pyramid as voxel sizes in mm (coarse to fine);
+        each level's smoothing sigma is half of it (physical units).
+      iterations: maximum optimiser iterations per level and stage.
+      sampling: fraction of fixed voxels sampled (random, seeded) for the metric.
+      bins: Mattes mutual-information histogram bins.
+      seed: metric sampling seed; with a fixed thread count the result is repeatable.
+      threads: SimpleITK worker threads (a global ITK setting).
+
+    Returns:
+      The affine transform mapping template points to native points (LPS).
+    """
+    sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(int(threads))
+    fixed = sitk.Cast(fixed, sitk.sitkFloat32)
+    moving = sitk.Cast(moving, sitk.sitkFloat32)
+    rigid = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
+        fixed, moving, sitk.Euler3DTransform(),
+        sitk.CenteredTransformInitializerFilter.MOMENTS))
+    opts = dict(levels=levels, iterations=iterations, sampling=sampling, bins=bins, seed=seed)
+    _optimise(fixed, moving, rigid, **opts)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(rigid.GetCenter())
+    affine.SetMatrix(rigid.GetMatrix())
+    affine.SetTranslation(rigid.GetTranslation())
+    # The affine stage refines the rigid result: only the finer levels are needed.
+    return _optimise(fixed, moving, affine, **{**opts, "levels": tuple(levels)[-2:]})
+
+
+def identity_transform() -> sitk.AffineTransform:
+    """The transform used when registration is skipped (data already in MNI space)."""
+    return sitk.AffineTransform(3)
+
+
+def resample(image: sitk.Image, reference: sitk.Image, transform: sitk.Transform, *,
+             nearest: bool = False, default: float = 0.0) -> np.ndarray:
+    """Resample ``image`` onto ``reference``'s grid; returns the (i, j, k) array.
+
+    ``transform`` maps reference points to ``image`` points. Linear
+    interpolation for intensities and probabilities, nearest for labels.
+    """
+    interp = sitk.sitkNearestNeighbor if nearest else sitk.sitkLinear
+    out = sitk.Resample(image, reference, transform, interp, float(default),
+                        image.GetPixelID())
+    return from_sitk(out)
+
+
+def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
+    """Downcast a transform read from a file to an ``AffineTransform``."""
+    if isinstance(transform, sitk.AffineTransform):
+        return transform
+    return sitk.AffineTransform(transform.Downcast())
+
+
+def write_atomic(path: str, write) -> None:
+    """Call ``write(tmp)`` on a temporary name with ``path``'s extension, then rename.
+
+    Unlike ``tl_keras.utils.io.atomic_path`` the temporary name keeps the
+    extension, which SimpleITK and nibabel use to pick the file format.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".tmp-{os.getpid()}-{name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_transform(transform: sitk.Transform, path: str) -> None:
+    """Write a ``.tfm`` atomically."""
+    write_atomic(path, lambda tmp: sitk.WriteTransform(transform, tmp))
+
+
+def read_transform(path: str) -> sitk.AffineTransform:
+    """Read a transform written by ``write_transform``."""
+    return as_affine(sitk.ReadTransform(path))
+
+
+def ras_matrix(transform: sitk.Transform) -> np.ndarray:
+    """The 4 x 4 RAS matrix of an affine (LPS) transform: template mm -> native mm."""
+    tx = as_affine(transform)
+    m = np.asarray(tx.GetMatrix()).reshape(3, 3)
+    c = np.asarray(tx.GetCenter())
+    b = c + np.asarray(tx.GetTranslation()) - m @ c
+    out = np.eye(4)
+    out[:3, :3] = _RAS_TO_LPS @ m @ _RAS_TO_LPS
+    out[:3, 3] = _RAS_TO_LPS @ b
+    return out
