@@ -1,0 +1,165 @@
+"""Convert Taskonomy or ImageNet weights into the tl_keras encoder format.
+
+Usage:
+  python -m tl_keras.weights.convert --taskonomy CKPT --out DIR [--parts encoder,decoder]
+      [--input_channels 1|3] [--strict|--nostrict] [--source_task T] [--domain D]
+  python -m tl_keras.weights.convert --imagenet FILE --out DIR [--input_channels 1|3]
+
+Writes ``DIR/encoder.weights.h5`` + ``DIR/encoder.json`` (read by ``finetune --init_from
+DIR`` and ``tl_keras.weights.load_encoder``); other ``--parts`` of a Taskonomy checkpoint
+are checked and written as ``DIR/<part>.weights.h5`` (their build arguments are in
+``encoder.json`` under ``provenance.parts``). A finished conversion of the same source is
+not redone unless ``--overwrite``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+from absl import flags
+
+from tl_keras.weights import cli
+from tl_keras.weights.checkpoint import PARTS, checkpoint_prefix, is_checkpoint, read_shapes
+from tl_keras.weights.encoder_io import META_FILE, atomic_weights, read_encoder_meta, save_encoder
+from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
+from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.taskonomy import checkpoint_layout, load_taskonomy
+
+FV = flags.FlagValues()
+flags.DEFINE_string("taskonomy", None, "Taskonomy task-bank checkpoint (prefix such as "
+                    ".../autoencoder/model.permanent-ckpt, one of its files, or its dir).",
+                    flag_values=FV)
+flags.DEFINE_string("imagenet", None, "ImageNet ResNet-50: TF-slim resnet_v1_50 checkpoint "
+                    "or Keras Applications ResNet50 .h5 weights.", flag_values=FV)
+flags.DEFINE_string("out", None, "Output directory of the encoder.", flag_values=FV)
+flags.DEFINE_list("parts", ["encoder"], "Taskonomy parts to load and check; the encoder is "
+                  "always written, others as <part>.weights.h5.", flag_values=FV)
+flags.DEFINE_enum("input_channels", "3", ["1", "3"], "Encoder input channels; 1 sums the "
+                  "RGB conv1 kernels (grey images).", flag_values=FV)
+flags.DEFINE_integer("image_size", 256, "Image size recorded for the encoder (weights are "
+                     "size-independent; any multiple of 16).", flag_values=FV)
+flags.DEFINE_boolean("strict", True, "Fail on any missing, unexpected or mis-shaped tensor.",
+                     flag_values=FV)
+flags.DEFINE_string("source_task", None, "Recorded source task (default: taskonomy:<dir "
+                    "name of the checkpoint> or imagenet).", flag_values=FV)
+flags.DEFINE_string("domain", "natural-images", "Recorded source domain.", flag_values=FV)
+flags.DEFINE_boolean("overwrite", False, "Redo a finished conversion.", flag_values=FV)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    """Resolved options of one conversion (see the flags for meanings)."""
+
+    out: str
+    taskonomy: str | None = None
+    imagenet: str | None = None
+    parts: tuple = ("encoder",)
+    input_channels: int = 3
+    image_size: int = 256
+    strict: bool = True
+    source_task: str | None = None
+    domain: str = "natural-images"
+    overwrite: bool = False
+
+
+def _default_task(config: ConvertConfig) -> str:
+    if config.source_task:
+        return config.source_task
+    if config.imagenet:
+        return "imagenet"
+    name = os.path.basename(os.path.dirname(os.path.abspath(checkpoint_prefix(config.taskonomy))))
+    return f"taskonomy:{name}"
+
+
+def _source(config: ConvertConfig) -> str:
+    return os.path.abspath(config.taskonomy or config.imagenet)
+
+
+def _already_done(config: ConvertConfig) -> bool:
+    if config.overwrite or not os.path.isfile(os.path.join(config.out, META_FILE)):
+        return False
+    prov = read_encoder_meta(config.out).get("provenance", {})
+    return (prov.get("source") == _source(config) and prov.get("parts") is not None
+            and sorted(prov["parts"]) == sorted(config.parts)
+            and read_encoder_meta(config.out)["input_channels"] == config.input_channels)
+
+
+def convert(config: ConvertConfig, log=print):
+    """Load the source weights into fresh models and write them to ``config.out``.
+
+    Returns:
+      The :class:`LoadReport`, or None when a finished identical conversion exists.
+
+    Raises:
+      WeightLoadError / ValueError: bad source or options, strict-mode problems.
+    """
+    from tl_keras.models import build_encoder
+    if bool(config.taskonomy) == bool(config.imagenet):
+        raise ValueError("give exactly one of --taskonomy or --imagenet")
+    bad = sorted(set(config.parts) - set(PARTS))
+    if bad or "encoder" not in config.parts:
+        raise ValueError(f"--parts must include encoder and be from {PARTS}, got {list(config.parts)}")
+    if config.imagenet and tuple(config.parts) != ("encoder",):
+        raise ValueError("--imagenet provides the encoder only; drop --parts")
+    if _already_done(config):
+        log(f"{config.out}: already converted from {_source(config)}; use --overwrite to redo")
+        return None
+    start = time.time()
+    parts_meta = {}
+    if config.taskonomy:
+        _, shapes = read_shapes(config.taskonomy)
+        layout = checkpoint_layout(shapes)
+        size = (cli.head_image_size(layout, config.image_size) if "head" in config.parts
+                else config.image_size)
+        models = cli.build_parts(layout, config.parts, size, config.input_channels)
+        report = load_taskonomy(config.taskonomy, models, strict=config.strict)
+        parts_meta = {p: layout[p] for p in config.parts}
+        encoder = models.pop("encoder")
+    else:
+        encoder = build_encoder(config.image_size, config.input_channels)
+        if is_checkpoint(config.imagenet):
+            report = load_slim_resnet50(config.imagenet, encoder, strict=config.strict)
+        elif os.path.isfile(config.imagenet):
+            report = load_keras_resnet50(config.imagenet, encoder, strict=config.strict)
+        else:
+            raise WeightLoadError(f"{config.imagenet}: no such checkpoint or .h5 file")
+        models, parts_meta = {}, {"encoder": {}}
+    for line in report.summary().splitlines():
+        log(line)
+    os.makedirs(config.out, exist_ok=True)
+    for part, model in models.items():
+        with atomic_weights(os.path.join(config.out, f"{part}.weights.h5")) as tmp:
+            model.save_weights(tmp)
+    provenance = {"source": _source(config), "parts": parts_meta,
+                  "load_report": {"matched": len(report.matched), "skipped": len(report.skipped),
+                                  "missing": report.missing, "unexpected": report.unexpected,
+                                  "left_random": report.left_random, "notes": report.notes}}
+    save_encoder(encoder, config.out, source_task=_default_task(config), domain=config.domain,
+                 provenance=provenance)
+    log(f"wrote {config.out} ({', '.join(config.parts)}) in {time.time() - start:.1f} s")
+    return report
+
+
+def main(argv=None) -> int:
+    args = cli.parse(FV, argv, __doc__)
+    if isinstance(args, int):
+        return args
+    if args or not FV.out:
+        print("convert: error: --out is required and positional arguments are not accepted",
+              file=sys.stderr)
+        return 2
+    config = ConvertConfig(out=FV.out, taskonomy=FV.taskonomy, imagenet=FV.imagenet,
+                           parts=tuple(FV.parts), input_channels=int(FV.input_channels),
+                           image_size=FV.image_size, strict=FV.strict,
+                           source_task=FV.source_task, domain=FV.domain, overwrite=FV.overwrite)
+    try:
+        convert(config)
+    except cli.USER_ERRORS as e:
+        return cli.fail("convert", e)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

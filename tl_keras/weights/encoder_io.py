@@ -1,0 +1,129 @@
+"""Our own pre-trained encoder format: ``encoder.weights.h5`` + ``encoder.json``.
+
+``encoder.json`` describes how to rebuild the encoder (input channels, latent channels,
+image size) and where the weights came from (source task, domain, provenance). It is
+written last, so a directory with ``encoder.json`` is complete.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+
+import tl_keras
+from tl_keras.utils.io import atomic_path, write_json_atomic
+from tl_keras.weights.report import WeightLoadError
+
+WEIGHTS_FILE = "encoder.weights.h5"
+META_FILE = "encoder.json"
+FORMAT = "tl_keras.encoder"
+FORMAT_VERSION = 1
+REQUIRED_META = ("format", "input_channels", "latent_channels", "image_size",
+                 "source_task", "domain")
+
+
+@contextlib.contextmanager
+def atomic_weights(path: str):
+    """Yield a temporary ``*.weights.h5`` path next to ``path``; rename it on success."""
+    with atomic_path(path) as tmp:
+        os.remove(tmp)
+        tmp_h5 = tmp + ".weights.h5"  # Keras insists on the suffix
+        try:
+            yield tmp_h5
+            os.replace(tmp_h5, tmp)
+        finally:
+            if os.path.exists(tmp_h5):
+                os.remove(tmp_h5)
+
+
+def encoder_config(encoder) -> dict:
+    """The ``build_encoder`` arguments that rebuild ``encoder``."""
+    _, h, w, c = encoder.input_shape
+    return {"image_size": [int(h), int(w)], "input_channels": int(c),
+            "latent_channels": int(encoder.output_shape[-1])}
+
+
+def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
+                 provenance: dict | None = None) -> str:
+    """Write ``encoder`` as ``out_dir/encoder.weights.h5`` + ``out_dir/encoder.json``.
+
+    Args:
+      encoder: a model from :func:`tl_keras.models.build_encoder`.
+      out_dir: created if needed; existing files are replaced atomically.
+      source_task: e.g. ``segmentation``, ``autoencoding``, ``classification``,
+        ``taskonomy:autoencoder``, ``imagenet``.
+      domain: e.g. ``brain-mri`` or ``natural-images``.
+      provenance: free-form JSON-able dict (run dir, checkpoint, load report ...).
+
+    Returns:
+      ``out_dir``.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    with atomic_weights(os.path.join(out_dir, WEIGHTS_FILE)) as tmp:
+        encoder.save_weights(tmp)
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **encoder_config(encoder),
+            "source_task": source_task, "domain": domain, "provenance": provenance or {},
+            "tl_keras_version": tl_keras.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    write_json_atomic(os.path.join(out_dir, META_FILE), meta)
+    return out_dir
+
+
+def encoder_dir(path: str) -> str:
+    """The directory of an encoder given the directory or one of its two files."""
+    if os.path.basename(path) in (META_FILE, WEIGHTS_FILE):
+        return os.path.dirname(path) or "."
+    return path
+
+
+def is_encoder_dir(path: str) -> bool:
+    """True if ``path`` holds (or is a file of) our encoder format."""
+    return os.path.isfile(os.path.join(encoder_dir(path), META_FILE))
+
+
+def read_encoder_meta(path: str) -> dict:
+    """Read and check ``encoder.json`` of an encoder directory.
+
+    Raises:
+      WeightLoadError: missing or invalid metadata, or missing weights file.
+    """
+    d = encoder_dir(path)
+    meta_path = os.path.join(d, META_FILE)
+    if not os.path.isfile(meta_path):
+        raise WeightLoadError(f"{d}: no {META_FILE}; not a tl_keras encoder directory "
+                              "(write one with save_encoder or tl_keras.weights.convert)")
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise WeightLoadError(f"{meta_path}: unreadable encoder metadata: {e}") from e
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing or meta.get("format") != FORMAT:
+        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (missing keys {missing})")
+    if not os.path.isfile(os.path.join(d, WEIGHTS_FILE)):
+        raise WeightLoadError(f"{d}: {WEIGHTS_FILE} is missing next to {META_FILE}")
+    return meta
+
+
+def load_encoder(path: str, name: str = "encoder"):
+    """Rebuild the saved encoder and load its weights.
+
+    Args:
+      path: an encoder directory (or its ``encoder.json`` / ``encoder.weights.h5``).
+      name: model name.
+
+    Returns:
+      ``keras.Model``: images in [-1, 1], (N, H, W, C) -> the ``compress1`` representation.
+    """
+    from tl_keras.models import build_encoder
+    meta = read_encoder_meta(path)
+    encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],
+                            meta["latent_channels"], name=name)
+    weights = os.path.join(encoder_dir(path), WEIGHTS_FILE)
+    try:
+        encoder.load_weights(weights)
+    except Exception as e:
+        raise WeightLoadError(f"{weights}: cannot load into the encoder described by "
+                              f"{META_FILE}: {str(e).splitlines()[0]}") from e
+    return encoder

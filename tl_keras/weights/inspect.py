@@ -1,0 +1,92 @@
+"""List the tensors of a TF checkpoint and what each maps to in the Keras models.
+
+Usage: ``python -m tl_keras.weights.inspect CKPT [--parts encoder,decoder] [--image_size 256]``
+
+Each line: tensor name, shape, then ``-> <keras variable path>``, ``skip: <reason>``,
+``UNEXPECTED`` (no such layer) or ``SHAPE MISMATCH``; model weights the checkpoint lacks
+are listed as ``MISSING``. Nothing is loaded or written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import flags
+
+from tl_keras.weights import cli
+from tl_keras.weights.checkpoint import PARTS, read_shapes
+from tl_keras.weights.mapping import weight_map
+from tl_keras.weights.taskonomy import checkpoint_layout, plan
+
+FV = flags.FlagValues()
+flags.DEFINE_list("parts", [], "Parts to map (encoder, decoder, discriminator, head); "
+                  "default: all present in the checkpoint.", flag_values=FV)
+flags.DEFINE_integer("image_size", 256, "Image size the models are built at (matters "
+                     "only for the head; inferred from it when possible).", flag_values=FV)
+flags.DEFINE_integer("input_channels", 0, "Encoder input channels (0: as in the "
+                     "checkpoint; 1: show the grey adaptation).", flag_values=FV)
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectConfig:
+    checkpoint: str
+    parts: tuple = ()
+    image_size: int = 256
+    input_channels: int = 0
+
+
+def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
+    """Return the listing lines and whether every tensor maps cleanly."""
+    prefix, shapes = read_shapes(config.checkpoint)
+    layout = checkpoint_layout(shapes)
+    parts = tuple(config.parts) or tuple(p for p in PARTS if p in layout)
+    models = cli.build_parts(layout, parts, cli.head_image_size(layout, config.image_size),
+                             config.input_channels or None)
+    targets = {}
+    for model in models.values():
+        targets.update(weight_map(model))
+    used, skipped = plan(shapes, set(parts))
+    canon = {original: name for name, original in used.items()}
+    lines, clean = [f"# {prefix}: {len(shapes)} tensors; parts {', '.join(parts)}"], True
+    for name in sorted(shapes):
+        shape = list(shapes[name])
+        if name in skipped:
+            what = f"skip: {skipped[name]}"
+        elif canon[name] not in targets:
+            what, clean = "UNEXPECTED (no such layer)", False
+        else:
+            var = targets[canon[name]]
+            target_shape = list(var.shape)
+            adapt = canon[name] == "encoder/conv1/weights" and shape[2] == 3 and target_shape[2] == 1
+            if shape == target_shape or adapt:
+                what = f"-> {var.path}" + (" (summed over RGB)" if adapt else "")
+            else:
+                what, clean = f"SHAPE MISMATCH model {target_shape}", False
+        lines.append(f"{name:<72} {str(shape):<22} {what}")
+    for name in sorted(set(targets) - set(used)):
+        lines.append(f"{name:<72} {'':<22} MISSING (model weight {targets[name].path})")
+        clean = False
+    lines.append(f"# {len(used)} mapped or unexpected, {len(skipped)} skipped; "
+                 + ("all tensors map cleanly" if clean else "PROBLEMS above"))
+    return lines, clean
+
+
+def main(argv=None) -> int:
+    args = cli.parse(FV, argv, __doc__)
+    if isinstance(args, int):
+        return args
+    if len(args) != 1:
+        print("inspect: error: give exactly one checkpoint (prefix, file or directory)",
+              file=sys.stderr)
+        return 2
+    config = InspectConfig(args[0], tuple(FV.parts), FV.image_size, FV.input_channels)
+    try:
+        lines, clean = inspect_checkpoint(config)
+    except cli.USER_ERRORS as e:
+        return cli.fail("inspect", e)
+    print("\n".join(lines))
+    return 0 if clean else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

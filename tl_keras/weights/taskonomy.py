@@ -1,0 +1,124 @@
+"""Load Taskonomy task-bank checkpoints (TF1, TF-slim names) into the Keras models."""
+from __future__ import annotations
+
+from tl_keras.weights.checkpoint import (PARTS, canonical, part_of, read_shapes, read_tensors,
+                                         skip_reason)
+from tl_keras.weights.mapping import assign, weight_map
+from tl_keras.weights.report import LoadReport, WeightLoadError
+
+
+def plan(shapes: dict, parts, renames=()) -> tuple[dict, dict]:
+    """Sort checkpoint tensors into used ones and skipped ones.
+
+    Args:
+      shapes: tensor name -> shape.
+      parts: the parts requested (subset of ``PARTS``).
+      renames: ``(old prefix, new prefix)`` pairs applied before sorting.
+
+    Returns:
+      ``(used, skipped)``: ``{canonical name: original name}`` of tensors to load
+      (including ones of unknown scopes, which then count as unexpected) and
+      ``{original name: reason}``.
+    """
+    used, skipped = {}, {}
+    for name in sorted(shapes):
+        reason = skip_reason(name)
+        if reason is None:
+            part = part_of(canonical(name, renames))
+            if part is not None and part not in parts:
+                reason = f"part '{part}' not requested"
+        if reason:
+            skipped[name] = reason
+        else:
+            used[canonical(name, renames)] = name
+    return used, skipped
+
+
+def load_checkpoint_into(path: str, models: dict, *, strict: bool = True, renames=(),
+                         skip=None, random_ok=()) -> LoadReport:
+    """Load a TF-slim checkpoint into ``models`` by name.
+
+    Args:
+      path: checkpoint prefix, file or directory.
+      models: part name -> keras.Model (parts not given are not loaded).
+      strict: raise :class:`WeightLoadError` on any missing, unexpected or mis-shaped tensor.
+      renames: prefix renames (e.g. ``resnet_v1_50/`` -> ``encoder/``).
+      skip: optional ``name -> reason or None`` for source-specific skips.
+      random_ok: target name prefixes that may stay at their initialisation.
+
+    Returns:
+      The :class:`LoadReport`.
+    """
+    bad = sorted(set(models) - set(PARTS))
+    if bad:
+        raise ValueError(f"unknown parts {bad}; choose from {PARTS}")
+    prefix, shapes = read_shapes(path)
+    used, skipped = plan(shapes, set(models), renames)
+    if skip is not None:
+        for name, original in list(used.items()):
+            reason = skip(original)
+            if reason:
+                skipped[original] = reason
+                del used[name]
+    report = LoadReport(source=prefix, skipped=skipped)
+    targets = {}
+    for model in models.values():
+        targets.update(weight_map(model))
+    sources = read_tensors(prefix, used.values())
+    return assign({n: sources[o] for n, o in used.items()}, targets, report, strict=strict,
+                  random_ok=random_ok)
+
+
+def load_taskonomy(path: str, models: dict, *, strict: bool = True) -> LoadReport:
+    """Load a Taskonomy task-bank checkpoint into the given parts.
+
+    Root prefixes (``feedforward/``, ``siamese/``) are stripped, so one encoder model loads
+    from any task; ``compress1`` (checkpoint root scope) belongs to the encoder. Optimizer
+    slots, Adam beta powers and ``global_step`` are skipped; so are parts not in ``models``.
+
+    Args:
+      path: ``model.permanent-ckpt`` prefix (or one of its files, or its directory).
+      models: e.g. ``{"encoder": enc, "decoder": dec}``; keys from ``encoder``, ``decoder``,
+        ``discriminator``, ``head``.
+      strict: raise on any missing, unexpected or mis-shaped tensor (naming them).
+
+    Returns:
+      The :class:`LoadReport`.
+
+    Raises:
+      WeightLoadError: unreadable checkpoint, or a problem in strict mode.
+    """
+    if not models:
+        raise WeightLoadError(f"{path}: no parts requested")
+    return load_checkpoint_into(path, models, strict=strict)
+
+
+def checkpoint_layout(shapes: dict) -> dict:
+    """Infer the build arguments of the networks stored in a Taskonomy checkpoint.
+
+    Returns:
+      ``{part: kwargs}`` for the parts present, e.g. ``{"encoder": {"input_channels": 3,
+      "latent_channels": 8}, "decoder": {"out_channels": 3}, "discriminator":
+      {"in_channels": 6}, "head": {"num_outputs": 1000, "in_features": 2048}}``.
+    """
+    by_name = {canonical(n): s for n, s in shapes.items() if skip_reason(n) is None}
+
+    def dim(name, axis):
+        if name not in by_name:
+            return None
+        return int(by_name[name][axis])
+
+    layout = {}
+    if "encoder/conv1/weights" in by_name:
+        layout["encoder"] = {"input_channels": dim("encoder/conv1/weights", 2),
+                             "latent_channels": dim("compress1/weights", 3) or 8}
+    if "decoder/decoder_output/weights" in by_name:
+        layout["decoder"] = {"out_channels": dim("decoder/decoder_output/weights", 3)}
+    if "discriminator/conv1/weights" in by_name:
+        layout["discriminator"] = {"in_channels": dim("discriminator/conv1/weights", 2)}
+    if "three_layer_fc_network/fc0/weights" in by_name:
+        last = sorted(n for n in by_name if n.startswith("three_layer_fc_network/fc")
+                      and n.endswith("/biases"))
+        layout["head"] = {"in_features": dim("three_layer_fc_network/fc0/weights", 0),
+                          "num_outputs": int(by_name[last[-1]][0]) if last else None}
+    return layout
