@@ -1,0 +1,161 @@
+"""Figures of the report (matplotlib, Agg backend, written atomically as PNG).
+
+- ``plot_curves``: metric against fine-tuning set size, mean ± sd over repeats,
+  one line per source (paper Fig. 2.3, left).
+- ``plot_detection``: detection rate against lesion-volume cutoff at 0 % and
+  20 % overlap, one line per source (Figs. 2.3 right, 2.4).
+- ``plot_examples``: scan, ground truth and each source's prediction on the
+  same slices (Fig. 2.5).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from tl_keras.utils.io import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def _style(sources):
+    """A fixed colour and marker per source, stable across figures."""
+    plt = _pyplot()
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*Xh<>"
+    return {s: (colours[i % 10], markers[i % len(markers)]) for i, s in enumerate(sorted(sources))}
+
+
+def plot_curves(curve, path: str) -> str:
+    """One panel per target: metric vs fine-tuning set size, mean ± sd band."""
+    plt = _pyplot()
+    targets = sorted(curve["target"].unique())
+    style = _style(curve["source"].unique())
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.4 * len(targets), 4.4), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        frame = curve[curve["target"] == target]
+        for source, g in frame.groupby("source", sort=True):
+            g = g.sort_values("train_subjects")
+            colour, marker = style[source]
+            x, m, sd = g["train_subjects"], g["mean"], g["sd"].fillna(0)
+            ax.plot(x, m, marker=marker, color=colour, label=source, lw=1.6, ms=5)
+            ax.fill_between(x, m - sd, m + sd, color=colour, alpha=0.15, lw=0)
+        metric = frame["metric"].iloc[0]
+        ax.set_xlabel("fine-tuning set size (subjects)")
+        ax.set_ylabel(f"{'Dice' if metric == 'dice' else 'mIoU'} (mean ± sd over repeats)")
+        ax.set_title(f"{target}: {'Dice' if metric == 'dice' else 'mIoU'} against "
+                     f"fine-tuning set size")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, frameon=False)
+    return _save(fig, path)
+
+
+def plot_detection(det, path: str, overlaps=(0.0, 0.2)) -> str:
+    """Two panels (0 % and 20 % overlap): detection rate vs volume cutoff."""
+    plt = _pyplot()
+    det = det.copy()
+    if det["target"].nunique() > 1:
+        det["source"] = det["target"].astype(str) + ": " + det["source"]
+    style = _style(det["source"].unique())
+    fig, axes = plt.subplots(1, len(overlaps), figsize=(5.6 * len(overlaps), 4.2),
+                             sharey=True, squeeze=False)
+    for ax, o in zip(axes[0], overlaps):
+        frame = det[np.isclose(det["overlap_cutoff"], o)]
+        for source, g in frame.groupby("source", sort=True):
+            g = g.sort_values("volume_cutoff_ml")
+            colour, marker = style[source]
+            ax.errorbar(g["volume_cutoff_ml"], g["mean"], yerr=g["sd"].fillna(0), color=colour,
+                        marker=marker, capsize=3, lw=1.6, ms=5, label=source)
+        ax.set_title(f"overlap > {o * 100:g} %" if o else "any overlap (> 0 %)")
+        ax.set_xlabel("lesion volume cutoff (mL)")
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        if len(frame):
+            ax.legend(fontsize=8, frameon=False, loc="lower right")
+    axes[0][0].set_ylabel("detection rate")
+    return _save(fig, path)
+
+
+def _load_examples(paths):
+    """examples.npz per source (first run of each source, sorted by path)."""
+    from tl_keras.evaluation.report import source_label
+    by_source = {}
+    for path in sorted(paths):
+        with np.load(path) as z:
+            run = json.loads(str(z["run"]))
+            data = {k: z[k] for k in ("subject_id", "slice_index", "image", "gt", "pred")}
+        by_source.setdefault(source_label(run), data)
+    return by_source
+
+
+def _overlay(ax, image, labels, colour_map):
+    ax.imshow(image.astype(np.float32), cmap="gray", interpolation="nearest")
+    if labels is not None and np.any(labels):
+        rgba = colour_map(labels.astype(int))
+        rgba[..., 3] = np.where(labels > 0, 0.55, 0.0)
+        ax.imshow(rgba, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _score(gt, pred) -> str:
+    """Dice (binary) or mIoU of one slice, for the panel's corner."""
+    from tl_keras.evaluation import metrics
+    k = int(max(gt.max(), pred.max())) + 1
+    if k <= 2:
+        return f"Dice {metrics.dice_per_slice(gt, pred)[0]:.2f}"
+    return f"mIoU {metrics.miou_per_slice(gt, pred, k)[0]:.2f}"
+
+
+def plot_examples(paths, path: str, max_rows: int = 4) -> str:
+    """Rows: slices shared by every source; columns: scan, ground truth, predictions."""
+    plt = _pyplot()
+    from matplotlib.colors import ListedColormap
+    by_source = _load_examples(paths)
+    sources = sorted(by_source)
+    keys = None
+    for data in by_source.values():
+        k = set(zip(data["subject_id"].tolist(), data["slice_index"].tolist()))
+        keys = k if keys is None else keys & k
+    keys = sorted(keys)[:max_rows]
+    if not keys:
+        raise ValueError("the examples.npz files share no slice (different test sets?)")
+    colours = ["none", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
+               "#46f0f0", "#f032e6"]
+    cmap = ListedColormap([(0, 0, 0, 0)] + [plt.matplotlib.colors.to_rgba(c)
+                                            for c in colours[1:]])
+    ncol = 2 + len(sources)
+    fig, axes = plt.subplots(len(keys), ncol, figsize=(2.3 * ncol, 2.4 * len(keys) + 0.3),
+                             squeeze=False)
+    first = by_source[sources[0]]
+    index = {k: i for i, k in enumerate(zip(first["subject_id"].tolist(),
+                                            first["slice_index"].tolist()))}
+    for r, key in enumerate(keys):
+        i = index[key]
+        _overlay(axes[r][0], first["image"][i], None, cmap)
+        _overlay(axes[r][1], first["image"][i], first["gt"][i], cmap)
+        axes[r][0].set_ylabel(f"{key[0]}\nslice {key[1]}", fontsize=8)
+        for c, source in enumerate(sources):
+            data = by_source[source]
+            j = list(zip(data["subject_id"].tolist(), data["slice_index"].tolist())).index(key)
+            _overlay(axes[r][2 + c], data["image"][j], data["pred"][j], cmap)
+            axes[r][2 + c].text(0.02, 0.98, _score(data["gt"][j], data["pred"][j]),
+                                transform=axes[r][2 + c].transAxes, va="top", fontsize=8,
+                                color="white", bbox={"facecolor": "black", "alpha": 0.6,
+                                                     "lw": 0, "pad": 1.5})
+    for c, title in enumerate(["scan", "ground truth", *sources]):
+        axes[0][c].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

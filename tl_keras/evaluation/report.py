@@ -1,0 +1,231 @@
+"""Collect evaluation results of many runs into the paper's tables and figures.
+
+Inputs are any mix of:
+- an ``evaluate`` output directory (``summary.csv``, ``detection.csv``,
+  ``examples.npz``), or a directory tree holding several of them;
+- a CSV: detection rows (``overlap_cutoff``, ``volume_cutoff_ml``,
+  ``detection_rate`` ...) or run rows with ``dice`` or ``miou`` (an evaluate
+  ``summary.csv`` or a sweep's merged CSV).
+
+Every row is attributed to a *source* (``source_domain`` + ``source_task``,
+or the ``init`` for scratch / ImageNet runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import numpy as np
+import pandas as pd
+
+from tl_keras.utils.io import write_csv_atomic, write_text_atomic
+
+GROUP_COLUMNS = ("target", "source", "source_domain", "source_task")
+
+
+@dataclasses.dataclass
+class Results:
+    """Everything the report draws from.
+
+    Attributes:
+      runs: one row per run with ``metric`` (dice / miou) and ``value``.
+      detection: pooled detection rows per run, with the run metadata.
+      examples: paths of ``examples.npz`` files.
+    """
+
+    runs: pd.DataFrame
+    detection: pd.DataFrame
+    examples: list[str]
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value == ""
+
+
+def source_label(row) -> str:
+    """Human-readable source of a run: "t1 segmentation", "ImageNet", "scratch"."""
+    task, domain, init = row.get("source_task"), row.get("source_domain"), row.get("init")
+    init = "" if _missing(init) else str(init)
+    if init.lower().startswith("imagenet"):
+        return "ImageNet"
+    if _missing(task) or init.lower() in ("", "scratch", "random"):
+        return "scratch" if _missing(task) else str(task)
+    return f"{domain} {task}" if not _missing(domain) else str(task)
+
+
+def _with_source(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.copy()
+    for col in ("target", "source_domain", "source_task", "init", "train_subjects", "repeat"):
+        if col not in frame:
+            frame[col] = np.nan
+    frame["source"] = [source_label(r) for r in frame.to_dict("records")]
+    frame["target"] = frame["target"].fillna("target")
+    return frame
+
+
+def _metric_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Give run rows a ``metric`` name and its ``value`` (dice or miou)."""
+    frame = frame.copy()
+    if "metric" not in frame:
+        has = [m for m in ("dice", "miou") if m in frame]
+        if not has:
+            raise ValueError(f"{where}: no 'dice' or 'miou' column "
+                             f"(columns: {', '.join(map(str, frame.columns))})")
+        frame["metric"] = [next((m for m in has if pd.notna(r[m])), has[0])
+                           for r in frame.to_dict("records")]
+    frame["value"] = [r[r["metric"]] for r in frame.to_dict("records")]
+    return frame
+
+
+def load_results(paths) -> Results:
+    """Read result directories / CSVs (see module docstring).
+
+    Raises:
+      FileNotFoundError: a path does not exist or holds no results.
+      ValueError: a CSV has neither run nor detection columns.
+    """
+    runs, detection, examples = [], [], []
+    for path in paths:
+        if os.path.isdir(path):
+            summaries = sorted(glob.glob(os.path.join(path, "**", "summary.csv"), recursive=True))
+            if not summaries:
+                raise FileNotFoundError(f"{path}: no summary.csv below this directory; "
+                                        f"is it an evaluate --out_dir?")
+            for s in summaries:
+                d = os.path.dirname(s)
+                runs.append(_metric_rows(pd.read_csv(s), s))
+                if os.path.exists(os.path.join(d, "detection.csv")):
+                    detection.append(pd.read_csv(os.path.join(d, "detection.csv")))
+                if os.path.exists(os.path.join(d, "examples.npz")):
+                    examples.append(os.path.join(d, "examples.npz"))
+        elif os.path.isfile(path):
+            frame = pd.read_csv(path)
+            if {"overlap_cutoff", "volume_cutoff_ml", "detection_rate"} <= set(frame.columns):
+                detection.append(frame)
+            else:
+                runs.append(_metric_rows(frame, path))
+        else:
+            raise FileNotFoundError(f"{path}: no such results directory or CSV")
+    run_frame = _with_source(pd.concat(runs, ignore_index=True)) if runs else pd.DataFrame()
+    det_frame = (_with_source(pd.concat(detection, ignore_index=True)) if detection
+                 else pd.DataFrame())
+    return Results(run_frame, det_frame, examples)
+
+
+def _mean_sd(values: pd.Series) -> tuple[float, float]:
+    values = values.dropna().astype(float)
+    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return float(values.mean()) if len(values) else float("nan"), sd
+
+
+def _fmt(mean: float, sd: float) -> str:
+    return f"{mean:.3f}" if np.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
+
+
+def source_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Table 2.1 / 2.2 style: per target and source, the metric at the largest
+    fine-tuning set, mean and sd over repeats."""
+    rows = []
+    for (target, metric), frame in runs.groupby(["target", "metric"], sort=True):
+        sizes = frame["train_subjects"].dropna()
+        if len(sizes):
+            frame = frame[frame["train_subjects"] == sizes.max()]
+        for source, g in frame.groupby("source", sort=True):
+            mean, sd = _mean_sd(g["value"])
+            rows.append({"target": target, "metric": metric, "source": source,
+                         "source_domain": g["source_domain"].iloc[0],
+                         "source_task": g["source_task"].iloc[0],
+                         "train_subjects": g["train_subjects"].max(), "n_runs": len(g),
+                         "mean": mean, "sd": sd, "mean_sd": _fmt(mean, sd)})
+    return pd.DataFrame(rows, columns=["target", "metric", "source", "source_domain",
+                                       "source_task", "train_subjects", "n_runs", "mean",
+                                       "sd", "mean_sd"])
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """One Markdown table per target (rows: sources, best value in bold)."""
+    parts = []
+    for (target, metric), frame in table.groupby(["target", "metric"], sort=True):
+        best = frame["mean"].max()
+        n = frame["train_subjects"].max()
+        size = "" if pd.isna(n) else f", {int(n)} fine-tuning subjects"
+        lines = [f"### {target}: {metric} per source{size}", "",
+                 f"| source | {metric} (mean ± sd) | runs |", "|---|---|---|"]
+        for r in frame.sort_values("mean", ascending=False).to_dict("records"):
+            value = f"**{r['mean_sd']}**" if r["mean"] == best else r["mean_sd"]
+            lines.append(f"| {r['source']} | {value} | {r['n_runs']} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Metric against fine-tuning set size: mean and sd over repeats per source."""
+    frame = runs.dropna(subset=["train_subjects"])
+    rows = []
+    for (target, metric, source, n), g in frame.groupby(
+            ["target", "metric", "source", "train_subjects"], sort=True):
+        mean, sd = _mean_sd(g["value"])
+        rows.append({"target": target, "metric": metric, "source": source,
+                     "train_subjects": n, "n_runs": len(g), "mean": mean, "sd": sd})
+    return pd.DataFrame(rows, columns=["target", "metric", "source", "train_subjects",
+                                       "n_runs", "mean", "sd"])
+
+
+def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
+    """Detection rate per source and cutoff pair, from each source's runs at its
+    largest fine-tuning set (the paper analyses the model fine-tuned on 100 scans)."""
+    if detection.empty:
+        return pd.DataFrame(columns=["target", "source", "overlap_cutoff", "volume_cutoff_ml",
+                                     "n_runs", "mean", "sd"])
+    rows = []
+    for (target, source), g in detection.groupby(["target", "source"], sort=True):
+        sizes = g["train_subjects"].dropna()
+        if len(sizes):
+            g = g[g["train_subjects"] == sizes.max()]
+        for (o, v), c in g.groupby(["overlap_cutoff", "volume_cutoff_ml"], sort=True):
+            mean, sd = _mean_sd(c["detection_rate"])
+            rows.append({"target": target, "source": source, "overlap_cutoff": o,
+                         "volume_cutoff_ml": v, "n_runs": len(c), "mean": mean, "sd": sd})
+    return pd.DataFrame(rows)
+
+
+def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[str, str]:
+    """Write tables (CSV + Markdown) and figures (PNG) into ``out_dir``.
+
+    Returns:
+      Output name -> path of what was written (figures lacking data are skipped
+      with a note).
+    """
+    from tl_keras.evaluation import plots
+    os.makedirs(out_dir, exist_ok=True)
+    written = {}
+
+    def note(msg):
+        if verbose:
+            print(f"report: {msg}")
+
+    if not results.runs.empty:
+        table = source_table(results.runs)
+        curve = curve_table(results.runs)
+        for name, frame in (("runs", results.runs), ("table", table), ("curve", curve)):
+            written[name] = os.path.join(out_dir, f"{name}.csv")
+            write_csv_atomic(written[name], frame)
+        written["table_md"] = os.path.join(out_dir, "table.md")
+        write_text_atomic(written["table_md"], markdown_table(table))
+        if curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1:
+            written["curve_png"] = plots.plot_curves(curve, os.path.join(out_dir, "curve.png"))
+        else:
+            note("one fine-tuning set size only: no curve figure")
+    if not results.detection.empty:
+        det = detection_table(results.detection)
+        written["detection"] = os.path.join(out_dir, "detection.csv")
+        write_csv_atomic(written["detection"], det)
+        written["detection_png"] = plots.plot_detection(det,
+                                                        os.path.join(out_dir, "detection.png"))
+    if results.examples:
+        written["examples_png"] = plots.plot_examples(results.examples,
+                                                      os.path.join(out_dir, "examples.png"))
+    for name, path in written.items():
+        note(f"wrote {name}: {path}")
+    return written
