@@ -1,0 +1,210 @@
+"""From per-subject caches to shards, ``dataset.json`` and ``subjects.csv``.
+
+Subjects are assigned to shards deterministically: within a split, in sorted
+id order, round-robin over ``min(num_shards, subjects in split)`` shards. A
+shard job ``I/N`` owns the shards whose index k has ``k % N == I`` (in every
+split). Each written shard gets a small record
+``<out_dir>/.shards/<shard>.json`` (its subjects and their cache
+fingerprints), so a rerun rewrites a shard only when its content would
+change, and ``dataset.json`` can be rebuilt by any job from what is complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+
+import pandas as pd
+
+from tfrecords_tools import schema, shards
+from tfrecords_tools.manifest import Manifest, split_of
+from tfrecords_tools.subject_cache import cache_path, load_cache, read_cache_meta
+from tl_keras.utils.io import write_csv_atomic, write_json_atomic
+
+RECORD_DIR = ".shards"
+ERRORS_CSV = "errors.csv"
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardPlan:
+    """One shard: its split, index, count in the split and subjects (sorted)."""
+    split: str
+    index: int
+    num_shards: int
+    subjects: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return schema.shard_name(self.split, self.index, self.num_shards)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassInfo:
+    """Class names written into dataset.json and used for the per-slice counts."""
+    mask_classes: tuple[str, ...]
+    tissue_classes: tuple[str, ...]
+    presence_labels: tuple[str, ...]
+
+
+def plan_shards(manifest: Manifest, num_shards: int) -> list[ShardPlan]:
+    """Deterministic subject -> shard assignment (sorted ids, round-robin)."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    plans = []
+    for split, subjects in sorted(split_of(manifest.subjects).items()):
+        ids = [s.subject_id for s in subjects]
+        n = min(num_shards, len(ids))
+        plans += [ShardPlan(split, k, n, tuple(ids[k::n])) for k in range(n)]
+    return plans
+
+
+def in_job(plan: ShardPlan, job: tuple[int, int] | None) -> bool:
+    return job is None or plan.index % job[1] == job[0]
+
+
+def _record_path(out_dir: str, name: str) -> str:
+    return os.path.join(out_dir, RECORD_DIR, name + ".json")
+
+
+def read_record(out_dir: str, plan: ShardPlan) -> dict | None:
+    """The record of a written shard, or None if the shard or record is absent."""
+    path = _record_path(out_dir, plan.name)
+    if not (os.path.exists(path) and os.path.exists(os.path.join(out_dir, plan.name))):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def shard_is_current(out_dir: str, plan: ShardPlan, subjects: list[str],
+                     fingerprints: dict[str, str]) -> bool:
+    record = read_record(out_dir, plan)
+    return (record is not None and record["subjects"] == subjects
+            and record["fingerprints"] == {s: fingerprints[s] for s in subjects})
+
+
+def _examples(out_dir: str, subjects: list[str], info: ClassInfo, counter: dict):
+    for sid in subjects:
+        c = load_cache(cache_path(out_dir, sid))
+        voxel = c["meta"]["voxel_size"]
+        for z in range(c["image"].shape[0]):
+            counter[sid] = counter.get(sid, 0) + 1
+            yield schema.make_example(
+                subject_id=sid, slice_index=int(c["slice_indices"][z]), image=c["image"][z],
+                voxel_size=voxel, mask=None if c["mask"] is None else c["mask"][z],
+                num_mask_classes=len(info.mask_classes), tissue=c["tissue"][z],
+                num_tissue_classes=len(info.tissue_classes), presence=c["presence"][z])
+
+
+def write_planned_shard(out_dir: str, plan: ShardPlan, subjects: list[str],
+                        fingerprints: dict[str, str], info: ClassInfo) -> dict:
+    """Write one shard from the caches of ``subjects`` (atomically), then its record."""
+    counter: dict[str, int] = {}
+    n = shards.write_shard(os.path.join(out_dir, plan.name),
+                           _examples(out_dir, subjects, info, counter))
+    record = {"split": plan.split, "index": plan.index, "num_shards": plan.num_shards,
+              "subjects": subjects, "slices": n,
+              "slices_per_subject": {s: counter.get(s, 0) for s in subjects},
+              "fingerprints": {s: fingerprints[s] for s in subjects}}
+    write_json_atomic(_record_path(out_dir, plan.name), record)
+    return record
+
+
+def remove_stale_shards(out_dir: str, plans: list[ShardPlan]) -> list[str]:
+    """Delete shard files (and records) that the current plan does not produce.
+
+    Only a run covering the whole manifest may call this: a changed
+    ``--num_shards`` or split would otherwise leave old shards that the reader
+    would pick up.
+    """
+    wanted = {p.name for p in plans}
+    removed = []
+    for path in sorted(glob.glob(os.path.join(out_dir, "*-*-of-*.tfrecord"))):
+        name = os.path.basename(path)
+        if name not in wanted:
+            os.remove(path)
+            rec = _record_path(out_dir, name)
+            if os.path.exists(rec):
+                os.remove(rec)
+            removed.append(name)
+    return removed
+
+
+def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], info: ClassInfo,
+                   *, preprocessing: dict, image_size: int, errors: list[dict],
+                   tool_version: str) -> dict:
+    """(Re)write dataset.json and subjects.csv from the shards written so far.
+
+    ``complete`` in dataset.json is true only when every planned shard exists;
+    a shard job therefore writes a partial description, and a final run
+    without ``--shard_job`` (which skips all finished work) writes the full one.
+    """
+    by_id = {s.subject_id: s for s in manifest.subjects}
+    splits: dict[str, dict] = {}
+    rows = []
+    written = 0
+    for plan in plans:
+        entry = splits.setdefault(plan.split, {"subjects": [], "slices": 0,
+                                               "shards": plan.num_shards, "complete": True})
+        record = read_record(out_dir, plan)
+        if record is None:
+            entry["complete"] = False
+            continue
+        written += 1
+        entry["subjects"] = sorted(entry["subjects"] + record["subjects"])
+        entry["slices"] += int(record["slices"])
+        for sid in record["subjects"]:
+            rows.append(_subject_row(out_dir, by_id[sid], plan, record))
+    meta = {
+        "image_size": [image_size, image_size],
+        "channels": 1,
+        "num_mask_classes": len(info.mask_classes),
+        "mask_classes": list(info.mask_classes),
+        "num_tissue_classes": len(info.tissue_classes),
+        "tissue_classes": list(info.tissue_classes),
+        "presence_labels": list(info.presence_labels),
+        "splits": splits,
+        "preprocessing": preprocessing,
+        "tool_version": tool_version,
+        "quant_max": schema.DEFAULT_QUANT_MAX,
+        "synthetic": bool(manifest.synthetic),
+        "source": manifest.source,
+        "complete": written == len(plans) and not errors,
+        "errors": len(errors),
+    }
+    shards.write_dataset_json(out_dir, meta)
+    columns = ["subject_id", "split", "shard", "slices", "first_slice", "last_slice",
+               "voxel_size", "transform_file", "image_file", "label_files"]
+    frame = pd.DataFrame(sorted(rows, key=lambda r: (r["split"], r["subject_id"])))
+    frame = frame[columns + sorted(c for c in frame.columns if c not in columns)] if rows \
+        else pd.DataFrame(columns=columns)
+    write_csv_atomic(os.path.join(out_dir, schema.SUBJECTS_CSV), frame)
+    return meta
+
+
+def _subject_row(out_dir: str, subject, plan: ShardPlan, record: dict) -> dict:
+    meta = read_cache_meta(cache_path(out_dir, subject.subject_id)) or {}
+    row = {"subject_id": subject.subject_id, "split": plan.split, "shard": plan.name,
+           "slices": record["slices_per_subject"].get(subject.subject_id, 0),
+           "first_slice": meta.get("first_slice", ""), "last_slice": meta.get("last_slice", ""),
+           "voxel_size": json.dumps(meta.get("voxel_size")),
+           "transform_file": meta.get("transform_file", ""),
+           "image_file": subject.image,
+           "label_files": json.dumps({k: list(v) for k, v in subject.labels.items()})}
+    for key, value in sorted((meta.get("geometry") or {}).items()):
+        row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    for key, value in sorted((meta.get("timings") or {}).items()):
+        row[f"seconds_{key}"] = value
+    return row
+
+
+def write_errors(out_dir: str, errors: list[dict], name: str = ERRORS_CSV) -> str | None:
+    """Write the errors CSV (subject, file, problem), or remove a stale one."""
+    path = os.path.join(out_dir, name)
+    if not errors:
+        if os.path.exists(path):
+            os.remove(path)
+        return None
+    frame = pd.DataFrame(errors, columns=["subject", "file", "problem"])
+    write_csv_atomic(path, frame.sort_values("subject"))
+    return path
