@@ -103,18 +103,14 @@ def write_tf1_checkpoints(root, tensors, layouts, slots_for=(), step=1234):
     values["beta1_power"] = np.float32(0.9 ** 5)
     values["beta2_power"] = np.float32(0.999 ** 5)
     with tf.Graph().as_default():
-        graph_vars, feeds, assigns = {}, {}, []
-        for name, value in values.items():
-            var = v1.get_variable(name, shape=np.shape(value), dtype=tf.float32,
-                                  initializer=v1.zeros_initializer())
+        feeds, graph_vars = {}, {}
+        for name, value in values.items():  # initialised from placeholders: no big constants
             ph = v1.placeholder(tf.float32, np.shape(value))
             feeds[ph] = value
-            assigns.append(var.assign(ph))
-            graph_vars[name] = var
+            graph_vars[name] = v1.Variable(ph, name=name)
         graph_vars["global_step"] = v1.train.get_or_create_global_step()
         with v1.Session() as sess:
-            sess.run(v1.global_variables_initializer())
-            sess.run(assigns, feed_dict=feeds)
+            sess.run(v1.global_variables_initializer(), feed_dict=feeds)
             sess.run(graph_vars["global_step"].assign(step))
             return {stem: v1.train.Saver({k: graph_vars[v] for k, v in layout.items()})
                     .save(sess, str(root / stem / "model.permanent-ckpt"), write_meta_graph=False)

@@ -47,6 +47,12 @@ def ckpts(tmp_path_factory):
     return {"paths": paths, "enc": enc, "dec": dec, "disc": disc, "head": head}
 
 
+@pytest.fixture(scope="module")
+def enc64(ckpts):
+    """A 64 px RGB encoder loaded from the autoencoder checkpoint (shared: building is slow)."""
+    return _loaded_encoder(ckpts, 64)[0]
+
+
 def _loaded_encoder(ckpts, size, channels=3):
     from tl_keras.models import build_encoder
     from tl_keras.weights import load_taskonomy
@@ -70,13 +76,12 @@ def test_full_size_encoder_matches_tf_reference(ckpts):
     assert ts.rel_err(out, ts.reference_encoder(ckpts["enc"], x)) <= TOL
 
 
-def test_same_padding_instead_of_explicit_padding_fails(ckpts, monkeypatch):
+def test_same_padding_instead_of_explicit_padding_fails(ckpts, enc64, monkeypatch):
     import tl_keras.models.encoder as encoder_module
     from tl_keras.models.layers import conv_bn
     x = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     ref = ts.reference_encoder(ckpts["enc"], x)
-    good, _ = _loaded_encoder(ckpts, 64)
-    assert ts.rel_err(good(x, training=False), ref) <= TOL
+    assert ts.rel_err(enc64(x, training=False), ref) <= TOL
     monkeypatch.setattr(encoder_module, "conv_bn_explicit_pad",
                         lambda x, scope, f, k, s, activation="relu":
                         conv_bn(x, scope, f, k, stride=s, activation=activation))
@@ -99,10 +104,10 @@ def test_decoder_and_discriminator_match_tf_reference(ckpts):
     assert ts.rel_err(disc(y, training=False), ts.reference_discriminator(ckpts["disc"], y)) <= TOL
 
 
-def test_classification_checkpoint_with_feedforward_prefix(ckpts):
-    from tl_keras.models import build_encoder, build_task_models
+def test_classification_checkpoint_with_feedforward_prefix(ckpts, enc64):
+    from tl_keras.models import build_task_models
     from tl_keras.weights import load_taskonomy
-    tm = build_task_models("classification", build_encoder(64), num_classes=10)
+    tm = build_task_models("classification", enc64, num_classes=10)
     report = load_taskonomy(ckpts["paths"]["ff"], {"encoder": tm.encoder, "head": tm.head})
     assert report.ok and len(report.matched) == 270 + 7
     x = np.random.default_rng(4).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
@@ -110,12 +115,11 @@ def test_classification_checkpoint_with_feedforward_prefix(ckpts):
     assert ts.rel_err(tm.model(x, training=False), ref) <= TOL
 
 
-def test_grey_encoder_equals_rgb_encoder_on_repeated_input(ckpts):
-    rgb, _ = _loaded_encoder(ckpts, 32, 3)
-    grey, report = _loaded_encoder(ckpts, 32, 1)
+def test_grey_encoder_equals_rgb_encoder_on_repeated_input(ckpts, enc64):
+    grey, report = _loaded_encoder(ckpts, 64, 1)
     assert any("summed over channels" in n for n in report.notes)
-    x = np.random.default_rng(5).uniform(-1, 1, (2, 32, 32, 1)).astype("float32")
-    a, b = grey(x, training=False), rgb(np.repeat(x, 3, axis=-1), training=False)
+    x = np.random.default_rng(5).uniform(-1, 1, (2, 64, 64, 1)).astype("float32")
+    a, b = grey(x, training=False), enc64(np.repeat(x, 3, axis=-1), training=False)
     assert ts.rel_err(a, b) <= 1e-5
 
 
@@ -136,10 +140,10 @@ def test_strict_mode_names_missing_extra_and_misshaped(ckpts):
     assert len(report.matched) == 18
 
 
-def test_slim_resnet_v1_50_imagenet_checkpoint(ckpts):
-    from tl_keras.models import build_encoder
+def test_slim_resnet_v1_50_imagenet_checkpoint(ckpts, enc64):
+    """slim and autoencoder files hold the same encoder values; compress1 must stay as is."""
     from tl_keras.weights import init_encoder, weight_map
-    enc = build_encoder(32)
+    enc = enc64
     compress_before = enc.get_layer("compress1").kernel.numpy().copy()
     report = init_encoder(enc, "imagenet:" + ckpts["paths"]["slim"])
     assert report.ok and len(report.matched) == 265
@@ -149,3 +153,41 @@ def test_slim_resnet_v1_50_imagenet_checkpoint(ckpts):
         if name.startswith("encoder/"):
             np.testing.assert_array_equal(var.numpy(), ckpts["enc"][name])
     np.testing.assert_array_equal(enc.get_layer("compress1").kernel.numpy(), compress_before)
+
+
+def test_inspect_cli_lists_each_tensor_and_its_target(ckpts, capsys):
+    import re
+
+    from tl_keras.weights import inspect
+    assert inspect.main(["inspect", ckpts["paths"]["ae"], "--parts", "encoder,discriminator"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^encoder/conv1/weights +\[7, 7, 3, 64\] +-> encoder__conv1/kernel$", out, re.M)
+    assert re.search(r"^compress1/BatchNorm/moving_variance +\[8\] +"
+                     r"-> compress1__BatchNorm/moving_variance$", out, re.M)
+    assert re.search(r"^encoder/conv1/weights/Adam +\S.* skip: optimizer slot$", out, re.M)
+    assert re.search(r"^decoder/conv2/weights .* skip: part 'decoder' not requested$", out, re.M)
+    assert "all tensors map cleanly" in out
+    assert inspect.main(["inspect", ckpts["paths"]["disc_missing"]]) == 3
+    assert re.search(r"^discriminator/conv4/BatchNorm/gamma +MISSING", capsys.readouterr().out, re.M)
+
+
+def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):
+    from tl_keras.weights import convert, load_encoder, read_encoder_meta
+    out = tmp_path / "ae_grey"
+    argv = ["convert", "--taskonomy", ckpts["paths"]["ae"], "--out", str(out),
+            "--parts", "encoder,discriminator", "--input_channels", "1", "--image_size", "64"]
+    assert convert.main(argv) == 0
+    meta = read_encoder_meta(str(out))
+    assert (meta["input_channels"], meta["latent_channels"], meta["image_size"]) == (1, 8, [64, 64])
+    assert meta["source_task"] == "taskonomy:ae"
+    assert meta["provenance"]["parts"]["discriminator"] == {"in_channels": 6}
+    assert (out / "discriminator.weights.h5").is_file()
+    enc = load_encoder(str(out))
+    np.testing.assert_allclose(enc.get_layer("encoder__conv1").kernel.numpy(),
+                               ckpts["enc"]["encoder/conv1/weights"].sum(2, keepdims=True), rtol=1e-6)
+    capsys.readouterr()
+    assert convert.main(argv) == 0 and "already converted" in capsys.readouterr().out
+    missing = tmp_path / "nope" / "model.permanent-ckpt"
+    assert convert.main(["convert", "--taskonomy", str(missing), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("convert: error:") and str(missing) in err

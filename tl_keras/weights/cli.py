@@ -21,6 +21,7 @@ def parse(flag_values: flags.FlagValues, argv, usage: str):
     if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
         print(usage + "\n\n" + flag_values.get_help())
         return 0
+    flag_values.unparse_flags()  # back to defaults: main() may run more than once per process
     try:
         return flag_values(argv)[1:]
     except flags.Error as e:
