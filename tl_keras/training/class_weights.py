@@ -1,0 +1,98 @@
+"""Class weights for the weighted cross-entropy (paper_spec section 6).
+
+The paper cites a method it does not name; four are offered. All are computed
+from the per-slice class histograms stored in the shards (``tissue/counts`` for
+source segmentation, ``mask/counts`` for targets), over the selected subjects
+of the training split only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfrecords_tools import schema
+from tl_keras.data.dataset import list_shards
+
+METHODS = ("median_frequency", "inverse", "enet", "none")
+COUNT_KEYS = {"tissue": (schema.TISSUE_COUNTS, "num_tissue_classes"),
+              "mask": (schema.MASK_COUNTS, "num_mask_classes")}
+
+
+def read_slice_counts(data_dir: str, split: str, labels: str, meta: dict,
+                      subjects=None) -> np.ndarray:
+    """Per-slice class histograms of one split, shape (slices, classes).
+
+    Only the subject id and the count feature are parsed (no image decoding),
+    so this is cheap even for large splits.
+
+    Args:
+      data_dir: converted data set.
+      split: split name.
+      labels: ``tissue`` or ``mask``.
+      meta: dataset.json contents.
+      subjects: keep only these subject ids (None = all).
+    """
+    key, n_key = COUNT_KEYS[labels]
+    n = int(meta[n_key])
+    spec = {schema.SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
+            key: tf.io.FixedLenFeature([n], tf.int64)}
+    ds = tf.data.TFRecordDataset(list_shards(data_dir, split)).map(
+        lambda s: tf.io.parse_single_example(s, spec))
+    keep = None if subjects is None else {str(s) for s in subjects}
+    rows = [ex[key].numpy() for ex in ds
+            if keep is None or ex[schema.SUBJECT_ID].numpy().decode() in keep]
+    return np.asarray(rows, np.int64).reshape(-1, n)
+
+
+def compute_class_weights(slice_counts, method: str = "median_frequency") -> np.ndarray:
+    """Class weights from per-slice class histograms.
+
+    Args:
+      slice_counts: (slices, K) pixel counts per class (a single (K,) histogram is
+        treated as one slice).
+      method:
+        - ``median_frequency`` (SegNet, Eigen & Fergus): ``freq_c`` = pixels of c /
+          pixels of the slices in which c occurs; ``w_c = median(freq) / freq_c``.
+        - ``inverse``: ``w_c = N / (K * n_c)`` (the weighted mean weight per pixel is 1).
+        - ``enet``: ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c = n_c / N`` (ENet).
+        - ``none``: all ones.
+      Classes that never occur get weight 0 (they have no pixels to weigh), except
+      with ``enet``, whose formula is finite at p = 0.
+
+    Returns:
+      (K,) float32 weights.
+    """
+    counts = np.atleast_2d(np.asarray(slice_counts, np.float64))
+    k = counts.shape[1]
+    if method not in METHODS:
+        raise ValueError(f"class_weights must be one of {METHODS}, got {method!r}")
+    if method == "none":
+        return np.ones(k, np.float32)
+    n_c = counts.sum(axis=0)
+    total = n_c.sum()
+    if total <= 0:
+        raise ValueError("class weights: the selected slices contain no labelled pixels")
+    present = n_c > 0
+    if method == "enet":
+        return (1.0 / np.log(1.02 + n_c / total)).astype(np.float32)
+    weights = np.zeros(k)
+    if method == "inverse":
+        weights[present] = total / (k * n_c[present])
+    else:
+        slice_pixels = counts.sum(axis=1)
+        pixels_where_present = np.array([slice_pixels[counts[:, c] > 0].sum() for c in range(k)])
+        freq = np.zeros(k)
+        freq[present] = n_c[present] / pixels_where_present[present]
+        weights[present] = np.median(freq[present]) / freq[present]
+    return weights.astype(np.float32)
+
+
+def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method: str,
+                      subjects=None) -> np.ndarray:
+    """Read the histograms of ``subjects`` in ``split`` and compute weights by ``method``."""
+    if method == "none":
+        return np.ones(int(meta[COUNT_KEYS[labels][1]]), np.float32)
+    counts = read_slice_counts(data_dir, split, labels, meta, subjects)
+    if counts.shape[0] == 0:
+        raise ValueError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
+    return compute_class_weights(counts, method)

@@ -1,0 +1,166 @@
+"""Target-task fine-tuning (paper_spec section 6): pre-trained encoder, random
+decoder, weighted cross-entropy, LR / 10 after half the steps; export, then
+evaluate the test split."""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Callable
+
+import numpy as np
+
+from tl_keras.data.dataset import select_subjects, split_subjects
+from tl_keras.training import losses, steps
+from tl_keras.training.checkpointing import RunCheckpoint
+from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
+from tl_keras.training.config import FinetuneConfig, validate_finetune
+from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
+from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
+                                    weights_record)
+from tl_keras.utils.io import atomic_path, write_json_atomic
+
+RESULT_FILE = "result.json"
+
+
+def build_finetune_models(config: FinetuneConfig, meta: dict):
+    """Encoder + random decoder with ``num_mask_classes`` logits (in the strategy scope)."""
+    from tl_keras.models import build_encoder, build_task_models
+    encoder = build_encoder(image_size=int(meta["image_size"][0]),
+                            input_channels=config.input_channels,
+                            latent_channels=config.latent_channels)
+    return build_task_models("target", encoder, num_classes=int(meta["num_mask_classes"]),
+                             decoder_variant=config.decoder_variant)
+
+
+def source_of(init_from: str) -> tuple[str | None, str | None]:
+    """(source_task, source_domain) of an ``--init_from`` spec (encoder.json for a PATH)."""
+    if init_from == "scratch":
+        return None, None
+    kind, sep, _ = init_from.partition(":")
+    if sep and kind == "taskonomy":
+        return "taskonomy", "natural"
+    if sep and kind == "imagenet":
+        return "imagenet", "natural"
+    from tl_keras.weights import read_encoder_meta
+    meta = read_encoder_meta(init_from)
+    return meta.get("source_task"), meta.get("domain")
+
+
+def _train_counts(config: FinetuneConfig, meta: dict, subjects) -> dict:
+    counts = read_slice_counts(config.data_dir, "train", "mask", meta, subjects)
+    weights = compute_class_weights(counts, config.class_weights) if len(counts) else []
+    return weights_record(np.asarray(weights), config.class_weights, len(counts))
+
+
+def _export_and_evaluate(config, tm, meta, subjects, source) -> dict:
+    from tl_keras.models.export import save_exported
+    export_meta = {
+        "image_size": list(meta["image_size"]), "input_channels": config.input_channels,
+        "num_classes": int(meta["num_mask_classes"]),
+        "class_names": list(meta.get("mask_classes") or []), "target": config.target,
+        "source_task": source[0], "source_domain": source[1], "init": config.init_from,
+        "train_subjects": len(subjects), "subset_seed": config.subset_seed,
+        "seed": config.seed, "data_dir": os.path.abspath(config.data_dir), "dataset_meta": meta,
+    }
+    save_exported(tm.model, config.model_dir, export_meta)
+    if not config.evaluate:
+        return {}
+    out_dir = os.path.join(config.model_dir, f"eval_{config.eval_split}")
+    try:
+        from tl_keras.evaluation import evaluate_model_dir
+    except ImportError:
+        return {"predictions": write_predictions(tm.model, config, meta, out_dir)}
+    tables = evaluate_model_dir(config.model_dir, config.data_dir, config.eval_split, out_dir)
+    summary = tables.get("summary") if isinstance(tables, dict) else None
+    if summary is None or len(summary) == 0:
+        return {"eval_dir": out_dir}
+    row = summary.iloc[0].to_dict()
+    return {"eval_dir": out_dir, **{f"test_{k}": v for k, v in row.items()
+                                    if isinstance(v, (int, float, np.number))}}
+
+
+def write_predictions(model, config: FinetuneConfig, meta: dict, out_dir: str) -> str:
+    """Fallback without the evaluation package: label predictions of the eval split as .npz."""
+    from tl_keras.data.dataset import build_dataset, to_model_input
+    ds = build_dataset(config.data_dir, config.eval_split, "raw", config.batch_size,
+                       training=False, meta=meta)
+    ids, idx, preds, gts = [], [], [], []
+    for ex in ds:
+        logits = model(to_model_input(ex["image"], config.input_channels), training=False)
+        preds.append(np.argmax(np.asarray(logits, np.float32), -1).astype(np.uint8))
+        gts.append(ex["mask"].numpy().astype(np.uint8))
+        ids += [s.decode() for s in ex["subject_id"].numpy()]
+        idx += list(ex["slice_index"].numpy())
+    path = os.path.join(out_dir, "predictions.npz")
+    os.makedirs(out_dir, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, subject_id=np.array(ids), slice_index=np.array(idx),
+                                prediction=np.concatenate(preds), mask=np.concatenate(gts))
+    return path
+
+
+def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -> dict:
+    """Fine-tune (or resume) in ``config.model_dir``; export, evaluate, write result.json.
+
+    Args:
+      config: the run configuration.
+      build_models: ``(config, meta) -> TaskModels`` (default: the Taskonomy networks).
+
+    Returns:
+      The result record (also in ``model_dir/result.json``).
+    """
+    from tl_keras.weights import init_encoder
+    meta = validate_finetune(config)
+    done = os.path.join(config.model_dir, RESULT_FILE)
+    if os.path.exists(done):
+        print(f"{config.model_dir}: already complete ({RESULT_FILE}); nothing to do", flush=True)
+        with open(done) as f:
+            return json.load(f)
+    source = source_of(config.init_from)
+    strategy = start_run(config)
+    subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
+                               config.subset_seed)
+    counts = cached_json(os.path.join(config.model_dir, "class_weights.json"),
+                         lambda: _train_counts(config, meta, subjects))
+    steps_per_epoch, total = schedule(config, counts["slices"])
+    loss_fn = functools.partial(losses.weighted_cross_entropy,
+                                class_weights=None if config.class_weights == "none"
+                                else counts["weights"])
+    with strategy.scope():
+        tm = (build_models or build_finetune_models)(config, meta)
+        optimizer = make_optimizer(config, [max(total // 2, 1)],
+                                   [config.learning_rate, config.learning_rate / 10])
+        optimizer.build(tm.model.trainable_variables)
+        train = steps.distribute(steps.make_supervised_step(
+            tm.model, optimizer, loss_fn, config.batch_size, config.jit_compile), strategy)
+        ckpt = RunCheckpoint(config.model_dir, {"model": tm.model, "optimizer": optimizer},
+                             config.keep_checkpoints)
+        init = {}
+
+        def initialise():  # only when there is no checkpoint to resume from
+            report = init_encoder(tm.encoder, config.init_from)
+            init["report"] = str(report.summary()) if hasattr(report, "summary") else ""
+            print(f"init_from {config.init_from}: {init['report']}", flush=True)
+
+        start = ckpt.restore_or_initialize(
+            None if config.init_from == "scratch" else initialise)
+    data = DataSpec(config.data_dir, "target", config.batch_size, config.input_channels,
+                    config.seed, meta, subjects=subjects)
+    validate = None
+    if config.validate and "val" in meta["splits"]:
+        eval_step = steps.distribute(steps.make_eval_step(tm.model, loss_fn), strategy)
+        val_data = distributed_eval_data(strategy, data, "val")
+        validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
+    loop = LoopSpec(steps_per_epoch, total, lambda step: train, validate,
+                    lambda *args: None, config.log_every, config.checkpoint_every)
+    logs = fit(strategy, data, loop, ckpt, config.model_dir, start)
+    result = {"target": config.target, "init_from": config.init_from,
+              "source_task": source[0], "source_domain": source[1],
+              "train_subjects": len(subjects), "subset_seed": config.subset_seed,
+              "seed": config.seed, "steps": total, "train_slices": counts["slices"],
+              **{f"final_{k}": v for k, v in logs.items()}}
+    result.update(_export_and_evaluate(config, tm, meta, subjects, source))
+    write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
+    return result

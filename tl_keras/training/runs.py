@@ -1,0 +1,62 @@
+"""Set-up shared by pre-training and fine-tuning runs."""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+
+from tl_keras.training import optimizers
+from tl_keras.training.config import ConfigError, TrainConfig
+from tl_keras.training.strategy import make_strategy, set_determinism, set_precision
+from tl_keras.utils.io import write_json_atomic
+from tl_keras.utils.runinfo import record_run
+
+
+def start_run(config: TrainConfig):
+    """Record flags.json, seed everything, set the precision policy; return the strategy."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    keras.backend.clear_session()
+    record_run(config.model_dir, config, seed=config.seed)
+    set_determinism(config.seed, config.deterministic)
+    set_precision(config.mixed_precision)
+    strategy = make_strategy(config.strategy)
+    if config.batch_size % strategy.num_replicas_in_sync:
+        raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
+                          f"{strategy.num_replicas_in_sync} replicas")
+    return strategy
+
+
+def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
+    """(steps per epoch, total steps). ``max_steps`` > 0 replaces the epoch count."""
+    steps_per_epoch = num_slices // config.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{config.data_dir}: {num_slices} training slices are fewer than "
+                          f"--batch_size={config.batch_size}")
+    epochs = getattr(config, "resolved_epochs", lambda: config.epochs)()
+    return steps_per_epoch, config.max_steps or epochs * steps_per_epoch
+
+
+def make_optimizer(config: TrainConfig, boundaries=(), values=()):
+    """Decoupled AdamW with the run's LR schedule (explicit flags win)."""
+    if config.lr_boundaries:
+        boundaries, values = config.lr_boundaries, config.lr_values
+    lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
+    return optimizers.make_generator_optimizer(
+        lr, config.weight_decay, loss_scale=config.mixed_precision == "float16")
+
+
+def cached_json(path: str, compute):
+    """Return the JSON at ``path``, computing and writing it first if absent
+    (keeps resumed runs from re-reading the data set for class weights)."""
+    import json
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    value = compute()
+    write_json_atomic(path, value)
+    return value
+
+
+def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:
+    return {"method": method, "weights": [float(w) for w in weights], "slices": int(num_slices)}

@@ -1,0 +1,125 @@
+"""Pure training and evaluation steps, and their distributed ``tf.function`` wrapper.
+
+A step takes one per-replica batch and returns a dict of scalar logs. Losses
+are averaged over the *global* batch (``tf.nn.compute_average_loss``) so that
+the gradients summed across replicas equal those of one device with the whole
+batch. With ``jit_compile`` the forward and backward passes are compiled by XLA;
+the optimizer update stays outside XLA so that it can all-reduce across replicas.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from tl_keras.training import losses
+
+
+def _average(per_example, global_batch_size):
+    return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch_size)
+
+
+def _regularisation(model):
+    """Any layer-level regularisation losses, scaled for the number of replicas."""
+    if not model.losses:
+        return 0.0
+    return tf.nn.scale_regularization_loss(tf.add_n([tf.cast(l, tf.float32)
+                                                     for l in model.losses]))
+
+
+def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size: int,
+                         jit_compile: bool = False) -> Callable:
+    """One optimisation step of ``model`` on ``loss_fn(y, model(x))``.
+
+    Args:
+      model: keras.Model, images -> logits / reconstructions.
+      optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``).
+      loss_fn: per-example loss, ``(y, output) -> (B,)``.
+      global_batch_size: batch size summed over replicas.
+      jit_compile: XLA-compile the forward and backward pass.
+
+    Returns:
+      ``step(x, y) -> {"loss": scalar}``.
+    """
+    variables = model.trainable_variables
+
+    def loss_and_grads(x, y):
+        with tf.GradientTape() as tape:
+            loss = _average(loss_fn(y, model(x, training=True)), global_batch_size)
+            loss = loss + _regularisation(model)
+            scaled = optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, variables)
+
+    if jit_compile:
+        loss_and_grads = tf.function(loss_and_grads, jit_compile=True)
+
+    def step(x, y):
+        loss, grads = loss_and_grads(x, y)
+        optimizer.apply(grads, variables)
+        return {"loss": loss}
+    return step
+
+
+def make_gan_step(generator, discriminator, g_optimizer, d_optimizer, global_batch_size: int,
+                  l1_weight: float = losses.L1_WEIGHT, jit_compile: bool = False) -> Callable:
+    """One generator and one discriminator step on the same forward pass.
+
+    The discriminator sees ``input ++ candidate``: the target for the real pass,
+    the reconstruction for the fake pass (Taskonomy's conditional GAN). Both
+    networks are updated from the same forward pass, as Taskonomy ran ``g_train_op``
+    and ``d_train_op`` in one ``session.run``.
+
+    Returns:
+      ``step(x, y) -> {"loss", "l1", "adversarial", "d_loss", "d_real", "d_fake"}``
+      where ``loss`` is the generator total.
+    """
+    g_vars = generator.trainable_variables
+    d_vars = discriminator.trainable_variables
+
+    def losses_and_grads(x, y):
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = generator(x, training=True)
+            cond = tf.cast(x, tf.float32)
+            real_logits = discriminator(tf.concat([cond, tf.cast(y, tf.float32)], -1),
+                                        training=True)
+            fake_logits = discriminator(tf.concat([cond, tf.cast(fake, tf.float32)], -1),
+                                        training=True)
+            g = losses.generator_loss(y, fake, fake_logits, l1_weight)
+            d = losses.discriminator_loss(real_logits, fake_logits)
+            logs = {k: _average(v, global_batch_size) for k, v in
+                    (("loss", g["total"]), ("l1", g["l1"]), ("adversarial", g["adversarial"]),
+                     ("d_loss", d["total"]), ("d_real", d["real"]), ("d_fake", d["fake"]))}
+            g_loss = logs["loss"] + _regularisation(generator)
+            d_loss = logs["d_loss"] + _regularisation(discriminator)
+            g_scaled, d_scaled = g_optimizer.scale_loss(g_loss), d_optimizer.scale_loss(d_loss)
+        return logs, g_tape.gradient(g_scaled, g_vars), d_tape.gradient(d_scaled, d_vars)
+
+    if jit_compile:
+        losses_and_grads = tf.function(losses_and_grads, jit_compile=True)
+
+    def step(x, y):
+        logs, g_grads, d_grads = losses_and_grads(x, y)
+        g_optimizer.apply(g_grads, g_vars)
+        d_optimizer.apply(d_grads, d_vars)
+        return logs
+    return step
+
+
+def make_eval_step(model, loss_fn: Callable) -> Callable:
+    """``step(x, y) -> {"loss_sum", "count"}`` over one batch (inference mode)."""
+    def step(x, y):
+        per_example = loss_fn(y, model(x, training=False))
+        return {"loss_sum": tf.reduce_sum(per_example),
+                "count": tf.cast(tf.shape(per_example)[0], tf.float32)}
+    return step
+
+
+def distribute(step: Callable, strategy: tf.distribute.Strategy) -> Callable:
+    """Wrap a per-replica step once in ``tf.function``: run it on every replica and
+    sum the logs (the per-replica losses are already divided by the global batch)."""
+    @tf.function
+    def run(x, y):
+        logs = strategy.run(step, args=(x, y))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in logs.items()}
+    return run

@@ -1,0 +1,47 @@
+"""Distribution strategy, mixed precision and determinism set-up.
+
+These act on process-global state and must run before any model is built.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker``
+    (``MultiWorkerMirroredStrategy`` configured from the ``TF_CONFIG`` variable)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def set_precision(mixed_precision: str) -> str:
+    """Set the global Keras dtype policy (``none`` | ``bfloat16`` | ``float16``); return it."""
+    policy = POLICIES[mixed_precision]
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def set_determinism(seed: int, deterministic: bool) -> None:
+    """Seed Python, NumPy, TF and Keras; with ``deterministic`` also force
+    deterministic TF kernels (slower, but reruns and resumes are bit-identical)."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def split_logical_cpus(n: int) -> None:
+    """Expose ``n`` logical CPU devices (for MirroredStrategy tests and demos).
+
+    Must be called before TensorFlow initialises its devices.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])

@@ -1,0 +1,72 @@
+"""Small stand-in networks with the :class:`tl_keras.models.TaskModels` interface.
+
+The Taskonomy networks have ~40 M parameters; tracing one of their training
+steps takes tens of seconds on a 2-core CPU. These few-thousand-parameter
+networks (same inputs, outputs, BN and LeakyReLU conventions, /16 latent) let
+the loop, resume, distribution and sweep machinery be tested in seconds. Pass
+:func:`build_tiny_models` as ``build_models`` to ``run_pretrain`` / ``run_finetune``.
+"""
+from __future__ import annotations
+
+import keras
+
+from tl_keras.models import TaskModels
+
+
+def _conv(x, filters, stride=1, name=None):
+    x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, name=name)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+    return keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+
+
+def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8):
+    inputs = keras.Input((image_size, image_size, input_channels), name="image")
+    x = inputs
+    for i, f in enumerate((8, 16, 16, 16)):
+        x = _conv(x, f, 2, name=f"enc{i}")
+    x = keras.layers.Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
+    return keras.Model(inputs, x, name="encoder")
+
+
+def tiny_decoder(latent_shape, out_channels: int, activation=None):
+    inputs = keras.Input(tuple(latent_shape), name="latent")
+    x = inputs
+    for i, f in enumerate((16, 16, 8, 8)):
+        x = keras.layers.Conv2DTranspose(f, 3, 2, padding="same", use_bias=False,
+                                         name=f"dec{i}")(x)
+        x = keras.layers.LeakyReLU(0.2, name=f"dec{i}_act")(x)
+    x = keras.layers.Conv2D(out_channels, 3, padding="same", activation=activation,
+                            dtype="float32", name="decoder_output")(x)
+    return keras.Model(inputs, x, name="decoder")
+
+
+def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
+                     num_classes: int | None = None) -> TaskModels:
+    """Tiny encoder + decoder / discriminator / head for ``task``."""
+    encoder = tiny_encoder(image_size, input_channels)
+    inputs = keras.Input((image_size, image_size, input_channels), name="image")
+    latent = encoder(inputs)
+    if task == "classification":
+        h = keras.Input(encoder.output_shape[1:], name="latent")
+        logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(
+            keras.layers.Flatten()(h))
+        head = keras.Model(h, logits, name="head")
+        return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
+    if task == "autoencoding":
+        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh")
+        d_in = keras.Input((image_size, image_size, 2 * input_channels))
+        d = _conv(d_in, 8, 2, name="d0")
+        d_out = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
+        disc = keras.Model(d_in, d_out, name="discriminator")
+        return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
+                          discriminator=disc)
+    decoder = tiny_decoder(encoder.output_shape[1:], num_classes)
+    return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
+
+
+def build_tiny_models(config, meta: dict) -> TaskModels:
+    """``build_models`` hook for run_pretrain / run_finetune (same outputs as the real ones)."""
+    task = getattr(config, "task", "target")
+    num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
+           "classification": len(meta.get("presence_labels", []))}.get(task)
+    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num)
