@@ -11,9 +11,10 @@ def fail_cleanly(prog: str, fn, *args, **kwargs):
     options): the message names the file and the problem, so a traceback
     would only hide it.
     """
+    from tfrecords_tools.errors import InputError
     try:
         return fn(*args, **kwargs)
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError) as e:
+    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, InputError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
         sys.exit(1)

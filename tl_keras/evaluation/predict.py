@@ -1,0 +1,169 @@
+"""Segment new scans and write the result in each scan's own (native) space.
+
+The model's training pre-processing is rebuilt from the export metadata
+(``meta["dataset_meta"]["preprocessing"]``, the ``PreprocessConfig`` the data
+set was converted with); each scan goes through ``prepare_scan`` (registration,
+resampling, normalisation, slicing, padding), every kept slice is predicted and
+``write_native`` maps the labels (nearest) or probabilities (linear) back onto
+the input's grid with its affine and header.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+
+class UnreproducibleError(ValueError):
+    """The model's pre-processing cannot be rebuilt for a new scan."""
+
+
+def preprocess_config_for(meta: dict, model_dir: str):
+    """The ``PreprocessConfig`` a model was trained with, or a clear refusal.
+
+    Refuses models whose data set records no pre-processing, synthetic test
+    data sets, unknown or invalid parameters, and models whose input size is
+    not the pre-processed slice size.
+
+    Raises:
+      UnreproducibleError: one line naming the model directory and the reason.
+    """
+    from tfrecords_tools.preprocess import PreprocessConfig
+    where = f"{model_dir}: cannot reproduce the model's pre-processing"
+    data_meta = meta.get("dataset_meta") or {}
+    params = data_meta.get("preprocessing")
+    if not params:
+        raise UnreproducibleError(f"{where}: its dataset_meta records no 'preprocessing' "
+                                  f"parameters (was it trained on a converted data set?)")
+    if not isinstance(params, dict) or "kind" in params:
+        kind = params.get("kind") if isinstance(params, dict) else params
+        raise UnreproducibleError(f"{where}: the data set was built by '{kind}', "
+                                  f"not by tfrecords_tools.convert")
+    try:
+        config = PreprocessConfig.from_dict(params)
+    except (TypeError, ValueError) as e:
+        raise UnreproducibleError(f"{where}: {' '.join(str(e).split())}") from None
+    size = meta.get("image_size")
+    size = [size, size] if isinstance(size, int) else list(size or [])
+    if size != [config.slice_size, config.slice_size]:
+        raise UnreproducibleError(f"{where}: the model takes {size} slices but the "
+                                  f"pre-processing makes {config.slice_size} x "
+                                  f"{config.slice_size}")
+    channels = int(data_meta.get("channels", 1))
+    if channels != 1:
+        raise UnreproducibleError(f"{where}: the data set has {channels} image channels; "
+                                  f"pre-processing produces grey scans")
+    return config
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictJob:
+    """One scan to segment."""
+
+    image: str
+    output: str
+    probabilities: str | None = None
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path)
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return os.path.splitext(name)[0]
+
+
+def jobs_from_dir(input_dir: str, output_dir: str, probabilities: bool) -> list[PredictJob]:
+    """Every NIfTI file of ``input_dir`` -> ``<output_dir>/<stem>_seg.nii.gz``."""
+    if not os.path.isdir(input_dir):
+        raise FileNotFoundError(f"{input_dir}: no such input directory")
+    files = sorted(f for f in os.listdir(input_dir) if f.endswith(NIFTI_SUFFIXES))
+    if not files:
+        raise FileNotFoundError(f"{input_dir}: no .nii / .nii.gz files")
+    return [_job(os.path.join(input_dir, f), _stem(f), output_dir, probabilities)
+            for f in files]
+
+
+def jobs_from_manifest(manifest: str, output_dir: str, probabilities: bool) -> list[PredictJob]:
+    """A CSV with ``subject_id`` and ``image`` columns (relative paths: to the CSV)."""
+    import pandas as pd
+    if not os.path.exists(manifest):
+        raise FileNotFoundError(f"{manifest}: no such manifest")
+    frame = pd.read_csv(manifest, dtype=str)
+    frame.columns = [c.strip().lower() for c in frame.columns]
+    missing = {"subject_id", "image"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"{manifest}: missing column(s) {sorted(missing)}; "
+                         f"expected subject_id,image")
+    base = os.path.dirname(os.path.abspath(manifest))
+    if frame["subject_id"].duplicated().any():
+        dup = frame.loc[frame["subject_id"].duplicated(), "subject_id"].iloc[0]
+        raise ValueError(f"{manifest}: subject_id '{dup}' occurs twice")
+    return [_job(os.path.join(base, r["image"]), r["subject_id"], output_dir, probabilities)
+            for r in frame.to_dict("records")]
+
+
+def _job(image, name, output_dir, probabilities):
+    return PredictJob(image, os.path.join(output_dir, f"{name}_seg.nii.gz"),
+                      os.path.join(output_dir, f"{name}_prob.nii.gz") if probabilities else None)
+
+
+def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: int = 8):
+    """(N, S, S) slices in [0, 1] -> (N, S, S, K) softmax probabilities."""
+    import tensorflow as tf
+
+    from tl_keras.data.dataset import to_model_input
+    out = []
+    for start in range(0, len(slices), batch_size):
+        x = tf.constant(slices[start:start + batch_size, ..., None], tf.float32)
+        logits = np.asarray(model(to_model_input(x, input_channels), training=False))
+        if logits.shape[-1] == 1:  # single sigmoid logit -> two classes
+            p = 1.0 / (1.0 + np.exp(-logits))
+            logits = np.log(np.concatenate([1 - p, p], -1) + 1e-12)
+        e = np.exp(logits - logits.max(-1, keepdims=True))
+        out.append((e / e.sum(-1, keepdims=True)).astype(np.float32))
+    return np.concatenate(out) if out else np.zeros((0,) + slices.shape[1:] + (2,), np.float32)
+
+
+def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8,
+                  overwrite: bool = False, verbose: bool = True) -> list[str]:
+    """Segment every job's scan; finished outputs are skipped unless ``overwrite``.
+
+    Returns:
+      The label output paths written (or found finished).
+
+    Raises:
+      UnreproducibleError: the model's pre-processing cannot be rebuilt.
+      tfrecords_tools.errors.InputError: a scan cannot be used (names it).
+    """
+    from tfrecords_tools.preprocess import prepare_scan, write_native
+    from tl_keras.models.export import load_exported, read_exported_meta
+    config = preprocess_config_for(read_exported_meta(model_dir), model_dir)
+    model, meta = load_exported(model_dir)
+    done, processed, t0 = [], 0, time.perf_counter()
+    for i, job in enumerate(jobs, 1):
+        finished = os.path.exists(job.output) and (
+            job.probabilities is None or os.path.exists(job.probabilities))
+        if finished and not overwrite:
+            done.append(job.output)
+            continue
+        for path in (job.output, job.probabilities):
+            if path:
+                os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        prepared = prepare_scan(job.image, config)
+        probs = predict_slices(model, prepared.slices, int(meta["input_channels"]), batch_size)
+        write_native(probs.argmax(-1).astype(np.uint8), prepared, job.output, kind="label")
+        if job.probabilities:
+            write_native(probs, prepared, job.probabilities, kind="prob")
+        done.append(job.output)
+        processed += 1
+        if verbose:
+            rate = (time.perf_counter() - t0) / processed
+            print(f"predict: {i}/{len(jobs)} {job.output} ({rate:.1f} s/scan, "
+                  f"ETA {rate * (len(jobs) - i):.0f} s)", file=sys.stderr, flush=True)
+    return done

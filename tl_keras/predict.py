@@ -1,0 +1,63 @@
+"""Segment new T1 scans with an exported model; results in each scan's native space.
+
+    python -m tl_keras.predict --model_dir runs/stroke_t1seg --input scan.nii.gz \
+        --output mask.nii.gz [--probabilities prob.nii.gz]
+    python -m tl_keras.predict --model_dir runs/stroke_t1seg --input_dir scans/ \
+        --output_dir masks/ [--save_probabilities]
+    python -m tl_keras.predict --model_dir runs/stroke_t1seg --manifest scans.csv \
+        --output_dir masks/
+
+The training pre-processing is rebuilt from the model's dataset.json; a model
+whose pre-processing cannot be reproduced is refused with a one-line message.
+"""
+from __future__ import annotations
+
+from absl import app, flags
+
+from tl_keras.evaluation.cli import fail_cleanly
+
+flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.")
+flags.DEFINE_string("input", None, "One T1 scan (.nii / .nii.gz).")
+flags.DEFINE_string("output", None, "Label map to write for --input (.nii.gz).")
+flags.DEFINE_string("probabilities", None,
+                    "Optional class-probability map (4D, one volume per class) for --input.")
+flags.DEFINE_string("input_dir", None, "Batch mode: segment every .nii / .nii.gz here.")
+flags.DEFINE_string("manifest", None, "Batch mode: CSV with subject_id,image columns.")
+flags.DEFINE_string("output_dir", None,
+                    "Batch mode output: <name>_seg.nii.gz (and <name>_prob.nii.gz).")
+flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write probability maps.")
+flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.")
+flags.DEFINE_bool("overwrite", False, "Redo scans whose outputs already exist.")
+flags.DEFINE_bool("verbose", True, "A progress line per scan on stderr.")
+flags.mark_flag_as_required("model_dir")
+FLAGS = flags.FLAGS
+
+
+def _jobs():
+    from tl_keras.evaluation import predict as lib
+    modes = [m for m in ("input", "input_dir", "manifest") if getattr(FLAGS, m)]
+    if len(modes) != 1:
+        raise ValueError("give exactly one of --input, --input_dir, --manifest")
+    if FLAGS.input:
+        if not FLAGS.output:
+            raise ValueError("--input needs --output")
+        return [lib.PredictJob(FLAGS.input, FLAGS.output, FLAGS.probabilities)]
+    if not FLAGS.output_dir:
+        raise ValueError(f"--{modes[0]} needs --output_dir")
+    make = lib.jobs_from_dir if FLAGS.input_dir else lib.jobs_from_manifest
+    return make(FLAGS.input_dir or FLAGS.manifest, FLAGS.output_dir, FLAGS.save_probabilities)
+
+
+def main(argv):
+    del argv
+    from tl_keras.evaluation.predict import predict_scans
+
+    def run():
+        written = predict_scans(FLAGS.model_dir, _jobs(), batch_size=FLAGS.batch_size,
+                                overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
+        print(f"predict: {len(written)} label map(s) in native space, e.g. {written[0]}")
+    fail_cleanly("tl_keras.predict", run)
+
+
+if __name__ == "__main__":
+    app.run(main)
