@@ -79,7 +79,7 @@ class PreprocessConfig:
     reg_sampling: float = 0.05
     reg_bins: int = 32
     reg_seed: int = 0
-    reg_threads: int = 2
+    reg_threads: int = 1
 
     def __post_init__(self):
         for name in ("clip_percentiles", "mask_class_names", "reg_levels_mm"):
@@ -128,9 +128,9 @@ class PreprocessConfig:
         return ("background",) + tuple(f"class_{k}" for k in range(1, self.num_mask_classes))
 
     def crop_slices(self) -> tuple[int, int]:
-        """(top, bottom) slices dropped on this grid: the 1 mm counts scaled by resolution."""
-        return (int(round(self.crop_top / self.resolution)),
-                int(round(self.crop_bottom / self.resolution)))
+        """(top, bottom) slices dropped on this grid: 1 mm counts / resolution, half up."""
+        return (int(np.floor(self.crop_top / self.resolution + 0.5)),
+                int(np.floor(self.crop_bottom / self.resolution + 0.5)))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -264,14 +264,14 @@ def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
     return out
 
 
-def _label_volume(subject, path, img, transform, resolution):
+def _label_volume(subject, path, img, image_path, transform, resolution):
     """Load one label file on the image's grid and resample it (nearest) to the template."""
     lab = load_volume(subject, path, label=True)
     if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
                                                  atol=AFFINE_TOLERANCE_MM):
         raise InputError(subject, path, (
             f"label grid {lab.shape} does not match the image grid {img.shape} of "
-            f"{img.get_filename()} (shape or affine differ); labels must be on the image's grid"))
+            f"{image_path} (shape or affine differ); labels must be on the image's grid"))
     ras = nib.as_closest_canonical(lab)
     data = np.asarray(ras.dataobj)
     data = data.astype(np.int32 if data.min() < 0 or data.max() > 32767 else np.int16)
@@ -309,7 +309,8 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     t_reg = time.perf_counter() - t0
     res = config.resolution
     labels = {k: list(v or []) for k, v in (labels or {}).items()}
-    resampled = {kind: [_label_volume(subject_id, p, img, transform, res) for p in files]
+    resampled = {kind: [_label_volume(subject_id, p, img, image_path, transform, res)
+                        for p in files]
                  for kind, files in labels.items() if files}
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     tpl_brain = reg.template_brain_mask(res)

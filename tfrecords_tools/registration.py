@@ -84,7 +84,8 @@ def _optimise(fixed, moving, transform, *, levels, iterations, sampling, bins, s
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed)  # fixed seed: deterministic
+    # SimpleITK reads seed 0 as "wall clock" (sitkWallClock): shift to stay fixed.
+    reg.SetMetricSamplingPercentage(sampling, int(seed) + 1)
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=2.0, minStep=1e-3, numberOfIterations=iterations,
@@ -101,7 +102,7 @@ def _optimise(fixed, moving, transform, *, levels, iterations, sampling, bins, s
 
 def register(fixed: sitk.Image, moving: sitk.Image, *, levels=(8.0, 4.0, 2.0),
              iterations: int = 100, sampling: float = 0.05, bins: int = 32,
-             seed: int = 0, threads: int = 2) -> sitk.AffineTransform:
+             seed: int = 0, threads: int = 1) -> sitk.AffineTransform:
     """Rigid (Euler3D), then affine, Mattes-MI registration of ``moving`` to ``fixed``.
 
     Args:
