@@ -1,0 +1,303 @@
+"""Natural RGB images -> the same TFRecord shard format (unequal-domain pre-training).
+
+::
+
+    python -m tfrecords_tools.convert_images --image_dir D [--mask_dir M] [--labels_csv C] \\
+        --out_dir O --image_size 256
+    python -m tfrecords_tools.convert_images --from_skimage_samples --num_images 64 --out_dir O
+
+One example per image (``slice_index`` 0, subject id = file stem): ``image``
+(S, S, 3) in [0, 1], ``tissue`` = semantic segmentation labels (from a mask
+PNG with the same stem), ``presence`` = class vector (one-hot, or multi-hot
+when a file has several rows in the labels CSV; without a CSV, the
+segmentation classes present), ``mask`` all zeros. Images are resized like
+Taskonomy's loader: ``skimage.transform.resize`` bilinear (order 1, no
+anti-aliasing) to S x S; masks nearest (order 0). Splits are drawn by seed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+import sys
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+
+from tfrecords_tools import manifest as mf, schema, shards
+from tfrecords_tools.errors import InputError
+from tl_keras.utils.io import write_csv_atomic, write_json_atomic
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+RECORD_DIR = ".shards"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageItem:
+    """One image to write: ``load()`` -> (rgb float32 (S, S, 3) in [0, 1], labels uint8 or None)."""
+    subject_id: str
+    load: Callable[[], tuple[np.ndarray, np.ndarray | None]]
+    presence: tuple[float, ...]
+    source: str
+    key: str  # identity for resume (file path + size + mtime, or generator parameters)
+
+
+def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    """(H, W[, C]) image of any dtype -> (size, size, 3) float32 in [0, 1], bilinear."""
+    from skimage.transform import resize
+    from skimage.util import img_as_float32
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, -1)
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
+        raise ValueError(f"expected an RGB image, got shape {image.shape}")
+    image = img_as_float32(image[..., :3])
+    out = resize(image, (size, size), order=1, mode="reflect", anti_aliasing=False)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def resize_labels(labels: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) integer labels -> (size, size) uint8, nearest neighbour."""
+    from skimage.transform import resize
+    labels = np.asarray(labels)
+    out = resize(labels, (size, size), order=0, preserve_range=True, anti_aliasing=False)
+    return np.rint(out).astype(np.uint8)
+
+
+def _file_key(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}:{st.st_size}:{int(st.st_mtime)}"
+
+
+def _read(subject: str, path: str, labels: bool = False) -> np.ndarray:
+    from skimage import io
+    try:
+        array = io.imread(path)
+    except Exception as e:  # noqa: BLE001 - any decoder error means an unusable file
+        raise InputError(subject, path, f"cannot read image ({type(e).__name__}: {e})") from None
+    if labels:
+        if array.ndim == 3:  # a palette / RGB-coded mask: use the first channel
+            array = array[..., 0]
+        if array.ndim != 2 or not np.issubdtype(array.dtype, np.integer) or array.max() > 255:
+            raise InputError(subject, path, "segmentation mask must be a 2D integer image "
+                                            "with class values 0..255")
+    return array
+
+
+def folder_items(image_dir: str, size: int, *, mask_dir: str = "",
+                 labels_csv: str = "") -> tuple[list[ImageItem], list[str], list[str]]:
+    """Items of an image folder with optional masks and class labels.
+
+    Returns:
+      (items, segmentation class names, presence label names). Every missing
+      mask or label is reported in one ManifestError.
+    """
+    paths = sorted(p for p in glob.glob(os.path.join(glob.escape(image_dir), "*"))
+                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    if not paths:
+        raise mf.ManifestError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(stems)) != len(stems):
+        raise mf.ManifestError(f"{image_dir}: several images share a file stem")
+    masks, problems = {}, []
+    if mask_dir:
+        for stem in stems:
+            found = [p for p in glob.glob(os.path.join(glob.escape(mask_dir), glob.escape(stem) + ".*"))
+                     if p.lower().endswith(IMAGE_EXTENSIONS)]
+            masks[stem] = found[0] if found else None
+            if not found:
+                problems.append(f"{stem}: no mask {mask_dir}/{stem}.png")
+    classes, per_file = [], {}
+    if labels_csv:
+        table = pd.read_csv(labels_csv, dtype=str)
+        if not {"file", "class"} <= set(table.columns):
+            raise mf.ManifestError(f"{labels_csv}: expected columns file,class")
+        classes = sorted(set(table["class"]))
+        for f, c in zip(table["file"], table["class"]):
+            per_file.setdefault(os.path.splitext(os.path.basename(f))[0], set()).add(c)
+        problems += [f"{s}: no row in {labels_csv}" for s in stems if s not in per_file]
+    if problems:
+        raise mf.ManifestError(f"{len(problems)} problem(s): " + "; ".join(problems))
+    seg_classes = _mask_classes(masks) if mask_dir else []
+    presence_names = classes or seg_classes[1:]
+    items = []
+    for path, stem in zip(paths, stems):
+        if classes:
+            presence = tuple(float(c in per_file[stem]) for c in classes)
+        else:
+            presence = None  # computed from the mask when loaded
+        items.append(_folder_item(stem, path, masks.get(stem), size, presence,
+                                  len(seg_classes)))
+    return items, seg_classes, presence_names
+
+
+def _mask_classes(masks: dict) -> list[str]:
+    top = max(int(_read(s, p, labels=True).max()) for s, p in masks.items())
+    return [f"class_{k}" for k in range(max(top, 1) + 1)]
+
+
+def _folder_item(stem, path, mask_path, size, presence, num_seg):
+    def load():
+        rgb = resize_rgb(_read(stem, path), size)
+        labels = None if mask_path is None else resize_labels(_read(stem, mask_path, True), size)
+        return rgb, labels
+    key = _file_key(path) + ("|" + _file_key(mask_path) if mask_path else "")
+    if presence is None and mask_path is not None:
+        # Multi-hot of the foreground classes present; needs the mask, read once here.
+        present = set(np.unique(_read(stem, mask_path, True)).tolist())
+        presence = tuple(float(k in present) for k in range(1, num_seg))
+    return ImageItem(stem, load, presence or (), path, key)
+
+
+def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes: Sequence[str],
+                        presence_labels: Sequence[str], image_size: int, num_shards: int = 4,
+                        split_counts=None, split_fractions=None, seed: int = 0,
+                        synthetic: bool = False, preprocessing: dict | None = None,
+                        progress: bool = True) -> dict:
+    """Assign splits, write shards (skipping unchanged ones) and the metadata files."""
+    import tl_keras
+    from tqdm import tqdm
+    subjects = tuple(mf.Subject(it.subject_id, it.source) for it in items)
+    manifest = mf.assign_splits(mf.Manifest(subjects), counts=split_counts,
+                                fractions=split_fractions, seed=seed)
+    by_id = {it.subject_id: it for it in items}
+    num_seg = max(len(seg_classes), 1)
+    plans, rows, splits = [], [], {}
+    for split, members in sorted(mf.split_of(manifest.subjects).items()):
+        n = min(num_shards, len(members))
+        for k in range(n):
+            ids = [s.subject_id for s in members[k::n]]
+            plans.append((split, schema.shard_name(split, k, n), ids))
+            rows += [{"subject_id": i, "split": split, "shard": plans[-1][1], "slices": 1,
+                      "source": by_id[i].source} for i in ids]
+        splits[split] = {"subjects": sorted(s.subject_id for s in members),
+                         "slices": len(members), "shards": n, "complete": True}
+    os.makedirs(out_dir, exist_ok=True)
+    for split, name, ids in tqdm(plans, desc="writing shards", unit="shard", file=sys.stderr,
+                                 disable=not progress):
+        fp = hashlib.sha1(json.dumps([image_size, num_seg, [by_id[i].key for i in ids]])
+                          .encode()).hexdigest()
+        record = os.path.join(out_dir, RECORD_DIR, name + ".json")
+        if os.path.exists(os.path.join(out_dir, name)) and os.path.exists(record):
+            with open(record) as f:
+                if json.load(f).get("fingerprint") == fp:
+                    continue
+        shards.write_shard(os.path.join(out_dir, name), _examples([by_id[i] for i in ids],
+                                                                  num_seg))
+        write_json_atomic(record, {"fingerprint": fp, "subjects": ids})
+    _remove_stale(out_dir, {name for _, name, _ in plans})
+    meta = {"image_size": [image_size, image_size], "channels": 3,
+            "num_mask_classes": 1, "mask_classes": ["background"],
+            "num_tissue_classes": num_seg, "tissue_classes": list(seg_classes) or ["background"],
+            "presence_labels": list(presence_labels), "splits": splits,
+            "preprocessing": preprocessing or {}, "tool_version": tl_keras.__version__,
+            "quant_max": schema.DEFAULT_QUANT_MAX, "synthetic": bool(synthetic),
+            "complete": True, "errors": 0}
+    shards.write_dataset_json(out_dir, meta)
+    write_csv_atomic(os.path.join(out_dir, schema.SUBJECTS_CSV),
+                     pd.DataFrame(sorted(rows, key=lambda r: (r["split"], r["subject_id"]))))
+    return meta
+
+
+def _examples(items: Sequence[ImageItem], num_seg: int) -> Iterator[bytes]:
+    for it in items:
+        rgb, labels = it.load()
+        if labels is not None and labels.max() >= num_seg:
+            raise InputError(it.subject_id, it.source,
+                             f"mask class {labels.max()} >= {num_seg} classes")
+        yield schema.make_example(subject_id=it.subject_id, slice_index=0, image=rgb,
+                                  voxel_size=(1.0, 1.0, 1.0), mask=None, num_mask_classes=1,
+                                  tissue=labels, num_tissue_classes=num_seg,
+                                  presence=it.presence)
+
+
+def _remove_stale(out_dir: str, wanted: set[str]) -> None:
+    for path in glob.glob(os.path.join(out_dir, "*-*-of-*.tfrecord")):
+        if os.path.basename(path) not in wanted:
+            os.remove(path)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def define_flags() -> None:
+    from absl import flags
+    flags.DEFINE_string("image_dir", "", "Folder of RGB images (png, jpg, bmp, tif).")
+    flags.DEFINE_string("mask_dir", "", "Segmentation masks with the images' file stems "
+                        "(2D integer PNG, class per pixel).")
+    flags.DEFINE_string("labels_csv", "", "CSV file,class of image class labels "
+                        "(several rows per file: multi-label).")
+    flags.DEFINE_boolean("from_skimage_samples", False, "Build the offline example from "
+                         "scikit-image's bundled photographs instead of --image_dir.")
+    flags.DEFINE_integer("num_images", 64, "Images generated from the skimage samples.")
+    flags.DEFINE_integer("num_seg_classes", 8, "Colour-cluster classes of the skimage samples.")
+    flags.DEFINE_string("out_dir", None, "Output folder.")
+    flags.DEFINE_integer("image_size", 256, "Output side in pixels.")
+    flags.DEFINE_integer("num_shards", 4, "Shards per split.")
+    flags.DEFINE_string("splits", "train=0.8,val=0.1,test=0.1", "Split counts or fractions.")
+    flags.DEFINE_integer("seed", 0, "Seed of the split (and of the sample augmentation).")
+    flags.DEFINE_boolean("synthetic", False, "Mark a folder data set synthetic.")
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFlags:
+    """The parsed command line."""
+    image_dir: str
+    mask_dir: str
+    labels_csv: str
+    from_skimage_samples: bool
+    num_images: int
+    num_seg_classes: int
+    out_dir: str
+    image_size: int
+    num_shards: int
+    splits: str
+    seed: int
+    synthetic: bool
+    progress: bool
+
+
+def run_flags(cfg: ImageFlags) -> dict:
+    """Convert as the CLI does, from a frozen ImageFlags."""
+    counts, fractions = mf.parse_split_spec(cfg.splits)
+    common = dict(image_size=cfg.image_size, num_shards=cfg.num_shards, split_counts=counts,
+                  split_fractions=fractions, seed=cfg.seed, progress=cfg.progress)
+    if cfg.from_skimage_samples == bool(cfg.image_dir):
+        raise ValueError("give exactly one of --image_dir or --from_skimage_samples")
+    if cfg.from_skimage_samples:
+        from tfrecords_tools.natural_samples import convert_skimage_samples
+        return convert_skimage_samples(cfg.out_dir, num_images=cfg.num_images,
+                                       num_classes=cfg.num_seg_classes, **common)
+    items, seg, presence = folder_items(cfg.image_dir, cfg.image_size, mask_dir=cfg.mask_dir,
+                                        labels_csv=cfg.labels_csv)
+    pre = {"kind": "natural_images", "image_dir": os.path.abspath(cfg.image_dir),
+           "mask_dir": cfg.mask_dir, "labels_csv": cfg.labels_csv, "image_size": cfg.image_size,
+           "resize": "skimage.transform.resize order=1 (labels order=0), no anti-aliasing",
+           "split_seed": cfg.seed, "splits": cfg.splits}
+    return write_image_dataset(items, cfg.out_dir, seg_classes=seg, presence_labels=presence,
+                               synthetic=cfg.synthetic, preprocessing=pre, **common)
+
+
+def main(argv) -> None:
+    from absl import flags
+    if len(argv) > 1:
+        raise SystemExit(f"convert_images: error: unexpected arguments {argv[1:]}")
+    names = [f.name for f in dataclasses.fields(ImageFlags)]
+    try:
+        meta = run_flags(ImageFlags(**{n: getattr(flags.FLAGS, n) for n in names}))
+    except (mf.ManifestError, InputError, ValueError, OSError) as e:
+        print(f"convert_images: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(1)
+    counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))
+    print(f"convert_images: {flags.FLAGS.out_dir}: {counts} images")
+
+
+if __name__ == "__main__":
+    from absl import app, flags as _flags
+    define_flags()
+    _flags.mark_flag_as_required("out_dir")
+    app.run(main)
