@@ -1,0 +1,27 @@
+"""Fine-tune a segmentation network on a target task from a (pre-trained) encoder.
+
+Usage: ``python -m tl_keras.finetune --flagfile experiments/finetune_stroke.flags
+--init_from runs/t1_seg/encoder_best --train_subjects 50 --subset_seed 3``
+(see docs/training.md). Flags mirror :class:`tl_keras.training.FinetuneConfig`.
+"""
+from absl import app
+
+from tl_keras.training.config import FinetuneConfig
+from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli
+
+define_config_flags(FinetuneConfig)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+    def run():
+        from tl_keras.training import run_finetune
+        result = run_finetune(config_from_flags(FinetuneConfig))
+        print(f"done: {result}")
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    app.run(main)

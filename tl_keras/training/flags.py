@@ -1,0 +1,108 @@
+"""absl flag definitions for the training CLIs, generated from the config dataclasses.
+
+Every dataclass field becomes a flag of the same name, default and type, with
+the help text below; :func:`config_from_flags` turns parsed flags back into the
+frozen dataclass. Only the CLI modules call these.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import flags
+
+HELP = {
+    "data_dir": "converted data set (shards + dataset.json) from tfrecords_tools.convert",
+    "model_dir": "run directory: checkpoints, flags.json, TensorBoard, encoders / export",
+    "image_size": "slice size in px; 0 = take it from dataset.json (must match it)",
+    "input_channels": "model input channels: 3 (grey repeated, Taskonomy/ImageNet) or 1",
+    "latent_channels": "encoder compress1 channels (Taskonomy 8; the paper says 4)",
+    "decoder_variant": "taskonomy (15 layers) or paper (10 layers)",
+    "batch_size": "global batch size (divided over replicas)",
+    "epochs": "training epochs (fine-tuning: 0 = by target, stroke 30 / ms 60 / anatomy 300)",
+    "max_steps": "if > 0, train exactly this many steps instead of --epochs",
+    "learning_rate": "Adam learning rate (fine-tuning: divided by 10 after half the steps)",
+    "weight_decay": "decoupled weight decay per step, w <- w - wd * w (not scaled by the LR)",
+    "lr_boundaries": "comma-separated step boundaries of a piecewise-constant LR",
+    "lr_values": "comma-separated LRs, one more than --lr_boundaries",
+    "class_weights": "median_frequency | inverse | enet | none (from the training set)",
+    "seed": "seed of weights init, data order and dropout",
+    "deterministic": "deterministic TF ops (resumed runs reproduce uninterrupted ones)",
+    "mixed_precision": "none | bfloat16 | float16 (float16 uses dynamic loss scaling)",
+    "jit_compile": "XLA-compile forward and backward passes",
+    "strategy": "default | mirrored (local devices) | multi_worker (TF_CONFIG)",
+    "log_every": "write TensorBoard train scalars every N steps",
+    "checkpoint_every": "checkpoint every N steps (and at every epoch end)",
+    "keep_checkpoints": "checkpoints to keep",
+    "validate": "compute the validation loss (split 'val') after each epoch",
+    "task": "source task: segmentation | autoencoding | classification",
+    "domain": "source domain recorded with the encoder: t1 | natural",
+    "disc_start_step": "auto-encoding: step at which the GAN discriminator switches on "
+                       "(paper: 26000 on T1, 25000 on natural images)",
+    "disc_learning_rate": "auto-encoding: discriminator SGD learning rate",
+    "discriminator_variant": "taskonomy (pix2pix) or paper",
+    "classification_softmax": "classification: softmax cross-entropy instead of class-wise "
+                              "sigmoid BCE (the paper's text)",
+    "target": "target task: stroke | ms | anatomy (sets the default epochs)",
+    "init_from": "encoder initialisation: scratch | PATH | taskonomy:CKPT | imagenet:CKPT",
+    "train_subjects": "K training subjects drawn from the training split (0 = all)",
+    "subset_seed": "seed of the K-subject draw",
+    "eval_split": "split evaluated after training",
+    "evaluate": "evaluate (or predict) --eval_split after training",
+}
+
+
+def define_config_flags(config_cls, overrides: dict | None = None, skip=()) -> None:
+    """Define one flag per field of ``config_cls`` (defaults from the dataclass)."""
+    overrides = overrides or {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in skip or field.name in flags.FLAGS:
+            continue
+        default = overrides.get(field.name, field.default)
+        help_ = HELP.get(field.name, field.name)
+        if field.type in ("bool", bool):
+            flags.DEFINE_bool(field.name, default, help_)
+        elif field.type in ("int", int):
+            flags.DEFINE_integer(field.name, default, help_)
+        elif field.type in ("float", float):
+            flags.DEFINE_float(field.name, default, help_)
+        elif field.type in ("tuple", tuple):
+            flags.DEFINE_list(field.name, list(default), help_)
+        else:
+            flags.DEFINE_string(field.name, default, help_)
+
+
+def config_from_flags(config_cls, **extra):
+    """The frozen ``config_cls`` from the parsed flags (lists -> tuples of numbers)."""
+    values = {}
+    for field in dataclasses.fields(config_cls):
+        if field.name in extra or field.name not in flags.FLAGS:
+            continue
+        value = flags.FLAGS[field.name].value
+        if field.type in ("tuple", tuple):
+            cast = int if field.name == "lr_boundaries" else float
+            try:
+                value = tuple(cast(v) for v in value)
+            except ValueError:
+                from tl_keras.training.config import ConfigError
+                raise ConfigError(f"--{field.name}={','.join(value)}: not a list of numbers")
+        values[field.name] = value
+    return config_cls(**values, **extra)
+
+
+def run_cli(fn) -> None:
+    """Run ``fn``; expected errors become one line on stderr and exit status 2."""
+    from tl_keras.training.config import ConfigError
+    try:
+        from tl_keras.weights import WeightLoadError
+    except ImportError:  # pragma: no cover
+        WeightLoadError = ConfigError
+    try:
+        fn()
+    except (ConfigError, WeightLoadError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}".splitlines()[0], file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        sys.exit(130)

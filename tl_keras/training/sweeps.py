@@ -1,0 +1,140 @@
+"""Fine-tuning set-size sweeps (Fig. 2.3): sources x set sizes x repeats.
+
+Each cell is an ordinary fine-tuning run in ``out_dir/<source>/n<K>/r<r>``; a
+cell is complete when its ``result.json`` exists, so reruns skip finished cells
+and resume unfinished ones from their checkpoints. Cells are dealt round-robin
+to ``num_jobs`` jobs (e.g. a SLURM array), and every job re-merges all complete
+cells into ``out_dir/sweep_results.csv``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import traceback
+from typing import Callable
+
+from tl_keras.training.config import ConfigError, FinetuneConfig
+from tl_keras.training.finetuning import RESULT_FILE, run_finetune
+from tl_keras.utils.io import write_csv_atomic
+
+RESULTS_CSV = "sweep_results.csv"
+LEAD_COLUMNS = ["source", "init_from", "train_subjects", "repeat", "subset_seed", "target",
+                "seed", "run_dir"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    """A sweep: ``sources`` ((name, init spec), ...), ``set_sizes`` (0 = all subjects),
+    ``repeats`` subsets per size (subset_seed = repeat index), and the fine-tuning
+    options shared by every cell (its model_dir / init_from / train_subjects /
+    subset_seed are set per cell)."""
+
+    out_dir: str
+    sources: tuple
+    set_sizes: tuple
+    repeats: int
+    finetune: FinetuneConfig
+    job_index: int = 0
+    num_jobs: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    source: str
+    init_from: str
+    train_subjects: int
+    repeat: int
+    run_dir: str
+
+
+def slurm_job(job_index: int, num_jobs: int) -> tuple[int, int]:
+    """Resolve ``-1`` / ``0`` defaults from ``SLURM_ARRAY_TASK_ID`` / ``_COUNT`` (else 0 / 1)."""
+    env = os.environ
+    if job_index < 0:
+        job_index = (int(env.get("SLURM_ARRAY_TASK_ID", 0))
+                     - int(env.get("SLURM_ARRAY_TASK_MIN", 0)))
+    if num_jobs <= 0:
+        num_jobs = int(env.get("SLURM_ARRAY_TASK_COUNT", 1))
+    if not 0 <= job_index < num_jobs:
+        raise ConfigError(f"--job_index={job_index} must be in 0..{num_jobs - 1}")
+    return job_index, num_jobs
+
+
+def parse_sources(items) -> tuple:
+    """``["name=spec", "spec", ...]`` -> ((name, spec), ...); a bare spec names itself."""
+    out = []
+    for item in items:
+        name, sep, spec = item.partition("=")
+        name, spec = (name, spec) if sep else (os.path.basename(item.rstrip("/")) or item, item)
+        if not spec or not name:
+            raise ConfigError(f"--sources entry {item!r} must be NAME=SPEC or SPEC")
+        out.append((name.replace(":", "_").replace("/", "_"), spec))
+    if len({n for n, _ in out}) != len(out):
+        raise ConfigError(f"--sources names must be unique: {[n for n, _ in out]}")
+    return tuple(out)
+
+
+def grid(config: SweepConfig) -> list[Cell]:
+    """Every cell of the sweep in a fixed order (source, set size, repeat)."""
+    return [Cell(name, spec, int(k), r,
+                 os.path.join(config.out_dir, name, f"n{int(k) or 'all'}", f"r{r}"))
+            for name, spec in config.sources for k in config.set_sizes
+            for r in range(config.repeats)]
+
+
+def job_cells(config: SweepConfig) -> list[Cell]:
+    """The cells of job ``job_index`` out of ``num_jobs`` (round-robin)."""
+    return grid(config)[config.job_index::config.num_jobs]
+
+
+def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
+    return dataclasses.replace(config.finetune, model_dir=cell.run_dir, init_from=cell.init_from,
+                               train_subjects=cell.train_subjects, subset_seed=cell.repeat)
+
+
+def merge_results(config: SweepConfig) -> str:
+    """Collect ``result.json`` of every complete cell into ``sweep_results.csv``."""
+    import pandas as pd
+    rows = []
+    for cell in grid(config):
+        path = os.path.join(cell.run_dir, RESULT_FILE)
+        if os.path.exists(path):
+            with open(path) as f:
+                result = json.load(f)
+            rows.append({**result, "source": cell.source, "init_from": cell.init_from,
+                         "repeat": cell.repeat, "run_dir": cell.run_dir})
+    frame = pd.DataFrame(rows)
+    lead = [c for c in LEAD_COLUMNS if c in frame.columns]
+    frame = frame[lead + sorted(c for c in frame.columns if c not in lead)]
+    path = os.path.join(config.out_dir, RESULTS_CSV)
+    write_csv_atomic(path, frame)
+    return path
+
+
+def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict:
+    """Run this job's cells (skipping complete ones), then merge all results.
+
+    Returns:
+      ``{"ran": [...], "skipped": [...], "failed": [(run_dir, error)], "csv": path}``.
+    """
+    os.makedirs(config.out_dir, exist_ok=True)
+    mine = job_cells(config)
+    print(f"sweep: job {config.job_index + 1}/{config.num_jobs}: {len(mine)} of "
+          f"{len(grid(config))} cells", flush=True)
+    ran, skipped, failed = [], [], []
+    for i, cell in enumerate(mine, 1):
+        if os.path.exists(os.path.join(cell.run_dir, RESULT_FILE)):
+            skipped.append(cell.run_dir)
+            print(f"[{i}/{len(mine)}] {cell.run_dir}: complete, skipped", flush=True)
+            continue
+        print(f"[{i}/{len(mine)}] {cell.run_dir}: fine-tuning from {cell.init_from} on "
+              f"{cell.train_subjects or 'all'} subjects (subset {cell.repeat})", flush=True)
+        try:
+            run_finetune(cell_config(config, cell), build_models)
+            ran.append(cell.run_dir)
+        except (ConfigError, OSError, ValueError) as e:
+            failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
+            print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
+            traceback.print_exc()
+    return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}
