@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import nibabel as nib
 import numpy as np
@@ -25,7 +26,7 @@ class PreparedScan:
     """A new scan pre-processed for prediction, with what write-back needs."""
     subject_id: str
     image_path: str
-    slices: np.ndarray          # (N, S, S) float32 in [0, 1]
+    slices: np.ndarray | None   # (N, S, S) float32 in [0, 1]; None when loaded from disk
     slice_indices: np.ndarray   # (N,) axial indices on the template grid
     config: object              # the PreprocessConfig used
     transform: sitk.Transform   # template -> native (LPS)
@@ -34,9 +35,13 @@ class PreparedScan:
     transform_file: str | None = None
 
 
-def native_geometry(img: nib.Nifti1Image, ras: nib.Nifti1Image, resolution: float) -> dict:
-    """JSON-able description of the native grid (saved per subject beside the transform)."""
+def native_geometry(img: nib.Nifti1Image, ras: nib.Nifti1Image, resolution: float, *,
+                    image_path: str, slice_indices, slice_size: int) -> dict:
+    """JSON-able description of the native grid and the kept slices (saved per subject)."""
     return {
+        "image_path": os.path.abspath(image_path),
+        "slice_indices": [int(k) for k in slice_indices],
+        "slice_size": int(slice_size),
         "native_shape": [int(n) for n in img.shape[:3]],
         "native_affine": np.asarray(img.affine).tolist(),
         "native_axcodes": "".join(nib.aff2axcodes(img.affine)),
@@ -49,10 +54,27 @@ def native_geometry(img: nib.Nifti1Image, ras: nib.Nifti1Image, resolution: floa
     }
 
 
-def load_saved(transform_file: str):
-    """(transform, geometry) saved by pre-processing (``{subject}.tfm`` + ``.geometry.json``)."""
+def load_prepared(transform_file: str, config=None) -> PreparedScan:
+    """A ``PreparedScan`` (without slices) from the files pre-processing saved.
+
+    Lets predictions on converted subjects (``subjects.csv`` lists the
+    transform file) be written back in native space. The header comes from the
+    original image when it is still readable, else from the saved affine.
+    """
     with open(transform_file[:-len(".tfm")] + ".geometry.json") as f:
-        return reg.read_transform(transform_file), json.load(f)
+        geometry = json.load(f)
+    affine = np.asarray(geometry["native_affine"])
+    try:
+        header = nib.load(geometry["image_path"]).header
+    except (OSError, nib.filebasedimages.ImageFileError):
+        header = None
+    native = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), affine, header)
+    return PreparedScan(
+        subject_id=os.path.basename(transform_file)[:-len(".tfm")],
+        image_path=geometry["image_path"], slices=None,
+        slice_indices=np.asarray(geometry["slice_indices"]), config=config,
+        transform=reg.read_transform(transform_file), native_image=native,
+        geometry=geometry, transform_file=transform_file)
 
 
 def slices_to_template(prediction: np.ndarray, slice_indices, template_shape,
@@ -132,7 +154,8 @@ def write_native(prediction: np.ndarray, prepared: PreparedScan, out_path: str,
       ``out_path``.
     """
     prediction = np.asarray(prediction)
-    expected = (len(prepared.slice_indices),) + prepared.slices.shape[1:]
+    size = prepared.geometry["slice_size"]
+    expected = (len(prepared.slice_indices), size, size)
     if prediction.shape[:3] != expected or prediction.ndim != (3 if kind == "label" else 4):
         raise ValueError(f"prediction shape {prediction.shape} does not match the prepared "
                          f"slices {expected} (kind={kind})")

@@ -24,8 +24,8 @@ import numpy as np
 from tfrecords_tools import labels as labels_lib
 from tfrecords_tools import registration as reg
 from tfrecords_tools.errors import InputError
-from tfrecords_tools.native import (PreparedScan, native_geometry,  # noqa: F401
-                                    template_to_native, write_native)
+from tfrecords_tools.native import (PreparedScan, load_prepared,  # noqa: F401
+                                    native_geometry, template_to_native, write_native)
 
 AFFINE_TOLERANCE_MM = 1e-3
 MASK_MODES = ("binary", "multiclass")
@@ -328,7 +328,8 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
                 else labels_lib.map_labels(resampled["mask"][0], config.label_mapping))
     keep = kept_slices(volume.shape[2], config)
     size = config.slice_size
-    geometry = native_geometry(img, ras, res)
+    geometry = native_geometry(img, ras, res, image_path=image_path, slice_indices=keep,
+                               slice_size=size)
     transform_file = save_transform(subject_id, transform, geometry, transform_dir)
     return SubjectResult(
         subject_id=subject_id,
@@ -385,7 +386,8 @@ def prepare_scan(image_path: str, config: PreprocessConfig,
     img, ras, transform, volume = _register_scan(subject, image_path, config)
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     keep = kept_slices(volume.shape[2], config)
-    geometry = native_geometry(img, ras, config.resolution)
+    geometry = native_geometry(img, ras, config.resolution, image_path=image_path,
+                               slice_indices=keep, slice_size=config.slice_size)
     return PreparedScan(
         subject_id=subject, image_path=image_path,
         slices=to_slices(image01, keep, config.slice_size), slice_indices=keep,
