@@ -4,10 +4,14 @@ Usage: ``python -m tl_keras.finetune --flagfile experiments/finetune_stroke.flag
 --init_from runs/t1_seg/encoder_best --train_subjects 50 --subset_seed 3``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.FinetuneConfig`.
 """
-from absl import app
+import os
 
-from tl_keras.training.config import FinetuneConfig
-from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+from absl import app  # noqa: E402
+
+from tl_keras.training.config import FinetuneConfig, validate_finetune  # noqa: E402
+from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli  # noqa: E402
 
 define_config_flags(FinetuneConfig)
 
@@ -17,8 +21,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
     def run():
+        config = config_from_flags(FinetuneConfig)
+        validate_finetune(config)  # one-line failure before TensorFlow loads
         from tl_keras.training import run_finetune
-        result = run_finetune(config_from_flags(FinetuneConfig))
+        result = run_finetune(config)
         print(f"done: {result}")
     run_cli(run)
 

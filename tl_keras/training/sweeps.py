@@ -14,7 +14,7 @@ import os
 import traceback
 from typing import Callable
 
-from tl_keras.training.config import ConfigError, FinetuneConfig
+from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
 from tl_keras.training.finetuning import RESULT_FILE, run_finetune
 from tl_keras.utils.io import write_csv_atomic
 
@@ -118,8 +118,10 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
     Returns:
       ``{"ran": [...], "skipped": [...], "failed": [(run_dir, error)], "csv": path}``.
     """
-    os.makedirs(config.out_dir, exist_ok=True)
     mine = job_cells(config)
+    for cell in mine:  # bad flags or missing data fail before any training
+        validate_finetune(cell_config(config, cell))
+    os.makedirs(config.out_dir, exist_ok=True)
     print(f"sweep: job {config.job_index + 1}/{config.num_jobs}: {len(mine)} of "
           f"{len(grid(config))} cells", flush=True)
     ran, skipped, failed = [], [], []
@@ -136,5 +138,6 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
             print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
-            traceback.print_exc()
+            if not isinstance(e, ConfigError):
+                traceback.print_exc()
     return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}

@@ -13,22 +13,27 @@ import keras
 from tl_keras.models import TaskModels
 
 
-def _conv(x, filters, stride=1, name=None):
-    x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=False, name=name)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+def _conv(x, filters, stride=1, name=None, batch_norm=True):
+    x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=not batch_norm,
+                            name=name)(x)
+    if batch_norm:
+        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
 
 
-def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8):
+def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8,
+                 batch_norm: bool = True):
+    """Four stride-2 convs and a 1x1 ``compress1``: (H, W, C) -> (H/16, W/16, latent)."""
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
     for i, f in enumerate((8, 16, 16, 16)):
-        x = _conv(x, f, 2, name=f"enc{i}")
+        x = _conv(x, f, 2, name=f"enc{i}", batch_norm=batch_norm)
     x = keras.layers.Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
     return keras.Model(inputs, x, name="encoder")
 
 
 def tiny_decoder(latent_shape, out_channels: int, activation=None):
+    """Four stride-2 transposed convs and an output conv (float32 logits)."""
     inputs = keras.Input(tuple(latent_shape), name="latent")
     x = inputs
     for i, f in enumerate((16, 16, 8, 8)):
@@ -41,9 +46,13 @@ def tiny_decoder(latent_shape, out_channels: int, activation=None):
 
 
 def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
-                     num_classes: int | None = None) -> TaskModels:
-    """Tiny encoder + decoder / discriminator / head for ``task``."""
-    encoder = tiny_encoder(image_size, input_channels)
+                     num_classes: int | None = None, batch_norm: bool = True) -> TaskModels:
+    """Tiny encoder + decoder / discriminator / head for ``task``.
+
+    ``batch_norm=False`` gives networks whose result does not depend on how the
+    batch is split over replicas (for strategy-equivalence tests).
+    """
+    encoder = tiny_encoder(image_size, input_channels, batch_norm=batch_norm)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     latent = encoder(inputs)
     if task == "classification":
@@ -55,7 +64,7 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
     if task == "autoencoding":
         decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh")
         d_in = keras.Input((image_size, image_size, 2 * input_channels))
-        d = _conv(d_in, 8, 2, name="d0")
+        d = _conv(d_in, 8, 2, name="d0", batch_norm=batch_norm)
         d_out = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
         disc = keras.Model(d_in, d_out, name="discriminator")
         return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
@@ -64,9 +73,10 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
     return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
 
 
-def build_tiny_models(config, meta: dict) -> TaskModels:
+def build_tiny_models(config, meta: dict, batch_norm: bool = True) -> TaskModels:
     """``build_models`` hook for run_pretrain / run_finetune (same outputs as the real ones)."""
     task = getattr(config, "task", "target")
     num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
            "classification": len(meta.get("presence_labels", []))}.get(task)
-    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num)
+    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
+                            batch_norm)
