@@ -71,30 +71,26 @@ def test_multiclass_evaluation(tmp_path):
 
 def test_cli_runs_and_reports_errors_in_one_line(binary_model, tiny_data_dir, tmp_path,
                                                  capsys):
-    from absl import flags
-
     from tl_keras import evaluate
     out_dir = tmp_path / "cli"
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["evaluate", f"--model_dir={binary_model}", f"--data_dir={tiny_data_dir}",
-                 f"--out_dir={out_dir}", "--batch_size=4", "--connectivity=26",
-                 "--overlap_cutoffs=0,0.5", "--noverbose"])
-    evaluate.main([])
+    assert evaluate.main([
+        "evaluate", f"--model_dir={binary_model}", f"--data_dir={tiny_data_dir}",
+        f"--out_dir={out_dir}", "--batch_size=4", "--connectivity=26",
+        "--overlap_cutoffs=0,0.5", "--noverbose"]) == 0
     assert "dice 1.0000" in capsys.readouterr().out
     detection = pd.read_csv(out_dir / "detection.csv")
     assert set(detection["overlap_cutoff"]) == {0.0, 0.5}
     assert set(detection["connectivity"]) == {26}
 
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["evaluate", f"--model_dir={tmp_path / 'nothing'}",
-                 f"--data_dir={tiny_data_dir}", f"--out_dir={out_dir}"])
-    with pytest.raises(SystemExit) as exit_info:
-        evaluate.main([])
-    assert exit_info.value.code == 1
+    code = evaluate.main(["evaluate", f"--model_dir={tmp_path / 'nothing'}",
+                          f"--data_dir={tiny_data_dir}", f"--out_dir={out_dir}"])
     err = capsys.readouterr().err.strip()
-    assert err.startswith("tl_keras.evaluate: error:") and "nothing" in err
+    assert code == 1 and err.startswith("tl_keras.evaluate: error:") and "nothing" in err
     assert len(err.splitlines()) == 1
-    flags.FLAGS.unparse_flags()
+    assert evaluate.main(["evaluate", f"--data_dir={tiny_data_dir}"]) == 2
+    assert "model_dir" in capsys.readouterr().err
+    assert evaluate.main(["evaluate", "--help"]) == 0
+    assert "--empty_policy" in capsys.readouterr().out
 
 
 def test_incompatible_data_is_refused(binary_model, tmp_path):

@@ -36,17 +36,12 @@ def results_dir(tmp_path_factory, tiny_data_dir):
 
 
 def test_report_tables_and_figures(results_dir, tmp_path):
-    from absl import flags
-
     from tl_keras import report
     sweep = tmp_path / "sweep.csv"
     _sweep_csv(sweep)
     out = tmp_path / "report"
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["report", f"--results={results_dir / 'eval'},{sweep}", f"--out_dir={out}",
-                 "--noverbose"])
-    report.main(["report"])
-    flags.FLAGS.unparse_flags()
+    assert report.main(["report", f"--results={results_dir / 'eval'}", f"--out_dir={out}",
+                        "--noverbose", str(sweep)]) == 0
     table = pd.read_csv(out / "table.csv")
     row = table[table["source"] == "t1 segmentation"]
     # sweep rows at 20 subjects: 0.5 + 0.2 + (0, 0.01, 0.02); the evaluate runs
@@ -78,6 +73,20 @@ def test_report_errors(tmp_path):
         load_results([str(bad)])
 
 
+def test_sweep_csv_columns(tmp_path):
+    from tl_keras.evaluation.report import load_results, source_table
+    sweep = tmp_path / "sweep_results.csv"
+    pd.DataFrame({"source": ["t1_seg", "t1_seg", "imnet"], "init_from": ["a.h5", "a.h5",
+                                                                          "imagenet:b.h5"],
+                  "train_subjects": [5, 5, 5], "repeat": [0, 1, 0], "target": "stroke",
+                  "source_task": ["segmentation", "segmentation", "imagenet"],
+                  "source_domain": ["t1", "t1", "natural"], "test_dice": [0.5, 0.7, 0.4],
+                  "test_miou": np.nan}).to_csv(sweep, index=False)
+    table = source_table(load_results([str(sweep)]).runs).set_index("source")
+    assert table.loc["t1 segmentation", "mean"] == pytest.approx(0.6)
+    assert table.loc["ImageNet", "metric"] == "dice"
+
+
 def test_source_labels():
     from tl_keras.evaluation.report import source_label
     assert source_label({"source_task": "segmentation", "source_domain": "t1",
@@ -87,3 +96,4 @@ def test_source_labels():
     assert source_label({"source_task": "classification", "source_domain": "natural",
                          "init": "imagenet:w.h5"}) == "ImageNet"
     assert source_label({"source_task": np.nan, "init": np.nan}) == "scratch"
+    assert source_label({"source": "cell_a", "init_from": np.nan}) == "cell_a"

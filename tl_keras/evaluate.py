@@ -1,4 +1,4 @@
-"""Evaluate an exported fine-tuned model on a split of a converted data set.
+r"""Evaluate an exported fine-tuned model on a split of a converted data set.
 
     python -m tl_keras.evaluate --model_dir runs/stroke_t1seg_n100_r0 \
         --data_dir data/atlas --split test --out_dir results/stroke_t1seg_n100_r0
@@ -8,38 +8,48 @@ CSVs and examples.npz into --out_dir (see docs/evaluation.md).
 """
 from __future__ import annotations
 
-from absl import app, flags
+import os
+import sys
 
-from tl_keras.evaluation.cli import fail_cleanly, floats
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.")
-flags.DEFINE_string("data_dir", None, "Converted data set (shards + dataset.json).")
-flags.DEFINE_string("split", "test", "Split to evaluate.")
-flags.DEFINE_string("out_dir", None, "Output directory for the CSVs.")
-flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.")
+from absl import flags  # noqa: E402
+
+from tl_keras.evaluation.cli import floats, parse_flags, run_cli  # noqa: E402
+
+FLAGS = flags.FlagValues()
+_F = {"flag_values": FLAGS}
+flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.", **_F)
+flags.DEFINE_string("data_dir", None, "Converted data set (shards + dataset.json).", **_F)
+flags.DEFINE_string("split", "test", "Split to evaluate.", **_F)
+flags.DEFINE_string("out_dir", None, "Output directory for the CSVs.", **_F)
+flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.", **_F)
 flags.DEFINE_enum("empty_policy", "skip_both_empty",
                   ["skip_both_empty", "one_both_empty", "skip_gt_empty"],
                   "Score of slices (classes) without ground truth: skip_both_empty leaves out "
                   "slices empty in both (paper default), one_both_empty scores them 1, "
-                  "skip_gt_empty leaves out every slice without ground truth.")
-flags.DEFINE_bool("include_background", False, "Average the background class in mIoU.")
+                  "skip_gt_empty leaves out every slice without ground truth.", **_F)
+flags.DEFINE_bool("include_background", False, "Average the background class in mIoU.", **_F)
 flags.DEFINE_enum("connectivity", "8", ["4", "8", "6", "18", "26"],
-                  "Lesion connectivity: 4 / 8 per axial slice, 6 / 18 / 26 in 3D.")
+                  "Lesion connectivity: 4 / 8 per axial slice, 6 / 18 / 26 in 3D.", **_F)
 flags.DEFINE_list("overlap_cutoffs", ["0", "0.2"],
-                  "A lesion is detected when more than this fraction is predicted.")
+                  "A lesion is detected when more than this fraction is predicted.", **_F)
 flags.DEFINE_list("volume_cutoffs_ml", ["0", "1", "2"],
-                  "Lesions smaller than the cutoff (mL) are not counted.")
+                  "Lesions smaller than the cutoff (mL) are not counted.", **_F)
 flags.DEFINE_list("presets", ["paper", "atlas_isles", "wmh", "msseg_anima"],
-                  "Challenge detection presets to report.")
-flags.DEFINE_integer("num_examples", 4, "Slices saved to examples.npz for figures.")
-flags.DEFINE_bool("overwrite", False, "Recompute even if this evaluation is already done.")
-flags.DEFINE_bool("verbose", True, "Progress lines on stderr.")
-flags.mark_flags_as_required(["model_dir", "data_dir", "out_dir"])
-FLAGS = flags.FLAGS
+                  "Challenge detection presets to report.", **_F)
+flags.DEFINE_integer("num_examples", 4, "Slices saved to examples.npz for figures.", **_F)
+flags.DEFINE_bool("overwrite", False, "Recompute even if this evaluation is already done.",
+                  **_F)
+flags.DEFINE_bool("verbose", True, "Progress lines on stderr.", **_F)
+flags.mark_flags_as_required(["model_dir", "data_dir", "out_dir"], **_F)
 
 
-def main(argv):
-    del argv
+def main(argv=None) -> int:
+    """Parse ``argv`` (default ``sys.argv``), evaluate, return the exit code."""
+    args = parse_flags(FLAGS, argv, __doc__)
+    if isinstance(args, int):
+        return args
     from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
 
     def run():
@@ -58,8 +68,8 @@ def main(argv):
         print(f"{FLAGS.out_dir}: {metric} {summary[metric]:.4f} "
               f"(sd {summary[metric + '_sd']:.4f}) over {summary['n_slices']} slices of "
               f"{summary['n_subjects']} subjects")
-    fail_cleanly("tl_keras.evaluate", run)
+    return run_cli("tl_keras.evaluate", run)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Segment new T1 scans with an exported model; results in each scan's native space.
+r"""Segment new T1 scans with an exported model; results in each scan's native space.
 
     python -m tl_keras.predict --model_dir runs/stroke_t1seg --input scan.nii.gz \
         --output mask.nii.gz [--probabilities prob.nii.gz]
@@ -12,25 +12,33 @@ whose pre-processing cannot be reproduced is refused with a one-line message.
 """
 from __future__ import annotations
 
-from absl import app, flags
+import os
+import sys
 
-from tl_keras.evaluation.cli import fail_cleanly
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.")
-flags.DEFINE_string("input", None, "One T1 scan (.nii / .nii.gz).")
-flags.DEFINE_string("output", None, "Label map to write for --input (.nii.gz).")
+from absl import flags  # noqa: E402
+
+from tl_keras.evaluation.cli import parse_flags, run_cli  # noqa: E402
+
+FLAGS = flags.FlagValues()
+_F = {"flag_values": FLAGS}
+flags.DEFINE_string("model_dir", None, "Fine-tuning run directory holding export/.", **_F)
+flags.DEFINE_string("input", None, "One T1 scan (.nii / .nii.gz).", **_F)
+flags.DEFINE_string("output", None, "Label map to write for --input (.nii.gz).", **_F)
 flags.DEFINE_string("probabilities", None,
-                    "Optional class-probability map (4D, one volume per class) for --input.")
-flags.DEFINE_string("input_dir", None, "Batch mode: segment every .nii / .nii.gz here.")
-flags.DEFINE_string("manifest", None, "Batch mode: CSV with subject_id,image columns.")
+                    "Optional class-probability map (4D, one volume per class) for --input.",
+                    **_F)
+flags.DEFINE_string("input_dir", None, "Batch mode: segment every .nii / .nii.gz here.", **_F)
+flags.DEFINE_string("manifest", None, "Batch mode: CSV with subject_id,image columns.", **_F)
 flags.DEFINE_string("output_dir", None,
-                    "Batch mode output: <name>_seg.nii.gz (and <name>_prob.nii.gz).")
-flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write probability maps.")
-flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.")
-flags.DEFINE_bool("overwrite", False, "Redo scans whose outputs already exist.")
-flags.DEFINE_bool("verbose", True, "A progress line per scan on stderr.")
-flags.mark_flag_as_required("model_dir")
-FLAGS = flags.FLAGS
+                    "Batch mode output: <name>_seg.nii.gz (and <name>_prob.nii.gz).", **_F)
+flags.DEFINE_bool("save_probabilities", False, "Batch mode: also write probability maps.",
+                  **_F)
+flags.DEFINE_integer("batch_size", 8, "Slices per forward pass.", **_F)
+flags.DEFINE_bool("overwrite", False, "Redo scans whose outputs already exist.", **_F)
+flags.DEFINE_bool("verbose", True, "A progress line per scan on stderr.", **_F)
+flags.mark_flag_as_required("model_dir", **_F)
 
 
 def _jobs():
@@ -48,16 +56,19 @@ def _jobs():
     return make(FLAGS.input_dir or FLAGS.manifest, FLAGS.output_dir, FLAGS.save_probabilities)
 
 
-def main(argv):
-    del argv
+def main(argv=None) -> int:
+    """Parse ``argv`` (default ``sys.argv``), segment, return the exit code."""
+    args = parse_flags(FLAGS, argv, __doc__)
+    if isinstance(args, int):
+        return args
     from tl_keras.evaluation.predict import predict_scans
 
     def run():
         written = predict_scans(FLAGS.model_dir, _jobs(), batch_size=FLAGS.batch_size,
                                 overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
         print(f"predict: {len(written)} label map(s) in native space, e.g. {written[0]}")
-    fail_cleanly("tl_keras.predict", run)
+    return run_cli("tl_keras.predict", run)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

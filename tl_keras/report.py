@@ -1,7 +1,7 @@
-"""Tables and figures of the paper from evaluation results.
+r"""Tables and figures of the paper from evaluation results.
 
     python -m tl_keras.report --results results/ --out_dir report/
-    python -m tl_keras.report --results sweep_merged.csv,results/ --out_dir report/
+    python -m tl_keras.report --results sweep_results.csv,results/ --out_dir report/
 
 --results takes evaluate output directories (or trees of them) and CSVs (a
 sweep's merged CSV, summary.csv or detection.csv files). Writes table.csv /
@@ -11,23 +11,34 @@ lesion-volume cutoff at 0 % and 20 % overlap) and examples.png (Fig. 2.5 style).
 """
 from __future__ import annotations
 
-from absl import app, flags
+import os
+import sys
 
-from tl_keras.evaluation.cli import fail_cleanly
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-flags.DEFINE_list("results", None, "Result directories and/or CSV files (comma-separated).")
-flags.DEFINE_string("out_dir", None, "Output directory of the report.")
-flags.DEFINE_bool("verbose", True, "Print what was written.")
-flags.mark_flags_as_required(["results", "out_dir"])
-FLAGS = flags.FLAGS
+from absl import flags  # noqa: E402
+
+from tl_keras.evaluation.cli import parse_flags, run_cli  # noqa: E402
+
+FLAGS = flags.FlagValues()
+_F = {"flag_values": FLAGS}
+flags.DEFINE_list("results", None, "Result directories and/or CSV files (comma-separated).",
+                  **_F)
+flags.DEFINE_string("out_dir", None, "Output directory of the report.", **_F)
+flags.DEFINE_bool("verbose", True, "Print what was written.", **_F)
+flags.mark_flags_as_required(["results", "out_dir"], **_F)
 
 
-def main(argv):
+def main(argv=None) -> int:
+    """Parse ``argv`` (default ``sys.argv``), write the report, return the exit code."""
+    args = parse_flags(FLAGS, argv, __doc__, allow_positional=True)
+    if isinstance(args, int):
+        return args
     from tl_keras.evaluation.report import load_results, write_report
-    paths = list(FLAGS.results) + list(argv[1:])
-    fail_cleanly("tl_keras.report",
-                 lambda: write_report(load_results(paths), FLAGS.out_dir, FLAGS.verbose))
+    paths = list(FLAGS.results) + list(args)
+    return run_cli("tl_keras.report",
+                   lambda: write_report(load_results(paths), FLAGS.out_dir, FLAGS.verbose))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

@@ -1,11 +1,42 @@
-"""Shared CLI plumbing of evaluate / report / predict: expected errors become one line."""
+"""Shared CLI plumbing of evaluate / report / predict.
+
+Each CLI owns a private ``absl.flags.FlagValues`` (so the modules, and those of
+other packages, can be imported into one process, e.g. the test run, without
+clashing on the global ``FLAGS``); expected errors become one line on stderr.
+"""
 from __future__ import annotations
 
 import sys
 
+from absl import flags
 
-def fail_cleanly(prog: str, fn, *args, **kwargs):
-    """Call ``fn``; turn an expected error into ``prog: error: ...`` and exit code 1.
+
+def parse_flags(flag_values: flags.FlagValues, argv, usage: str,
+                allow_positional: bool = False):
+    """Parse ``argv`` into ``flag_values``.
+
+    Returns:
+      The positional arguments, or an exit code: 0 after printing help,
+      2 after a one-line flag error.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
+        print(usage.strip() + "\n\nflags:\n" + flag_values.get_help())
+        return 0
+    flag_values.unparse_flags()  # defaults again: main() may run twice in one process
+    try:
+        rest = flag_values(argv)[1:]
+    except flags.Error as e:
+        print(f"{argv[0]}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    if rest and not allow_positional:
+        print(f"{argv[0]}: error: unexpected arguments {rest}", file=sys.stderr)
+        return 2
+    return rest
+
+
+def run_cli(prog: str, fn) -> int:
+    """Call ``fn``; an expected error becomes ``prog: error: ...`` and exit code 1.
 
     Expected errors are bad inputs (missing files, wrong shapes, unknown
     options): the message names the file and the problem, so a traceback
@@ -13,11 +44,12 @@ def fail_cleanly(prog: str, fn, *args, **kwargs):
     """
     from tfrecords_tools.errors import InputError
     try:
-        return fn(*args, **kwargs)
+        fn()
+        return 0
     except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, InputError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        message = " ".join(str(e).split()) if str(e) else type(e).__name__
         print(f"{prog}: error: {message}", file=sys.stderr)
-        sys.exit(1)
+        return 1
 
 
 def floats(values) -> tuple[float, ...]:

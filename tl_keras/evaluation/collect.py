@@ -78,11 +78,12 @@ def _predict_labels(model, x) -> np.ndarray:
     return logits.argmax(axis=-1).astype(np.uint8)
 
 
-class _Progress:
-    """One line per ``every`` slices with rate and ETA (stderr)."""
+class Progress:
+    """One line per ``every`` items with rate and ETA (stderr)."""
 
-    def __init__(self, total: int | None, enabled: bool, every: int = 500):
-        self.total, self.enabled, self.every = total, enabled, every
+    def __init__(self, total: int | None, enabled: bool, every: int = 500,
+                 what: str = "slices"):
+        self.total, self.enabled, self.every, self.what = total, enabled, every, what
         self.done, self.next, self.t0 = 0, every, time.perf_counter()
 
     def update(self, n: int) -> None:
@@ -92,7 +93,8 @@ class _Progress:
         self.next += self.every
         rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
         eta = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total else ""
-        print(f"evaluate: {self.done}/{self.total or '?'} slices, {rate:.1f} slices/s{eta}",
+        print(f"evaluate: {self.done}/{self.total or '?'} {self.what}, "
+              f"{rate:.1f} {self.what}/s{eta}",
               file=sys.stderr, flush=True)
 
 
@@ -121,7 +123,7 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
     from tl_keras.data import dataset as data
     store = None
     rows: dict[str, list] = {}
-    progress = _Progress(total, verbose)
+    progress = Progress(total, verbose)
     for batch in dataset:
         x = data.to_model_input(batch["image"], input_channels)
         pred = _predict_labels(model, x)

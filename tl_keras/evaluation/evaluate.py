@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from tl_keras.evaluation import metrics, tables
-from tl_keras.evaluation.collect import predict_split
+from tl_keras.evaluation.collect import Progress, predict_split
 from tl_keras.utils.io import atomic_path, write_csv_atomic, write_json_atomic
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
@@ -187,7 +187,8 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
         total=data_meta["splits"][split].get("slices"), verbose=config.verbose,
         on_slice=examples if config.num_examples else None)
 
-    out = tables.build_tables(store, slice_rows, run, num_classes, class_names, config)
+    out = tables.build_tables(store, slice_rows, run, num_classes, class_names, config,
+                              Progress(len(store.slices), config.verbose, 10, "subjects"))
     os.makedirs(out_dir, exist_ok=True)
     for name, frame in out.items():
         write_csv_atomic(os.path.join(out_dir, f"{name}.csv"), frame)

@@ -44,8 +44,18 @@ def _missing(value) -> bool:
 
 
 def source_label(row) -> str:
-    """Human-readable source of a run: "t1 segmentation", "ImageNet", "scratch"."""
-    task, domain, init = row.get("source_task"), row.get("source_domain"), row.get("init")
+    """Human-readable source of a run: "t1 segmentation", "ImageNet", "scratch".
+
+    Built from ``source_task`` / ``source_domain`` / ``init`` (or ``init_from``)
+    so that evaluate outputs and sweep CSVs agree; a row with none of them keeps
+    its own ``source`` name (a sweep cell name).
+    """
+    task, domain = row.get("source_task"), row.get("source_domain")
+    init = row.get("init")
+    init = row.get("init_from") if _missing(init) else init
+    if _missing(task) and _missing(domain) and _missing(init) and not _missing(
+            row.get("source")):
+        return str(row["source"])
     init = "" if _missing(init) else str(init)
     if init.lower().startswith("imagenet"):
         return "ImageNet"
@@ -67,6 +77,9 @@ def _with_source(frame: pd.DataFrame) -> pd.DataFrame:
 def _metric_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     """Give run rows a ``metric`` name and its ``value`` (dice or miou)."""
     frame = frame.copy()
+    for m in ("dice", "miou"):  # a sweep's merged CSV prefixes evaluate's columns
+        if m not in frame and f"test_{m}" in frame:
+            frame[m] = frame[f"test_{m}"]
     if "metric" not in frame:
         has = [m for m in ("dice", "miou") if m in frame]
         if not has:

@@ -109,8 +109,11 @@ def _pool_detection(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_names,
-                 config) -> dict[str, pd.DataFrame]:
-    """Per-slice, per-subject, per-lesion, detection, presets and summary tables."""
+                 config, progress=None) -> dict[str, pd.DataFrame]:
+    """Per-slice, per-subject, per-lesion, detection, presets and summary tables.
+
+    ``progress``, if given, has ``update(n)`` and is told of every subject done.
+    """
     per_slice = pd.DataFrame(slice_rows).sort_values(["subject_id", "slice_index"],
                                                      kind="stable").reset_index(drop=True)
     metric = "dice" if num_classes == 2 else "miou"
@@ -127,6 +130,8 @@ def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_nam
             row = _subject_multiclass(vol, by_subject[subject], num_classes, class_names,
                                       config)
         rows.append(row)
+        if progress is not None:
+            progress.update(1)
     per_subject = pd.DataFrame(rows)
     detection = _pool_detection(detections)
     lesion_cols = ["subject_id", *PER_LESION_COLUMNS,
