@@ -169,6 +169,11 @@ def test_inspect_cli_lists_each_tensor_and_its_target(ckpts, capsys):
     assert "all tensors map cleanly" in out
     assert inspect.main(["inspect", ckpts["paths"]["disc_missing"]]) == 3
     assert re.search(r"^discriminator/conv4/BatchNorm/gamma +MISSING", capsys.readouterr().out, re.M)
+    assert inspect.main(["inspect", ckpts["paths"]["slim"]]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^resnet_v1_50/conv1/weights +\[7, 7, 3, 64\] +-> encoder__conv1/kernel$", out, re.M)
+    assert re.search(r"^resnet_v1_50/logits/biases .* skip: ImageNet classifier", out, re.M)
+    assert re.search(r"^compress1/weights +not in source", out, re.M)
 
 
 def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):

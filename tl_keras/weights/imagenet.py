@@ -31,6 +31,7 @@ from tl_keras.weights.report import LoadReport, WeightLoadError
 from tl_keras.weights.taskonomy import load_checkpoint_into
 
 SLIM_ROOT = "resnet_v1_50/"
+SLIM_RENAMES = ((SLIM_ROOT, "encoder/"),)
 RANDOM_OK = ("compress1/",)
 _KERAS_UNIT = re.compile(r"^conv(\d)_block(\d+)_(\d)_(conv|bn)$")
 _KERAS_BRANCH = {"0": "shortcut", "1": "conv1", "2": "conv2", "3": "conv3"}
@@ -45,21 +46,27 @@ def load_slim_resnet50(path: str, encoder, *, strict: bool = True) -> LoadReport
       WeightLoadError: not a resnet_v1_50 checkpoint, or a problem in strict mode.
     """
     prefix, shapes = read_shapes(path)
-    if not any(n.startswith(SLIM_ROOT) for n in shapes):
+    if not is_slim(shapes):
         raise WeightLoadError(f"{prefix}: not a TF-slim resnet_v1_50 checkpoint (no "
                               f"'{SLIM_ROOT}' tensors); Taskonomy files need 'taskonomy:'")
 
-    def skip(name):
-        if name.startswith(SLIM_ROOT + "logits/"):
-            return "ImageNet classifier (not part of the encoder)"
-        return None
-
     report = load_checkpoint_into(prefix, {"encoder": encoder}, strict=strict,
-                                  renames=((SLIM_ROOT, "encoder/"),), skip=skip,
-                                  random_ok=RANDOM_OK)
+                                  renames=SLIM_RENAMES, skip=slim_skip, random_ok=RANDOM_OK)
     report.notes.append("slim ImageNet weights expect VGG-style inputs; the encoder is "
                         "fine-tuned on [-1, 1] images")
     return report
+
+
+def is_slim(shapes: dict) -> bool:
+    """True if the checkpoint tensors are a TF-slim ``resnet_v1_50``."""
+    return any(n.startswith(SLIM_ROOT) for n in shapes)
+
+
+def slim_skip(name: str) -> str | None:
+    """Skip reason for slim tensors that are not part of the encoder."""
+    if name.startswith(SLIM_ROOT + "logits/"):
+        return "ImageNet classifier (not part of the encoder)"
+    return None
 
 
 def keras_layer_scope(name: str) -> str | None:

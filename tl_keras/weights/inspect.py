@@ -15,6 +15,7 @@ from absl import flags
 
 from tl_keras.weights import cli
 from tl_keras.weights.checkpoint import PARTS, read_shapes
+from tl_keras.weights.imagenet import RANDOM_OK, SLIM_RENAMES, is_slim, slim_skip
 from tl_keras.weights.mapping import weight_map
 from tl_keras.weights.taskonomy import checkpoint_layout, plan
 
@@ -38,14 +39,16 @@ class InspectConfig:
 def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
     """Return the listing lines and whether every tensor maps cleanly."""
     prefix, shapes = read_shapes(config.checkpoint)
-    layout = checkpoint_layout(shapes)
+    slim = is_slim(shapes)  # ImageNet resnet_v1_50: same names under another root
+    renames, skip, random_ok = (SLIM_RENAMES, slim_skip, RANDOM_OK) if slim else ((), None, ())
+    layout = checkpoint_layout(shapes, renames)
     parts = tuple(config.parts) or tuple(p for p in PARTS if p in layout)
     models = cli.build_parts(layout, parts, cli.head_image_size(layout, config.image_size),
                              config.input_channels or None)
     targets = {}
     for model in models.values():
         targets.update(weight_map(model))
-    used, skipped = plan(shapes, set(parts))
+    used, skipped = plan(shapes, set(parts), renames, skip)
     canon = {original: name for name, original in used.items()}
     lines, clean = [f"# {prefix}: {len(shapes)} tensors; parts {', '.join(parts)}"], True
     for name in sorted(shapes):
@@ -64,6 +67,9 @@ def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
                 what, clean = f"SHAPE MISMATCH model {target_shape}", False
         lines.append(f"{name:<72} {str(shape):<22} {what}")
     for name in sorted(set(targets) - set(used)):
+        if name.startswith(random_ok):
+            lines.append(f"{name:<72} {'':<22} not in source: stays randomly initialised")
+            continue
         lines.append(f"{name:<72} {'':<22} MISSING (model weight {targets[name].path})")
         clean = False
     lines.append(f"# {len(used)} mapped or unexpected, {len(skipped)} skipped; "

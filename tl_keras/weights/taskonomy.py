@@ -7,13 +7,14 @@ from tl_keras.weights.mapping import assign, weight_map
 from tl_keras.weights.report import LoadReport, WeightLoadError
 
 
-def plan(shapes: dict, parts, renames=()) -> tuple[dict, dict]:
+def plan(shapes: dict, parts, renames=(), skip=None) -> tuple[dict, dict]:
     """Sort checkpoint tensors into used ones and skipped ones.
 
     Args:
       shapes: tensor name -> shape.
       parts: the parts requested (subset of ``PARTS``).
       renames: ``(old prefix, new prefix)`` pairs applied before sorting.
+      skip: optional ``original name -> reason or None`` for source-specific skips.
 
     Returns:
       ``(used, skipped)``: ``{canonical name: original name}`` of tensors to load
@@ -22,7 +23,7 @@ def plan(shapes: dict, parts, renames=()) -> tuple[dict, dict]:
     """
     used, skipped = {}, {}
     for name in sorted(shapes):
-        reason = skip_reason(name)
+        reason = skip_reason(name) or (skip(name) if skip else None)
         if reason is None:
             part = part_of(canonical(name, renames))
             if part is not None and part not in parts:
@@ -53,13 +54,7 @@ def load_checkpoint_into(path: str, models: dict, *, strict: bool = True, rename
     if bad:
         raise ValueError(f"unknown parts {bad}; choose from {PARTS}")
     prefix, shapes = read_shapes(path)
-    used, skipped = plan(shapes, set(models), renames)
-    if skip is not None:
-        for name, original in list(used.items()):
-            reason = skip(original)
-            if reason:
-                skipped[original] = reason
-                del used[name]
+    used, skipped = plan(shapes, set(models), renames, skip)
     report = LoadReport(source=prefix, skipped=skipped)
     targets = {}
     for model in models.values():
@@ -93,7 +88,7 @@ def load_taskonomy(path: str, models: dict, *, strict: bool = True) -> LoadRepor
     return load_checkpoint_into(path, models, strict=strict)
 
 
-def checkpoint_layout(shapes: dict) -> dict:
+def checkpoint_layout(shapes: dict, renames=()) -> dict:
     """Infer the build arguments of the networks stored in a Taskonomy checkpoint.
 
     Returns:
@@ -101,7 +96,7 @@ def checkpoint_layout(shapes: dict) -> dict:
       "latent_channels": 8}, "decoder": {"out_channels": 3}, "discriminator":
       {"in_channels": 6}, "head": {"num_outputs": 1000, "in_features": 2048}}``.
     """
-    by_name = {canonical(n): s for n, s in shapes.items() if skip_reason(n) is None}
+    by_name = {canonical(n, renames): s for n, s in shapes.items() if skip_reason(n) is None}
 
     def dim(name, axis):
         if name not in by_name:
