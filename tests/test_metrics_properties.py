@@ -6,8 +6,8 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from tl_keras.evaluation.detection import structure
-from tl_keras.evaluation.metrics import (dice_per_slice, dice_volume, lesion_detection,
-                                         miou_per_slice)
+from tl_keras.evaluation.metrics import (PRESETS, dice_per_slice, dice_volume,
+                                         lesion_detection, miou_per_slice, preset_metrics)
 
 masks = arrays(np.uint8, (3, 8, 8), elements=st.integers(0, 1))
 pairs = st.tuples(masks, masks)
@@ -64,3 +64,15 @@ def test_detection_matches_per_lesion_loop(pair, conn):
         row = per_lesion.iloc[i - 1]
         assert row["voxels"] == m.sum()
         assert row["overlap_voxels"] == (m & (pred > 0)).sum()
+
+
+@SETTINGS
+@given(pairs)
+def test_shared_label_cache_changes_nothing(pair):
+    gt, pred = pair
+    cache = {}
+    with_cache = lesion_detection(gt, pred, 2e-6, 26, cache=cache)[1]
+    presets = {p: preset_metrics(gt, pred, 0.001, p, cache) for p in PRESETS}
+    assert with_cache.equals(lesion_detection(gt, pred, 2e-6, 26)[1])
+    assert presets == {p: preset_metrics(gt, pred, 0.001, p) for p in PRESETS}
+    assert ("gt", 26) in cache

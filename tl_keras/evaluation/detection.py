@@ -57,18 +57,61 @@ def _as_volume(x, name: str) -> np.ndarray:
     return x != 0
 
 
-def components(mask: np.ndarray, other: np.ndarray, connectivity: int):
+def crop_to_union(gt: np.ndarray, pred: np.ndarray):
+    """Crop both volumes to the bounding box of ``gt | pred``.
+
+    Components, sizes and overlaps are unchanged (everything outside is
+    background in both), while labelling touches far fewer voxels: the padded
+    field around a brain, and most of the brain, hold no lesion.
+
+    Returns:
+      (gt, pred, offset): cropped views and the (slice, row, col) offset.
+    """
+    union = gt | pred
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(np.any(union, axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(hit[0], hit[-1] + 1) if hit.size else slice(0, 1))
+    box = tuple(box)
+    return gt[box], pred[box], np.array([b.start for b in box])
+
+
+def label(mask: np.ndarray, connectivity: int, cache: dict | None = None, key=None):
+    """``scipy.ndimage.label`` of a boolean ``mask``, memoised in ``cache[key]``.
+
+    Labelling is the only costly step; evaluating several presets on the same
+    (ground truth, prediction) pair shares it through one ``cache`` dict.
+    """
+    if cache is not None and key is not None and (key, connectivity) in cache:
+        return cache[(key, connectivity)]
+    out = ndimage.label(mask, structure(connectivity))
+    if cache is not None and key is not None:
+        cache[(key, connectivity)] = out
+    return out
+
+
+def counts(labels: np.ndarray, n: int, mask: np.ndarray, other: np.ndarray):
+    """Per component of ``labels`` (from ``mask``): its voxels and those also in ``other``.
+
+    Only the labelled voxels are counted (``np.bincount`` over ``labels[mask]``),
+    not the whole volume.
+    """
+    flat = labels.ravel()
+    sizes = np.bincount(flat[mask.ravel()], minlength=n + 1)[1:]
+    inside = np.bincount(flat[(mask & other).ravel()], minlength=n + 1)[1:]
+    return sizes, inside
+
+
+def components(mask: np.ndarray, other: np.ndarray, connectivity: int,
+               cache: dict | None = None, key=None):
     """Label ``mask`` and count, per component, its voxels and those also in ``other``.
 
     Returns:
       (labels, sizes, inside): the label volume and two int64 arrays indexed by
       component id - 1.
     """
-    labels, n = ndimage.label(mask, structure(connectivity))
-    flat = labels.ravel()
-    sizes = np.bincount(flat, minlength=n + 1)[1:]
-    inside = np.bincount(flat[other.ravel()], minlength=n + 1)[1:]
-    return labels, sizes, inside
+    labels, n = label(mask, connectivity, cache, key)
+    return (labels, *counts(labels, n, mask, other))
 
 
 def _centroids(labels: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -88,7 +131,8 @@ def detected_column(cutoff: float) -> str:
 
 
 def lesion_detection(gt, pred, voxel_volume_ml: float, connectivity: int = 8,
-                     overlap_cutoffs=(0.0, 0.2), volume_cutoffs_ml=(0, 1, 2)):
+                     overlap_cutoffs=(0.0, 0.2), volume_cutoffs_ml=(0, 1, 2),
+                     cache: dict | None = None):
     """Per-lesion detection and detection rates per (overlap, volume) cutoff pair.
 
     Args:
@@ -98,6 +142,8 @@ def lesion_detection(gt, pred, voxel_volume_ml: float, connectivity: int = 8,
       connectivity: 4 / 8 (per axial slice) or 6 / 18 / 26 (3D).
       overlap_cutoffs: fractions; detected when the overlap fraction is > cutoff.
       volume_cutoffs_ml: lesions smaller than the cutoff are not counted.
+      cache: optional dict shared with ``preset_metrics`` calls on the same
+        (gt, pred) pair, so components are labelled once per connectivity.
 
     Returns:
       ``(per_lesion, summary)`` DataFrames. ``per_lesion`` has
@@ -113,14 +159,15 @@ def lesion_detection(gt, pred, voxel_volume_ml: float, connectivity: int = 8,
     overlap_cutoffs = tuple(float(o) for o in overlap_cutoffs)
     volume_cutoffs_ml = tuple(float(v) for v in volume_cutoffs_ml)
 
-    labels, sizes, inside = components(gt, pred, connectivity)
-    _, p_sizes, p_inside = components(pred, gt, connectivity)
+    gt, pred, offset = crop_to_union(gt, pred)
+    labels, sizes, inside = components(gt, pred, connectivity, cache, "gt")
+    _, p_sizes, p_inside = components(pred, gt, connectivity, cache, "pred")
     volume = sizes * voxel_volume_ml
     fraction = inside / np.maximum(sizes, 1)
     p_volume = p_sizes * voxel_volume_ml
     p_fraction = p_inside / np.maximum(p_sizes, 1)
 
-    centroid = _centroids(labels, sizes)
+    centroid = _centroids(labels, sizes) + offset
     per_lesion = pd.DataFrame({
         "lesion_id": np.arange(1, sizes.size + 1), "voxels": sizes, "volume_ml": volume,
         "overlap_voxels": inside, "overlap_fraction": fraction,
@@ -199,22 +246,24 @@ def get_preset(name: str) -> DetectionPreset:
                          f"{sorted(PRESETS)}") from None
 
 
-def _keep_large(mask: np.ndarray, connectivity: int, min_voxels: float) -> np.ndarray:
-    """``mask`` without the components of at most ``min_voxels`` voxels."""
+def _keep_large(mask: np.ndarray, connectivity: int, min_voxels: float, cache, key):
+    """``mask`` without the components of at most ``min_voxels`` voxels, and its cache key."""
     if min_voxels <= 0:
-        return mask
-    labels, sizes, _ = components(mask, mask, connectivity)
+        return mask, key
+    labels, sizes, _ = components(mask, mask, connectivity, cache, key)
     keep = np.concatenate([[False], sizes > min_voxels])
-    return keep[labels]
+    return keep[labels], (key, "larger than", float(min_voxels))
 
 
-def preset_metrics(gt, pred, voxel_volume_ml: float, preset: str | DetectionPreset) -> dict:
+def preset_metrics(gt, pred, voxel_volume_ml: float, preset: str | DetectionPreset,
+                   cache: dict | None = None) -> dict:
     """Lesion-wise counts, recall, precision and F1 under a challenge preset.
 
     TP / FN count ground-truth lesions (detected or not); FP counts predicted
     components that are not valid (more than ``max_outside`` outside the ground
     truth); precision = valid predicted components / all predicted components.
     Empty ground truth gives recall 1, no prediction precision 1 (WMH convention).
+    ``cache``: a dict shared between calls on the same (gt, pred) pair.
 
     Returns:
       dict with the keys of ``PRESET_COLUMNS``.
@@ -222,13 +271,14 @@ def preset_metrics(gt, pred, voxel_volume_ml: float, preset: str | DetectionPres
     p = get_preset(preset) if isinstance(preset, str) else preset
     gt, pred = _as_volume(gt, "ground truth"), _as_volume(pred, "prediction")
     min_voxels = p.min_volume_mm3 / (voxel_volume_ml * 1000.0)
-    gt = _keep_large(gt, p.connectivity, min_voxels)
-    pred = _keep_large(pred, p.connectivity, min_voxels)
-    p_labels, p_sizes, p_inside = components(pred, gt, p.connectivity)
+    gt, pred, _ = crop_to_union(gt, pred)
+    gt, gt_key = _keep_large(gt, p.connectivity, min_voxels, cache, "gt")
+    pred, pred_key = _keep_large(pred, p.connectivity, min_voxels, cache, "pred")
+    p_labels, p_sizes, p_inside = components(pred, gt, p.connectivity, cache, pred_key)
     outside = 1.0 - p_inside / np.maximum(p_sizes, 1)
     valid = (p_inside > 0) & (outside <= p.max_outside)
     valid_voxels = np.concatenate([[False], valid])[p_labels]
-    _, sizes, covered = components(gt, valid_voxels, p.connectivity)
+    _, sizes, covered = components(gt, valid_voxels, p.connectivity, cache, gt_key)
     tp = int(np.count_nonzero(covered / np.maximum(sizes, 1) > p.gt_overlap))
     fn = int(sizes.size - tp)
     fp = int(p_sizes.size - np.count_nonzero(valid))

@@ -66,9 +66,10 @@ def _rate_column(overlap: float, volume_ml: float) -> str:
 
 
 def _subject_binary(vol, slice_dice, config):
+    cache = {}  # components labelled once per connectivity, shared by all presets
     per_lesion, detection = metrics.lesion_detection(
         vol.gt, vol.pred, vol.voxel_volume_ml, config.connectivity, config.overlap_cutoffs,
-        config.volume_cutoffs_ml)
+        config.volume_cutoffs_ml, cache)
     any_fp = detection.loc[(detection.overlap_cutoff == detection.overlap_cutoff.min())
                            & (detection.volume_cutoff_ml == detection.volume_cutoff_ml.min()),
                            "fp_components"]
@@ -80,7 +81,7 @@ def _subject_binary(vol, slice_dice, config):
            "dice_volume": metrics.dice_volume(vol.gt, vol.pred, config.empty_policy),
            "n_lesions": len(per_lesion), "fp_components": int(any_fp.iloc[0])}
     presets = [{"subject_id": vol.subject_id,
-                **metrics.preset_metrics(vol.gt, vol.pred, vol.voxel_volume_ml, p)}
+                **metrics.preset_metrics(vol.gt, vol.pred, vol.voxel_volume_ml, p, cache)}
                for p in config.presets]
     per_lesion.insert(0, "subject_id", vol.subject_id)
     detection.insert(0, "subject_id", vol.subject_id)
