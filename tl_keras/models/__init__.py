@@ -2,14 +2,31 @@
 
 Layer names mirror the TF-slim checkpoint scopes (``/`` -> ``__``) so that
 :mod:`tl_keras.weights` loads checkpoints by name.
-"""
-from tl_keras.models.decoder import build_decoder
-from tl_keras.models.discriminator import build_discriminator
-from tl_keras.models.encoder import build_encoder
-from tl_keras.models.factory import TASKS, TaskModels, build_task_models
-from tl_keras.models.head import build_classification_head
 
-__all__ = [
-    "TASKS", "TaskModels", "build_classification_head", "build_decoder",
-    "build_discriminator", "build_encoder", "build_task_models",
-]
+The builders are imported on first use, so ``tl_keras.models.export`` and other light
+modules can be imported without loading Keras / TensorFlow.
+"""
+import importlib
+
+_EXPORTS = {
+    "build_encoder": "tl_keras.models.encoder",
+    "build_decoder": "tl_keras.models.decoder",
+    "build_discriminator": "tl_keras.models.discriminator",
+    "build_classification_head": "tl_keras.models.head",
+    "build_task_models": "tl_keras.models.factory",
+    "TaskModels": "tl_keras.models.factory",
+    "TASKS": "tl_keras.models.factory",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,29 +1,11 @@
-"""Shared building blocks and naming rules of the Taskonomy Keras models.
-
-Every layer that owns weights is named after the TF-slim variable scope of the original
-checkpoint with ``/`` replaced by ``__`` (``encoder/conv1/BatchNorm`` ->
-``encoder__conv1__BatchNorm``), so loading a checkpoint is a name map, never an index.
-"""
+"""Shared building blocks of the Taskonomy Keras models (naming rules in ``naming``)."""
 from __future__ import annotations
 
 import keras
 
-#: Separator that stands for ``/`` of a TF scope inside a Keras layer name.
-SCOPE_SEP = "__"
-#: slim batch_norm decay 0.9 (the Taskonomy encoder/decoder default) and epsilon 1e-5.
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
-LEAKY_SLOPE = 0.2
+from tl_keras.models.naming import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, layer_name
 
-
-def layer_name(scope: str) -> str:
-    """Keras layer name of a TF variable scope (``a/b`` -> ``a__b``)."""
-    return scope.replace("/", SCOPE_SEP)
-
-
-def scope_of(name: str) -> str:
-    """TF variable scope of a Keras layer name (inverse of :func:`layer_name`)."""
-    return name.replace(SCOPE_SEP, "/")
+__all__ = ["activate", "batch_norm", "conv_bn", "conv_bn_explicit_pad", "layer_name"]
 
 
 def batch_norm(scope: str) -> keras.layers.BatchNormalization:

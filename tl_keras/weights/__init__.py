@@ -6,16 +6,34 @@
 * :func:`init_encoder` - one entry point for ``scratch | PATH | taskonomy:PATH | imagenet:PATH``.
 
 CLIs: ``python -m tl_keras.weights.inspect CKPT`` and ``python -m tl_keras.weights.convert``.
+Names are imported on first use: ``read_encoder_meta`` and ``SPEC_HELP`` do not load Keras.
 """
-from tl_keras.weights.encoder_io import load_encoder, read_encoder_meta, save_encoder
-from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
-from tl_keras.weights.init import SPEC_HELP, init_encoder
-from tl_keras.weights.mapping import weight_map
-from tl_keras.weights.report import LoadReport, WeightLoadError
-from tl_keras.weights.taskonomy import checkpoint_layout, load_taskonomy
+import importlib
 
-__all__ = [
-    "LoadReport", "SPEC_HELP", "WeightLoadError", "checkpoint_layout", "init_encoder",
-    "load_encoder", "load_keras_resnet50", "load_slim_resnet50", "load_taskonomy",
-    "read_encoder_meta", "save_encoder", "weight_map",
-]
+_EXPORTS = {
+    "load_encoder": "tl_keras.weights.encoder_io",
+    "read_encoder_meta": "tl_keras.weights.encoder_io",
+    "save_encoder": "tl_keras.weights.encoder_io",
+    "load_keras_resnet50": "tl_keras.weights.imagenet",
+    "load_slim_resnet50": "tl_keras.weights.imagenet",
+    "SPEC_HELP": "tl_keras.weights.init",
+    "init_encoder": "tl_keras.weights.init",
+    "weight_map": "tl_keras.weights.mapping",
+    "LoadReport": "tl_keras.weights.report",
+    "WeightLoadError": "tl_keras.weights.report",
+    "checkpoint_layout": "tl_keras.weights.taskonomy",
+    "load_taskonomy": "tl_keras.weights.taskonomy",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

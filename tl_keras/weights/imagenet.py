@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from tl_keras.models.layers import BN_EPSILON
+from tl_keras.models.naming import BN_EPSILON
 from tl_keras.weights.checkpoint import read_shapes
 from tl_keras.weights.mapping import assign, weight_map
 from tl_keras.weights.report import LoadReport, WeightLoadError
