@@ -135,3 +135,16 @@ def test_write_then_read_round_trip(tmp_path):
     mf.write_manifest(m, str(tmp_path / "out" / "m.csv"))
     back = mf.read_manifest(str(tmp_path / "out" / "m.csv"))
     assert back.subjects == m.subjects and back.synthetic
+
+
+def test_mask_source_depends_on_mask_mode(tmp_path):
+    for name in ("a.nii.gz", "les.nii.gz", "ana.nii.gz"):
+        _touch(str(tmp_path / name))
+    (tmp_path / "m.csv").write_text("subject_id,image,label,anatomy\n"
+                                    "a,a.nii.gz,les.nii.gz,ana.nii.gz\n")
+    (tmp_path / mf.SYNTHETIC_MARKER).write_text("synthetic")
+    m = mf.read_manifest(str(tmp_path / "m.csv"))
+    s = m.subjects[0]
+    assert s.label_dict("binary") == {"mask": [str(tmp_path / "les.nii.gz")]}
+    assert s.label_dict("multiclass") == {"mask": [str(tmp_path / "ana.nii.gz")]}
+    assert m.synthetic  # marker file beside the CSV (phantom cohorts)

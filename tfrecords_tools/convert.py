@@ -180,7 +180,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     by_id = {s.subject_id: s for s in manifest.subjects}
     fps = {sid: subject_cache.fingerprint(config_dict, by_id[sid].files())
            for p in mine for sid in p.subjects}
-    todo = [subject_cache.Task(sid, by_id[sid].image, by_id[sid].label_dict(), config_dict,
+    todo = [subject_cache.Task(sid, by_id[sid].image, by_id[sid].label_dict(config.mask_mode),
+                               config_dict,
                                out_dir, fps[sid])
             for p in mine for sid in p.subjects
             if not subject_cache.is_complete(out_dir, sid, fps[sid])]

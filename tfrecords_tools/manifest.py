@@ -5,8 +5,10 @@ kind, unioned later by the pre-processing) and optionally the split. The CSV
 has the columns ``subject_id,image`` and optionally ``label`` (target mask,
 e.g. lesion), ``split``, ``tissue`` (FAST-style tissue map), ``structures``
 (FIRST / aseg label map), ``brain`` (brain mask), ``anatomy`` (multi-class
-anatomy labels, an alias of ``label``) and ``synthetic`` (truthy when the
-scans are generated). A cell may hold several files separated by ``;``.
+anatomy labels: the target mask in ``multiclass`` mode, ``label`` otherwise)
+and ``synthetic`` (truthy when the scans are generated; a file
+``SYNTHETIC_README.txt`` beside the CSV says the same). A cell may hold
+several files separated by ``;``.
 Relative paths are resolved against the CSV file's folder.
 
 Presets (``PRESETS``) hold the per-data-set defaults of paper_spec section 3
@@ -25,8 +27,9 @@ import numpy as np
 import pandas as pd
 
 # Manifest column -> key of the ``labels`` dict given to preprocess_subject.
-LABEL_COLUMNS = {"label": "mask", "anatomy": "mask", "tissue": "tissue",
+LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
                  "structures": "structures", "brain": "brain"}
+SYNTHETIC_MARKER = "SYNTHETIC_README.txt"  # written beside the manifest by tfrecords_tools.phantoms
 REQUIRED_COLUMNS = ("subject_id", "image")
 OPTIONAL_COLUMNS = ("split", "synthetic") + tuple(LABEL_COLUMNS)
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -43,7 +46,7 @@ class Subject:
     Attributes:
       subject_id: unique id (used in shard records and file names).
       image: absolute path of the T1 image.
-      labels: label kind (mask, tissue, structures, brain) -> absolute paths.
+      labels: label kind (mask, anatomy, tissue, structures, brain) -> absolute paths.
       split: split name, or None when the manifest has none.
     """
     subject_id: str
@@ -55,9 +58,16 @@ class Subject:
         """Every input file of the subject, image first."""
         return [self.image] + [p for paths in self.labels.values() for p in paths]
 
-    def label_dict(self) -> dict[str, list[str]]:
-        """Labels in the form ``preprocess_subject`` takes."""
-        return {k: list(v) for k, v in self.labels.items() if v}
+    def label_dict(self, mask_mode: str = "binary") -> dict[str, list[str]]:
+        """Labels in the form ``preprocess_subject`` takes.
+
+        The target ``mask`` is the ``label`` files (lesions, unioned) in binary
+        mode; in multiclass mode the ``anatomy`` files when given, else ``label``.
+        """
+        out = {k: list(v) for k, v in self.labels.items() if v and k != "anatomy"}
+        if mask_mode == "multiclass" and self.labels.get("anatomy"):
+            out["mask"] = list(self.labels["anatomy"])
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,8 +129,9 @@ def read_manifest(path: str, *, check: bool = True) -> Manifest:
         split = row.get("split")
         split = None if split is None or str(split) in ("", "nan") else str(split).strip()
         subjects.append(Subject(sid, image[0], {k: v for k, v in labels.items() if v}, split))
-    synthetic = "synthetic" in frame.columns and any(
-        str(v).strip().lower() in _TRUE for v in frame["synthetic"])
+    synthetic = os.path.exists(os.path.join(base, SYNTHETIC_MARKER)) or (
+        "synthetic" in frame.columns and any(str(v).strip().lower() in _TRUE
+                                             for v in frame["synthetic"]))
     manifest = Manifest(tuple(subjects), source=os.path.abspath(path), synthetic=synthetic)
     validate(manifest, check_files=check)
     return manifest
@@ -376,7 +387,7 @@ def write_manifest(manifest: Manifest, path: str) -> None:
     rows = []
     for s in manifest.subjects:
         row = {"subject_id": s.subject_id, "image": s.image, "split": s.split or ""}
-        for column in ("label", "tissue", "structures", "brain"):
+        for column in ("label", "anatomy", "tissue", "structures", "brain"):
             row[column] = ";".join(s.labels.get(LABEL_COLUMNS[column], ()))
         if manifest.synthetic:
             row["synthetic"] = "true"
