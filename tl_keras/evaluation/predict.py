@@ -10,6 +10,7 @@ the input's grid with its affine and header.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -131,8 +132,19 @@ def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: i
 
 
 def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8,
-                  overwrite: bool = False, verbose: bool = True) -> list[str]:
+                  overwrite: bool = False, verbose: bool = True,
+                  predict_fn=None) -> list[str]:
     """Segment every job's scan; finished outputs are skipped unless ``overwrite``.
+
+    Args:
+      model_dir: fine-tuning run directory with ``export/``.
+      jobs: scans and output paths.
+      batch_size: slices per forward pass.
+      overwrite: redo finished scans.
+      verbose: a progress line per scan.
+      predict_fn: optional ``(slices (N, S, S) in [0, 1]) -> (N, S, S, K)``
+        probabilities replacing the exported model's forward pass (ensembles,
+        test-time augmentation, tests); the model's pre-processing still applies.
 
     Returns:
       The label output paths written (or found finished).
@@ -143,8 +155,13 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
     """
     from tfrecords_tools.preprocess import prepare_scan, write_native
     from tl_keras.models.export import load_exported, read_exported_meta
-    config = preprocess_config_for(read_exported_meta(model_dir), model_dir)
-    model, meta = load_exported(model_dir)
+    meta = read_exported_meta(model_dir)
+    config = preprocess_config_for(meta, model_dir)
+    if predict_fn is None:
+        model, meta = load_exported(model_dir)
+        predict_fn = functools.partial(predict_slices, model,
+                                       input_channels=int(meta["input_channels"]),
+                                       batch_size=batch_size)
     done, processed, t0 = [], 0, time.perf_counter()
     for i, job in enumerate(jobs, 1):
         finished = os.path.exists(job.output) and (
@@ -156,7 +173,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
             if path:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         prepared = prepare_scan(job.image, config)
-        probs = predict_slices(model, prepared.slices, int(meta["input_channels"]), batch_size)
+        probs = predict_fn(prepared.slices)
         write_native(probs.argmax(-1).astype(np.uint8), prepared, job.output, kind="label")
         if job.probabilities:
             write_native(probs, prepared, job.probabilities, kind="prob")
