@@ -6,7 +6,7 @@ Layer names mirror the TF-slim checkpoint scopes (``/`` -> ``__``) so that
 The builders are imported on first use, so ``tl_keras.models.export`` and other light
 modules can be imported without loading Keras / TensorFlow.
 """
-import importlib
+from tl_keras.models.lazy import lazy_exports
 
 _EXPORTS = {
     "build_encoder": "tl_keras.models.encoder",
@@ -19,14 +19,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

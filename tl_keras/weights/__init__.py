@@ -8,7 +8,7 @@
 CLIs: ``python -m tl_keras.weights.inspect CKPT`` and ``python -m tl_keras.weights.convert``.
 Names are imported on first use: ``read_encoder_meta`` and ``SPEC_HELP`` do not load Keras.
 """
-import importlib
+from tl_keras.models.lazy import lazy_exports
 
 _EXPORTS = {
     "load_encoder": "tl_keras.weights.encoder_io",
@@ -26,14 +26,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
