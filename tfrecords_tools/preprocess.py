@@ -166,7 +166,7 @@ class SubjectResult:
     voxel_size: tuple            # mm of the template grid
     geometry: dict               # native geometry, see native.native_geometry
     transform_file: str | None
-    timings: dict                # registration_s, rest_s
+    timings: dict                # registration_s (optimisation only), rest_s (the rest)
     tissue_source: str = "none"  # what the tissue labels came from
 
 
@@ -207,11 +207,15 @@ def load_volume(subject: str, path: str, *, label: bool = False) -> nib.Nifti1Im
 
 
 def _register_scan(subject, image_path, config):
-    """Load, validate, reorient and register one scan; returns everything later steps need."""
+    """Load, validate, reorient and register one scan; returns everything later steps need.
+
+    The last item is the seconds spent in the registration itself.
+    """
     img = load_volume(subject, image_path)
     ras = nib.as_closest_canonical(img)
     moving = reg.to_sitk(np.asarray(ras.dataobj, np.float32), ras.affine)
     fixed = reg.template_reference(config.resolution)
+    start = time.perf_counter()
     if config.skip_registration:
         transform = reg.identity_transform()
     else:
@@ -219,6 +223,7 @@ def _register_scan(subject, image_path, config):
             fixed, moving, levels=config.reg_levels_mm, iterations=config.reg_iterations,
             sampling=config.reg_sampling, bins=config.reg_bins, seed=config.reg_seed,
             threads=config.reg_threads)
+    seconds = time.perf_counter() - start
     # NaN marks template voxels outside the scan's field of view.
     volume = reg.resample(moving, fixed, transform, default=np.nan)
     brain = reg.template_brain_mask(config.resolution)
@@ -230,7 +235,7 @@ def _register_scan(subject, image_path, config):
             f"empty brain after registration ({100 * covered:.0f}% of the template brain "
             "inside the scan's field of view, or no signal there); check that the file is a "
             "T1 head scan, or use skip_registration only for data already in MNI space"))
-    return img, ras, transform, volume
+    return img, ras, transform, volume, seconds
 
 
 def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzero"):
@@ -305,8 +310,7 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
       InputError: an unusable scan or label file (names subject, file, problem).
     """
     t0 = time.perf_counter()
-    img, ras, transform, volume = _register_scan(subject_id, image_path, config)
-    t_reg = time.perf_counter() - t0
+    img, ras, transform, volume, t_reg = _register_scan(subject_id, image_path, config)
     res = config.resolution
     labels = {k: list(v or []) for k, v in (labels or {}).items()}
     resampled = {kind: [_label_volume(subject_id, p, img, image_path, transform, res)
@@ -383,7 +387,7 @@ def prepare_scan(image_path: str, config: PreprocessConfig,
     """
     name = os.path.basename(image_path)
     subject = name[:-7] if name.endswith(".nii.gz") else os.path.splitext(name)[0]
-    img, ras, transform, volume = _register_scan(subject, image_path, config)
+    img, ras, transform, volume, _ = _register_scan(subject, image_path, config)
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     keep = kept_slices(volume.shape[2], config)
     geometry = native_geometry(img, ras, config.resolution, image_path=image_path,
