@@ -197,3 +197,22 @@ def test_cli_parallel_workers_skip_bad_subject(tmp_path):
     meta = schema.read_meta(str(out))
     assert meta["splits"]["train"]["subjects"] == ["sub00", "sub01"]
     assert list(pd.read_csv(out / "errors.csv").subject) == ["sub02"]
+
+
+def test_phantom_cohort_registered_multiclass_anatomy(tmp_path):
+    """The phantom manifest (label + anatomy columns, SYNTHETIC marker), registration on."""
+    from tfrecords_tools import phantoms
+    from tfrecords_tools.manifest import get_preset
+    manifest = phantoms.make_cohort(str(tmp_path / "ph"), 2, lesions="stroke", seed=0,
+                                    resolution=4)
+    config = cv.preprocess_config(get_preset("stroke"), {
+        "resolution": 4.0, "mask_mode": "multiclass",
+        "label_mapping": str(tmp_path / "ph" / "anatomy_mapping.csv")})
+    assert not config.skip_registration and config.crop_top == 29
+    meta = cv.convert(manifest, str(tmp_path / "out"), config, num_shards=1, progress=False)
+    assert meta["synthetic"] is True and meta["num_mask_classes"] == 7
+    assert meta["mask_classes"][:2] == ["background", "CSF"]
+    cache = subject_cache.load_cache(subject_cache.cache_path(str(tmp_path / "out"),
+                                                              "synthetic000"))
+    assert cache["mask"].max() >= 4                   # anatomy classes, not the lesion
+    assert os.path.getsize(os.path.join(tmp_path / "out", cache["meta"]["transform_file"]))
