@@ -48,7 +48,7 @@ def load_slim_resnet50(path: str, encoder, *, strict: bool = True) -> LoadReport
     prefix, shapes = read_shapes(path)
     if not is_slim(shapes):
         raise WeightLoadError(f"{prefix}: not a TF-slim resnet_v1_50 checkpoint (no "
-                              f"'{SLIM_ROOT}' tensors); Taskonomy files need 'taskonomy:'")
+                              f"'{SLIM_ROOT}' tensors); for Taskonomy files use taskonomy:PATH (--taskonomy)")
 
     report = load_checkpoint_into(prefix, {"encoder": encoder}, strict=strict,
                                   renames=SLIM_RENAMES, skip=slim_skip, random_ok=RANDOM_OK)
