@@ -13,8 +13,8 @@ in the same run:
   (adds [-1, 1] and grey x 3); against ``nifti_training_input``, which adds
   the percentile normalisation, [-1, 1] and x 3 to the baseline.
 
-Slices per second after one warm-up epoch. Targets (issue 2): >= 500 slices/s and >= 20x the baseline on
-2 cores. Usage::
+Slices per second after one warm-up epoch. Targets (issue 2): >= 500 slices/s
+and >= 20x the baseline on 2 cores. Usage::
 
     python benchmarks/bench_input_pipeline.py --work_dir /tmp/bench_ip --subjects 4 --epochs 3
 """

@@ -255,7 +255,8 @@ def define_flags() -> None:
     f.DEFINE_integer("num_shards", 4, "Shards per split (at most one per subject).")
     f.DEFINE_string("shard_job", "", "I/N: process only shards k with k % N == I.")
     f.DEFINE_string("splits", "", "Split of subjects without one: counts 'train=200,test=104' "
-                    "or fractions 'train=0.8,val=0.1,test=0.1' (default: preset, else 0.8/0.1/0.1).")
+                    "or fractions 'train=0.8,val=0.1,test=0.1' "
+                    "(default: preset, else 0.8/0.1/0.1).")
     f.DEFINE_integer("split_seed", 0, "Seed of the random split.")
     f.DEFINE_boolean("synthetic", None, "Mark the data set synthetic (default: from manifest).")
     f.DEFINE_boolean("progress", True, "Show progress bars.")

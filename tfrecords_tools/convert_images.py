@@ -105,8 +105,8 @@ def folder_items(image_dir: str, size: int, *, mask_dir: str = "",
     masks, problems = {}, []
     if mask_dir:
         for stem in stems:
-            found = [p for p in glob.glob(os.path.join(glob.escape(mask_dir), glob.escape(stem) + ".*"))
-                     if p.lower().endswith(IMAGE_EXTENSIONS)]
+            pattern = os.path.join(glob.escape(mask_dir), glob.escape(stem) + ".*")
+            found = [p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS)]
             masks[stem] = found[0] if found else None
             if not found:
                 problems.append(f"{stem}: no mask {mask_dir}/{stem}.png")

@@ -179,7 +179,8 @@ def assign_splits(manifest: Manifest, *, counts: Mapping[str, int] | None = None
         for i in order[start:start + size]:
             assigned[todo[i]] = name
         start += size
-    subjects = tuple(s if s.split is not None else dataclasses.replace(s, split=assigned[s.subject_id])
+    subjects = tuple(s if s.split is not None
+                     else dataclasses.replace(s, split=assigned[s.subject_id])
                      for s in manifest.subjects)
     return dataclasses.replace(manifest, subjects=subjects)
 
@@ -189,7 +190,8 @@ def _split_sizes(n, counts, fractions) -> tuple[list[str], list[int]]:
         names = list(counts)
         sizes = [int(counts[k]) for k in names]
         if any(v < 0 for v in sizes) or sum(sizes[:-1]) > n:
-            raise ManifestError(f"split counts {dict(counts)} do not fit {n} subjects")
+            raise ManifestError(f"split counts {dict(counts)} do not fit the {n} subject(s) "
+                                f"without a split; give --splits (counts or fractions)")
         sizes[-1] = n - sum(sizes[:-1])
         return names, sizes
     fractions = fractions or {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -251,7 +253,8 @@ def build_atlas_r12(root: str, **_) -> Manifest:
         folder = os.path.dirname(image)
         session = os.path.basename(folder)
         subject = os.path.basename(image).split("_t1w_deface_stx")[0]
-        masks = sorted(glob.glob(os.path.join(glob.escape(folder), f"{subject}_LesionSmooth*_stx.nii*")))
+        pattern = os.path.join(glob.escape(folder), f"{subject}_LesionSmooth*_stx.nii*")
+        masks = sorted(glob.glob(pattern))
         if not masks:
             missing.append(f"{subject}: {folder}/{subject}_LesionSmooth*_stx.nii.gz")
         sid = subject if session in ("t01", "") or not re.fullmatch(r"t\d+", session) \
@@ -297,7 +300,8 @@ def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
             pat = os.path.join(glob.escape(root), label_glob.replace("{subject}", glob.escape(sid)))
             labels = tuple(sorted(glob.glob(pat, recursive=True)))
             if not labels:
-                problems.append(f"{sid}: no label file matches '{label_glob.replace('{subject}', sid)}'")
+                wanted = label_glob.replace("{subject}", sid)
+                problems.append(f"{sid}: no label file matches '{wanted}'")
         subjects.append(Subject(sid, image, {"mask": labels} if labels else {}))
     if problems:
         raise ManifestError(f"{root}: {len(problems)} problem(s): " + "; ".join(problems))
@@ -345,7 +349,8 @@ PRESETS: dict[str, Preset] = {
                        image_glob="**/*-images/*.nii*", label_glob="**/*-labels/{subject}_glm.nii*",
                        subject_regex=r"(?P<subject>[^/]+?)\.nii(\.gz)?$",
                        description="MICCAI 2012 multi-atlas (OASIS) brain anatomy: "
-                                   "*-images/ID.nii.gz + *-labels/ID_glm.nii.gz; needs --label_mapping"),
+                                   "*-images/ID.nii.gz + *-labels/ID_glm.nii.gz; "
+                                   "needs --label_mapping"),
     "stroke": Preset(crop_top=29, description="stroke crop defaults only; give --manifest"),
     "glob": Preset(builder=build_glob, description="any layout: --image_glob, --label_glob, "
                                                    "--subject_regex under --root"),
