@@ -42,6 +42,7 @@ def test_binary_evaluation(binary_model, tiny_data_dir, tmp_path):
     assert set(out["presets"]["preset"]) == {"paper", "atlas_isles", "wmh", "msseg_anima"}
     ex = np.load(os.path.join(out_dir, "examples.npz"))
     assert ex["image"].shape == (2, 32, 32) and ex["gt"].shape == ex["pred"].shape
+    assert int(ex["num_classes"]) == 2
     np.testing.assert_array_equal(ex["gt"], ex["pred"])
 
     # A rerun with the same configuration resumes (skips); --overwrite recomputes.

@@ -50,7 +50,7 @@ def test_report_tables_and_figures(results_dir, tmp_path):
     assert row["sd"].iloc[0] == pytest.approx(0.01)
     assert set(table["source"]) == {"t1 segmentation", "natural autoencoding", "ImageNet"}
     md = (out / "table.md").read_text()
-    assert "| t1 segmentation | **0.710 ± 0.010** | 3 |" in md
+    assert "| t1 segmentation | **0.710 ± 0.010** | 3 |" in md and "Dice (mean" in md
     curve = pd.read_csv(out / "curve.csv")
     assert set(curve["train_subjects"]) == {1, 10, 20}
     det = pd.read_csv(out / "detection.csv")

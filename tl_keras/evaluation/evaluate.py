@@ -88,7 +88,7 @@ class _Examples:
         if old is None or (area, -index) > (old[0], -old[1]):
             self.best[subject] = (area, index, image[..., 0].astype(np.float16), gt, pred)
 
-    def save(self, path: str, k: int, run: dict) -> None:
+    def save(self, path: str, k: int, run: dict, class_names) -> None:
         chosen = sorted(self.best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
         chosen.sort(key=lambda kv: kv[0])
         if not chosen:
@@ -101,6 +101,8 @@ class _Examples:
                     image=np.stack([v[2] for _, v in chosen]),
                     gt=np.stack([v[3] for _, v in chosen]),
                     pred=np.stack([v[4] for _, v in chosen]),
+                    num_classes=np.array(len(class_names)),
+                    class_names=np.array([str(c) for c in class_names]),
                     run=np.array(json.dumps(run, default=str)))
 
 
@@ -193,6 +195,7 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     for name, frame in out.items():
         write_csv_atomic(os.path.join(out_dir, f"{name}.csv"), frame)
     if config.num_examples:
-        examples.save(os.path.join(out_dir, "examples.npz"), config.num_examples, run)
+        examples.save(os.path.join(out_dir, "examples.npz"), config.num_examples, run,
+                      class_names)
     write_json_atomic(os.path.join(out_dir, STATE_FILE), state)
     return out

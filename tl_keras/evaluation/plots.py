@@ -96,6 +96,9 @@ def _load_examples(paths):
         with np.load(path) as z:
             run = json.loads(str(z["run"]))
             data = {k: z[k] for k in ("subject_id", "slice_index", "image", "gt", "pred")}
+            data["num_classes"] = int(z["num_classes"]) if "num_classes" in z else 2
+            data["class_names"] = (z["class_names"].tolist() if "class_names" in z else
+                                   [f"class {k}" for k in range(data["num_classes"])])
         by_source.setdefault(source_label(run), data)
     return by_source
 
@@ -110,13 +113,12 @@ def _overlay(ax, image, labels, colour_map):
     ax.set_yticks([])
 
 
-def _score(gt, pred) -> str:
+def _score(gt, pred, num_classes: int) -> str:
     """Dice (binary) or mIoU of one slice, for the panel's corner."""
     from tl_keras.evaluation import metrics
-    k = int(max(gt.max(), pred.max())) + 1
-    if k <= 2:
+    if num_classes <= 2:
         return f"Dice {metrics.dice_per_slice(gt, pred)[0]:.2f}"
-    return f"mIoU {metrics.miou_per_slice(gt, pred, k)[0]:.2f}"
+    return f"mIoU {metrics.miou_per_slice(gt, pred, num_classes)[0]:.2f}"
 
 
 def plot_examples(paths, path: str, max_rows: int = 4) -> str:
@@ -151,11 +153,17 @@ def plot_examples(paths, path: str, max_rows: int = 4) -> str:
             data = by_source[source]
             j = list(zip(data["subject_id"].tolist(), data["slice_index"].tolist())).index(key)
             _overlay(axes[r][2 + c], data["image"][j], data["pred"][j], cmap)
-            axes[r][2 + c].text(0.02, 0.98, _score(data["gt"][j], data["pred"][j]),
+            axes[r][2 + c].text(0.02, 0.98, _score(data["gt"][j], data["pred"][j], data["num_classes"]),
                                 transform=axes[r][2 + c].transAxes, va="top", fontsize=8,
                                 color="white", bbox={"facecolor": "black", "alpha": 0.6,
                                                      "lw": 0, "pad": 1.5})
     for c, title in enumerate(["scan", "ground truth", *sources]):
         axes[0][c].set_title(title, fontsize=9)
     fig.tight_layout()
+    if first["num_classes"] > 2:  # which colour is which class
+        from matplotlib.patches import Patch
+        handles = [Patch(color=cmap(k), label=first["class_names"][k])
+                   for k in range(1, first["num_classes"])]
+        fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7),
+                   fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.04))
     return _save(fig, path)

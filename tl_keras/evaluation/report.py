@@ -163,8 +163,9 @@ def markdown_table(table: pd.DataFrame) -> str:
         best = frame["mean"].max()
         n = frame["train_subjects"].max()
         size = "" if pd.isna(n) else f", {int(n)} fine-tuning subjects"
-        lines = [f"### {target}: {metric} per source{size}", "",
-                 f"| source | {metric} (mean ± sd) | runs |", "|---|---|---|"]
+        name = {"dice": "Dice", "miou": "mIoU"}.get(metric, metric)
+        lines = [f"### {target}: {name} per source{size}", "",
+                 f"| source | {name} (mean ± sd) | runs |", "|---|---|---|"]
         for r in frame.sort_values("mean", ascending=False).to_dict("records"):
             value = f"**{r['mean_sd']}**" if r["mean"] == best else r["mean_sd"]
             lines.append(f"| {r['source']} | {value} | {r['n_runs']} |")
