@@ -123,10 +123,8 @@ def presence(structures: np.ndarray, brain: np.ndarray) -> np.ndarray:
       brain: (X, Y, Z) boolean brain mask.
     """
     columns = [np.asarray(brain, bool).any(axis=(0, 1))]
-    per_slice = [set(np.unique(structures[:, :, z]).tolist())
-                 for z in range(structures.shape[2])]
     for code in STRUCTURE_CODES:
-        columns.append(np.array([code in s for s in per_slice]))
+        columns.append((structures == code).any(axis=(0, 1)))
     return np.stack(columns, axis=1).astype(np.float32)
 
 

@@ -251,7 +251,11 @@ def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzer
     lo, hi = np.percentile(values, percentiles)
     if hi <= lo:
         return np.zeros(volume.shape, np.float32)
-    return ((np.clip(volume, lo, hi) - lo) / (hi - lo)).astype(np.float32)
+    lo, hi = np.float32(lo), np.float32(hi)
+    out = np.clip(volume, lo, hi).astype(np.float32)
+    out -= lo
+    out /= hi - lo  # the same float32 span: the maximum maps to exactly 1
+    return out
 
 
 def kept_slices(num_slices: int, config: PreprocessConfig) -> np.ndarray:
@@ -269,23 +273,34 @@ def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
     return out
 
 
-def _label_volume(subject, path, img, image_path, transform, resolution):
-    """Load one label file on the image's grid and resample it (nearest) to the template."""
-    lab = load_volume(subject, path, label=True)
-    if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
-                                                 atol=AFFINE_TOLERANCE_MM):
-        raise InputError(subject, path, (
-            f"label grid {lab.shape} does not match the image grid {img.shape} of "
-            f"{image_path} (shape or affine differ); labels must be on the image's grid"))
-    ras = nib.as_closest_canonical(lab)
-    data = np.asarray(ras.dataobj)
-    data = data.astype(np.int32 if data.min() < 0 or data.max() > 32767 else np.int16)
-    return reg.resample(reg.to_sitk(data, ras.affine), reg.template_reference(resolution),
-                        transform, nearest=True)
+def _resample_labels(subject, labels, img, ras, image_path, transform, resolution):
+    """Load every label file, check it is on the image's grid, resample all (nearest) at once.
 
-
-def _first(files):
-    return files[0] if files else None
+    Returns:
+      ``{kind: [array on the template grid, ...]}`` in the order of ``labels``.
+    """
+    files = [(kind, path) for kind, paths in labels.items() for path in paths]
+    if not files:
+        return {}
+    ornt = nib.orientations.io_orientation(img.affine)  # the image's reorientation to RAS
+    arrays = []
+    for _, path in files:
+        lab = load_volume(subject, path, label=True)
+        if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
+                                                     atol=AFFINE_TOLERANCE_MM):
+            raise InputError(subject, path, (
+                f"label grid {lab.shape} does not match the image grid {img.shape} of "
+                f"{image_path} (shape or affine differ); labels must be on the image's grid"))
+        arrays.append(nib.orientations.apply_orientation(np.asarray(lab.dataobj), ornt))
+    stack = np.stack(arrays, axis=-1)
+    stack = stack.astype(np.int32 if stack.min() < 0 or stack.max() > 32767 else np.int16)
+    out = reg.resample(reg.to_sitk(stack, ras.affine), reg.template_reference(resolution),
+                       transform, nearest=True)
+    out = out.reshape(out.shape[:3] + (len(files),))  # SimpleITK drops a single component
+    result = {}
+    for n, (kind, _) in enumerate(files):
+        result.setdefault(kind, []).append(out[..., n])
+    return result
 
 
 def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[str]],
@@ -313,9 +328,7 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     img, ras, transform, volume, t_reg = _register_scan(subject_id, image_path, config)
     res = config.resolution
     labels = {k: list(v or []) for k, v in (labels or {}).items()}
-    resampled = {kind: [_label_volume(subject_id, p, img, image_path, transform, res)
-                        for p in files]
-                 for kind, files in labels.items() if files}
+    resampled = _resample_labels(subject_id, labels, img, ras, image_path, transform, res)
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     tpl_brain = reg.template_brain_mask(res)
     brain = (resampled["brain"][0] > 0) if "brain" in resampled else \

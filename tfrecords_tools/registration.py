@@ -49,13 +49,16 @@ def template_brain_mask(resolution: float) -> np.ndarray:
 
 
 def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
-    """A SimpleITK image of a (i, j, k) array with a nibabel (RAS) affine.
+    """A SimpleITK image of a (i, j, k[, c]) array with a nibabel (RAS) affine.
 
-    A sheared affine is orthonormalised (polar decomposition), since ITK images
+    A 4th axis becomes vector components (resampled together in one pass). A sheared affine is orthonormalised (polar decomposition), since ITK images
     carry a pure rotation; the same geometry is used in both directions, so the
     round trip stays consistent.
     """
-    image = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(array).transpose(2, 1, 0)))
+    array = np.asarray(array)
+    axes = (2, 1, 0) + tuple(range(3, array.ndim))
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(axes)),
+                                   isVector=array.ndim == 4)
     matrix = _RAS_TO_LPS @ np.asarray(affine, np.float64)[:3, :3]
     spacing = np.linalg.norm(matrix, axis=0)
     u, _, vt = np.linalg.svd(matrix / spacing)
