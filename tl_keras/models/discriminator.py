@@ -38,7 +38,8 @@ def build_discriminator(image_size, in_channels: int, variant: str = "taskonomy"
       (4x4 at 256 px for the Taskonomy variant).
     """
     if variant not in VARIANTS:
-        raise ValueError(f"discriminator variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+        raise ValueError(f"discriminator variant must be one of {sorted(VARIANTS)}, "
+                         f"got {variant!r}")
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     inputs = keras.Input((h, w, in_channels), name="image_and_candidate")
     (scope1, k1, s1, f1), *rest = VARIANTS[variant]

@@ -32,7 +32,8 @@ def bottleneck(x, scope: str, depth: int, bottleneck_depth: int, stride: int):
     if in_depth == depth:
         shortcut = x
         if stride > 1:  # slim subsample(): 1x1 max-pool with the unit's stride
-            shortcut = keras.layers.MaxPooling2D(1, stride, name=layer_name(scope + "/subsample"))(x)
+            shortcut = keras.layers.MaxPooling2D(
+                1, stride, name=layer_name(scope + "/subsample"))(x)
     else:
         shortcut = conv_bn(x, scope + "/shortcut", depth, 1, stride=stride, activation=None)
         if stride > 1:  # never happens in ResNet-50 (projections are in stride-1 units)

@@ -100,7 +100,8 @@ def convert(config: ConvertConfig, log=print):
         raise ValueError("give exactly one of --taskonomy or --imagenet")
     bad = sorted(set(config.parts) - set(PARTS))
     if bad or "encoder" not in config.parts:
-        raise ValueError(f"--parts must include encoder and be from {PARTS}, got {list(config.parts)}")
+        raise ValueError(f"--parts must include encoder and be from {PARTS}, "
+                         f"got {list(config.parts)}")
     if config.imagenet and tuple(config.parts) != ("encoder",):
         raise ValueError("--imagenet provides the encoder only; drop --parts")
     if _already_done(config):

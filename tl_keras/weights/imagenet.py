@@ -48,7 +48,8 @@ def load_slim_resnet50(path: str, encoder, *, strict: bool = True) -> LoadReport
     prefix, shapes = read_shapes(path)
     if not is_slim(shapes):
         raise WeightLoadError(f"{prefix}: not a TF-slim resnet_v1_50 checkpoint (no "
-                              f"'{SLIM_ROOT}' tensors); for Taskonomy files use taskonomy:PATH (--taskonomy)")
+                              f"'{SLIM_ROOT}' tensors); for Taskonomy files use "
+                              "taskonomy:PATH (--taskonomy)")
 
     report = load_checkpoint_into(prefix, {"encoder": encoder}, strict=strict,
                                   renames=SLIM_RENAMES, skip=slim_skip, random_ok=RANDOM_OK)
@@ -119,8 +120,8 @@ def keras_resnet50_sources(path: str) -> tuple[dict, dict]:
             sources[f"{scope}/gamma"] = layer.gamma.numpy()
             sources[f"{scope}/beta"] = layer.beta.numpy()
             sources[f"{scope}/moving_mean"] = layer.moving_mean.numpy() - bias
-            sources[f"{scope}/moving_variance"] = (layer.moving_variance.numpy()
-                                                   + (layer.epsilon - BN_EPSILON)).astype(np.float32)
+            variance = layer.moving_variance.numpy() + (layer.epsilon - BN_EPSILON)
+            sources[f"{scope}/moving_variance"] = variance.astype(np.float32)
     return sources, skipped
 
 

@@ -60,7 +60,8 @@ def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
         else:
             var = targets[canon[name]]
             target_shape = list(var.shape)
-            adapt = canon[name] == "encoder/conv1/weights" and shape[2] == 3 and target_shape[2] == 1
+            adapt = (canon[name] == "encoder/conv1/weights" and shape[2] == 3
+                     and target_shape[2] == 1)
             if shape == target_shape or adapt:
                 what = f"-> {var.path}" + (" (summed over RGB)" if adapt else "")
             else:
