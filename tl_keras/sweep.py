@@ -33,7 +33,6 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
     def run():
-        from tl_keras.training import sweeps
         from tl_keras.training.config import ConfigError
         if not FLAGS.out_dir:
             raise ConfigError("--out_dir is required")
@@ -43,6 +42,7 @@ def main(argv):
             raise ConfigError(f"--set_sizes={','.join(FLAGS.set_sizes)}: not integers") from None
         if FLAGS.repeats < 1 or not sizes:
             raise ConfigError("--repeats must be >= 1 and --set_sizes non-empty")
+        from tl_keras.training import sweeps  # loads TensorFlow
         job_index, num_jobs = sweeps.slurm_job(FLAGS.job_index, FLAGS.num_jobs)
         config = sweeps.SweepConfig(
             out_dir=FLAGS.out_dir, sources=sweeps.parse_sources(FLAGS.sources),
