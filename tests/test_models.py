@@ -25,6 +25,22 @@ def test_full_size_encoder_counts(full_encoder):
     assert "encoder__block4__unit_2__bottleneck_v1__shortcut" not in names
 
 
+def test_encoder_slim_conventions(full_encoder):
+    import keras
+    layers = full_encoder.layers
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(bns) == 54 and all((l.momentum, l.epsilon) == (0.9, 1e-5) for l in bns)
+    strided = [l for l in layers if isinstance(l, keras.layers.Conv2D) and l.strides != (1, 1)]
+    # downsampling in the 3x3 of the LAST unit of blocks 1 and 2, explicit padding + VALID
+    assert [l.name for l in strided] == ["encoder__conv1",
+                                         "encoder__block1__unit_3__bottleneck_v1__conv2",
+                                         "encoder__block2__unit_4__bottleneck_v1__conv2"]
+    for conv in strided:
+        pad = full_encoder.get_layer(conv.name + "__pad")
+        k = conv.kernel_size[0]
+        assert conv.padding == "valid" and pad.padding == (((k - 1) // 2,) * 2,) * 2
+
+
 def test_full_size_decoder_and_discriminator_counts():
     from tl_keras.models import build_decoder, build_discriminator
     dec = build_decoder((16, 16, 8), 3)
