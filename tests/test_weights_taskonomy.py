@@ -177,7 +177,7 @@ def test_inspect_cli_lists_each_tensor_and_its_target(ckpts, capsys):
 
 
 def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):
-    from tl_keras.weights import convert, load_encoder, read_encoder_meta
+    from tl_keras.weights import convert, load_encoder, load_part, read_encoder_meta
     out = tmp_path / "ae_grey"
     argv = ["convert", "--taskonomy", ckpts["paths"]["ae"], "--out", str(out),
             "--parts", "encoder,discriminator", "--input_channels", "1", "--image_size", "64"]
@@ -190,6 +190,9 @@ def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):
     enc = load_encoder(str(out))
     np.testing.assert_allclose(enc.get_layer("encoder__conv1").kernel.numpy(),
                                ckpts["enc"]["encoder/conv1/weights"].sum(2, keepdims=True), rtol=1e-6)
+    disc = load_part(str(out), "discriminator")
+    y = np.random.default_rng(6).uniform(-1, 1, (2, 64, 64, 6)).astype("float32")
+    assert ts.rel_err(disc(y, training=False), ts.reference_discriminator(ckpts["disc"], y)) <= TOL
     capsys.readouterr()
     assert convert.main(argv) == 0 and "already converted" in capsys.readouterr().out
     missing = tmp_path / "nope" / "model.permanent-ckpt"

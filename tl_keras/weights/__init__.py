@@ -3,6 +3,7 @@
 * :func:`load_taskonomy` - Taskonomy task-bank TF1 checkpoints, by name, with a report;
 * :func:`load_slim_resnet50`, :func:`load_keras_resnet50` - ImageNet ResNet-50;
 * :func:`save_encoder`, :func:`load_encoder`, :func:`read_encoder_meta` - our format;
+  :func:`load_part` - the other parts a conversion wrote (``convert --parts``);
 * :func:`init_encoder` - one entry point for ``scratch | PATH | taskonomy:PATH | imagenet:PATH``.
 
 CLIs: ``python -m tl_keras.weights.inspect CKPT`` and ``python -m tl_keras.weights.convert``.
@@ -12,6 +13,7 @@ from tl_keras.models.lazy import lazy_exports
 
 _EXPORTS = {
     "load_encoder": "tl_keras.weights.encoder_io",
+    "load_part": "tl_keras.weights.encoder_io",
     "read_encoder_meta": "tl_keras.weights.encoder_io",
     "save_encoder": "tl_keras.weights.encoder_io",
     "load_keras_resnet50": "tl_keras.weights.imagenet",

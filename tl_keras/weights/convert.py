@@ -25,7 +25,8 @@ from tl_keras.weights.checkpoint import PARTS, checkpoint_prefix, is_checkpoint,
 from tl_keras.weights.encoder_io import META_FILE, atomic_weights, read_encoder_meta, save_encoder
 from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
 from tl_keras.weights.report import WeightLoadError
-from tl_keras.weights.taskonomy import checkpoint_layout, load_taskonomy
+from tl_keras.weights.taskonomy import (build_parts, checkpoint_layout, head_image_size,
+                                        load_taskonomy)
 
 FV = flags.FlagValues()
 flags.DEFINE_string("taskonomy", None, "Taskonomy task-bank checkpoint (prefix such as "
@@ -112,9 +113,9 @@ def convert(config: ConvertConfig, log=print):
     if config.taskonomy:
         _, shapes = read_shapes(config.taskonomy)
         layout = checkpoint_layout(shapes)
-        size = (cli.head_image_size(layout, config.image_size) if "head" in config.parts
+        size = (head_image_size(layout, config.image_size) if "head" in config.parts
                 else config.image_size)
-        models = cli.build_parts(layout, config.parts, size, config.input_channels)
+        models = build_parts(layout, config.parts, size, config.input_channels)
         report = load_taskonomy(config.taskonomy, models, strict=config.strict)
         parts_meta = {p: layout[p] for p in config.parts}
         encoder = models.pop("encoder")

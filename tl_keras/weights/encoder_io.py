@@ -127,3 +127,33 @@ def load_encoder(path: str, name: str = "encoder"):
         raise WeightLoadError(f"{weights}: cannot load into the encoder described by "
                               f"{META_FILE}: {str(e).splitlines()[0]}") from e
     return encoder
+
+
+def load_part(path: str, part: str, *, output_activation: str | None = None):
+    """Rebuild and load a part written by ``convert --parts`` next to the encoder.
+
+    Args:
+      path: the conversion's output directory.
+      part: ``encoder``, ``decoder``, ``discriminator`` or ``head``.
+      output_activation: decoder only, ``None`` (logits) or ``"tanh"`` (as Taskonomy).
+
+    Returns:
+      ``keras.Model`` with the converted weights.
+    """
+    from tl_keras.weights.taskonomy import build_parts, head_image_size
+    if part == "encoder":
+        return load_encoder(path)
+    meta = read_encoder_meta(path)
+    parts = meta.get("provenance", {}).get("parts", {})
+    weights = os.path.join(encoder_dir(path), f"{part}.weights.h5")
+    if part not in parts or not os.path.isfile(weights):
+        raise WeightLoadError(f"{encoder_dir(path)}: no converted '{part}' (parts: "
+                              f"{sorted(parts)}); rerun convert with --parts encoder,{part}")
+    layout = {**parts, "encoder": {"input_channels": meta["input_channels"],
+                                   "latent_channels": meta["latent_channels"]}}
+    size = meta["image_size"][0]
+    if part == "head":  # fc0's input size fixes the latent grid
+        size = head_image_size(layout, size)
+    model = build_parts(layout, [part], size, decoder_activation=output_activation)[part]
+    model.load_weights(weights)
+    return model

@@ -17,7 +17,7 @@ from tl_keras.weights import cli
 from tl_keras.weights.checkpoint import PARTS, read_shapes
 from tl_keras.weights.imagenet import RANDOM_OK, SLIM_RENAMES, is_slim, slim_skip
 from tl_keras.weights.mapping import weight_map
-from tl_keras.weights.taskonomy import checkpoint_layout, plan
+from tl_keras.weights.taskonomy import build_parts, checkpoint_layout, head_image_size, plan
 
 FV = flags.FlagValues()
 flags.DEFINE_list("parts", [], "Parts to map (encoder, decoder, discriminator, head); "
@@ -43,7 +43,7 @@ def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
     renames, skip, random_ok = (SLIM_RENAMES, slim_skip, RANDOM_OK) if slim else ((), None, ())
     layout = checkpoint_layout(shapes, renames)
     parts = tuple(config.parts) or tuple(p for p in PARTS if p in layout)
-    models = cli.build_parts(layout, parts, cli.head_image_size(layout, config.image_size),
+    models = build_parts(layout, parts, head_image_size(layout, config.image_size),
                              config.input_channels or None)
     targets = {}
     for model in models.values():
