@@ -81,8 +81,9 @@ def test_sweep_csv_columns(tmp_path):
                   "train_subjects": [5, 5, 5], "repeat": [0, 1, 0], "target": "stroke",
                   "source_task": ["segmentation", "segmentation", "imagenet"],
                   "source_domain": ["t1", "t1", "natural"], "test_dice": [0.5, 0.7, 0.4],
-                  "test_miou": np.nan}).to_csv(sweep, index=False)
-    table = source_table(load_results([str(sweep)]).runs).set_index("source")
+                  "test_miou": np.nan, "run_dir": ["r/a", "r/b", "r/c"]}).to_csv(sweep, index=False)
+    # the same runs given twice (e.g. a sweep directory and its CSV) count once
+    table = source_table(load_results([str(sweep), str(sweep)]).runs).set_index("source")
     assert table.loc["t1 segmentation", "mean"] == pytest.approx(0.6)
     assert table.loc["ImageNet", "metric"] == "dice"
 

@@ -152,11 +152,11 @@ def plot_examples(paths, path: str, max_rows: int = 4) -> str:
         for c, source in enumerate(sources):
             data = by_source[source]
             j = list(zip(data["subject_id"].tolist(), data["slice_index"].tolist())).index(key)
-            _overlay(axes[r][2 + c], data["image"][j], data["pred"][j], cmap)
-            axes[r][2 + c].text(0.02, 0.98, _score(data["gt"][j], data["pred"][j], data["num_classes"]),
-                                transform=axes[r][2 + c].transAxes, va="top", fontsize=8,
-                                color="white", bbox={"facecolor": "black", "alpha": 0.6,
-                                                     "lw": 0, "pad": 1.5})
+            ax = axes[r][2 + c]
+            _overlay(ax, data["image"][j], data["pred"][j], cmap)
+            ax.text(0.02, 0.98, _score(data["gt"][j], data["pred"][j], data["num_classes"]),
+                    transform=ax.transAxes, va="top", fontsize=8, color="white",
+                    bbox={"facecolor": "black", "alpha": 0.6, "lw": 0, "pad": 1.5})
     for c, title in enumerate(["scan", "ground truth", *sources]):
         axes[0][c].set_title(title, fontsize=9)
     fig.tight_layout()

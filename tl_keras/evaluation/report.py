@@ -91,6 +91,21 @@ def _metric_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     return frame
 
 
+def _dedupe(runs: pd.DataFrame) -> pd.DataFrame:
+    """Drop repeated runs (a sweep directory and its merged CSV given together).
+
+    A run is identified by its ``model_dir`` (evaluate) or ``run_dir`` (sweep
+    CSV); rows with neither are kept.
+    """
+    key = pd.Series([None] * len(runs), index=runs.index, dtype=object)
+    for col in ("run_dir", "model_dir"):
+        if col in runs:
+            key = runs[col].where(runs[col].notna(), key)
+    key = key.map(lambda k: os.path.normpath(os.path.abspath(str(k))) if pd.notna(k) else k)
+    keep = key.isna() | ~key.duplicated()
+    return runs[keep.to_numpy()].reset_index(drop=True)
+
+
 def load_results(paths) -> Results:
     """Read result directories / CSVs (see module docstring).
 
@@ -120,7 +135,8 @@ def load_results(paths) -> Results:
                 runs.append(_metric_rows(frame, path))
         else:
             raise FileNotFoundError(f"{path}: no such results directory or CSV")
-    run_frame = _with_source(pd.concat(runs, ignore_index=True)) if runs else pd.DataFrame()
+    run_frame = (_with_source(_dedupe(pd.concat(runs, ignore_index=True))) if runs
+                 else pd.DataFrame())
     det_frame = (_with_source(pd.concat(detection, ignore_index=True)) if detection
                  else pd.DataFrame())
     return Results(run_frame, det_frame, examples)
