@@ -32,27 +32,32 @@ flags.DEFINE_string("work_dir", "/tmp/bench_convert", "Scratch folder (the cohor
 flags.DEFINE_integer("subjects", 3, "Phantom subjects to pre-process.")
 flags.DEFINE_enum("lesions", "stroke", ["stroke", "ms"], "Phantom lesion type.")
 flags.DEFINE_integer("crop_top", 29, "Axial slices dropped from the top (stroke default).")
-flags.DEFINE_integer("threads", 2, "SimpleITK threads for the registration.")
+flags.DEFINE_integer("threads", 1, "SimpleITK threads for the registration (1: repeatable).")
+flags.DEFINE_integer("quant_max", None, "Image quantisation levels "
+                     "(default: schema.DEFAULT_QUANT_MAX).")
 flags.DEFINE_string("out_json", "", "Also write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
 TARGETS = {"registration_s": 30.0, "rest_s": 2.0, "bytes_per_slice": 48 * 1024}
 
 
-def slice_bytes(result, config) -> list[int]:
+def slice_bytes(result, config, quant_max=None) -> list[int]:
     """Serialised size of every kept slice of a ``SubjectResult``."""
     from tfrecords_tools import labels, schema
+    quant_max = quant_max or schema.DEFAULT_QUANT_MAX
     sizes = []
     for n, index in enumerate(result.slice_indices):
         sizes.append(len(schema.make_example(
             subject_id=result.subject_id, slice_index=int(index), image=result.image[n],
             voxel_size=result.voxel_size, mask=result.mask[n],
             num_mask_classes=config.num_mask_classes, tissue=result.tissue[n],
-            num_tissue_classes=len(labels.TISSUE_CLASSES), presence=result.presence[n])))
+            num_tissue_classes=len(labels.TISSUE_CLASSES), presence=result.presence[n],
+            quant_max=quant_max)))
     return sizes
 
 
-def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int) -> dict:
+def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int,
+        quant_max: int | None = None) -> dict:
     """Pre-process the cohort and return the measured figures."""
     import pandas as pd
     from tfrecords_tools import phantoms, preprocess
@@ -65,14 +70,17 @@ def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int)
         result = preprocess.preprocess_subject(row.subject_id, row.image, labels, config,
                                                os.path.join(work_dir, "transforms"))
         t = time.perf_counter()
-        sizes += slice_bytes(result, config)
+        sizes += slice_bytes(result, config, quant_max)
         encode = time.perf_counter() - t
         rows.append({**result.timings, "encode_s": encode})
-        print(f"[{n}/{subjects}] {row.subject_id}: registration {result.timings['registration_s']:.1f} s, "
-              f"rest {result.timings['rest_s']:.2f} s, encode {encode:.1f} s "
-              f"({len(result.slice_indices)} slices)", flush=True)
+        seconds = result.timings
+        print(f"[{n}/{subjects}] {row.subject_id}: registration "
+              f"{seconds['registration_s']:.1f} s, rest {seconds['rest_s']:.2f} s, "
+              f"encode {encode:.1f} s ({len(result.slice_indices)} slices)", flush=True)
     frame = pd.DataFrame(rows)
+    from tfrecords_tools import schema
     return {"subjects": subjects, "threads": threads, "slices": len(sizes),
+            "quant_max": quant_max or schema.DEFAULT_QUANT_MAX,
             "registration_s": float(frame.registration_s.mean()),
             "registration_s_max": float(frame.registration_s.max()),
             "rest_s": float(frame.rest_s.mean()), "rest_s_max": float(frame.rest_s.max()),
@@ -82,7 +90,8 @@ def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int)
 
 def main(argv):
     del argv
-    figures = run(FLAGS.work_dir, FLAGS.subjects, FLAGS.lesions, FLAGS.crop_top, FLAGS.threads)
+    figures = run(FLAGS.work_dir, FLAGS.subjects, FLAGS.lesions, FLAGS.crop_top, FLAGS.threads,
+                  FLAGS.quant_max)
     print(json.dumps(figures, indent=2))
     for key, target in TARGETS.items():
         status = "ok" if figures[key] <= target else "ABOVE TARGET"

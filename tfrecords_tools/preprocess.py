@@ -224,11 +224,9 @@ def _register_scan(subject, image_path, config):
             sampling=config.reg_sampling, bins=config.reg_bins, seed=config.reg_seed,
             threads=config.reg_threads)
     seconds = time.perf_counter() - start
-    # NaN marks template voxels outside the scan's field of view.
-    volume = reg.resample(moving, fixed, transform, default=np.nan)
+    volume = reg.resample(moving, fixed, transform)
     brain = reg.template_brain_mask(config.resolution)
-    covered = np.isfinite(volume[brain]).mean()
-    volume = np.nan_to_num(volume, nan=0.0)
+    covered = reg.fov_coverage(transform, ras.shape, ras.affine, config.resolution)
     inside = volume[brain]
     if covered < 0.5 or np.ptp(inside) == 0 or (inside != 0).mean() < 0.1:
         raise InputError(subject, image_path, (
@@ -252,7 +250,7 @@ def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzer
     if hi <= lo:
         return np.zeros(volume.shape, np.float32)
     lo, hi = np.float32(lo), np.float32(hi)
-    out = np.clip(volume, lo, hi).astype(np.float32)
+    out = np.clip(volume, lo, hi).astype(np.float32, copy=False)
     out -= lo
     out /= hi - lo  # the same float32 span: the maximum maps to exactly 1
     return out
@@ -282,24 +280,28 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     files = [(kind, path) for kind, paths in labels.items() for path in paths]
     if not files:
         return {}
-    ornt = nib.orientations.io_orientation(img.affine)  # the image's reorientation to RAS
-    arrays = []
-    for _, path in files:
+    # Nearest-neighbour resampling picks one source voxel per template voxel, the
+    # same for every label file: resample the (1-based, Fortran-order) index of the
+    # source voxels once, then gather each label file's values with it.
+    size = int(np.prod(img.shape))
+    index = np.arange(1, size + 1, dtype=np.int32).reshape(img.shape, order="F")
+    index = nib.orientations.apply_orientation(index, nib.orientations.io_orientation(img.affine))
+    source = reg.resample(reg.to_sitk(index, ras.affine), reg.template_reference(resolution),
+                          transform, nearest=True)
+    outside = source == 0
+    source -= 1
+    source[outside] = 0
+    result = {}
+    for kind, path in files:
         lab = load_volume(subject, path, label=True)
         if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
                                                      atol=AFFINE_TOLERANCE_MM):
             raise InputError(subject, path, (
                 f"label grid {lab.shape} does not match the image grid {img.shape} of "
                 f"{image_path} (shape or affine differ); labels must be on the image's grid"))
-        arrays.append(nib.orientations.apply_orientation(np.asarray(lab.dataobj), ornt))
-    stack = np.stack(arrays, axis=-1)
-    stack = stack.astype(np.int32 if stack.min() < 0 or stack.max() > 32767 else np.int16)
-    out = reg.resample(reg.to_sitk(stack, ras.affine), reg.template_reference(resolution),
-                       transform, nearest=True)
-    out = out.reshape(out.shape[:3] + (len(files),))  # SimpleITK drops a single component
-    result = {}
-    for n, (kind, _) in enumerate(files):
-        result.setdefault(kind, []).append(out[..., n])
+        out = np.asarray(lab.dataobj).ravel(order="F")[source]
+        out[outside] = 0
+        result.setdefault(kind, []).append(out)
     return result
 
 

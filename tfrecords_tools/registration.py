@@ -51,7 +51,8 @@ def template_brain_mask(resolution: float) -> np.ndarray:
 def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
     """A SimpleITK image of a (i, j, k[, c]) array with a nibabel (RAS) affine.
 
-    A 4th axis becomes vector components (resampled together in one pass). A sheared affine is orthonormalised (polar decomposition), since ITK images
+    A 4th axis becomes vector components (resampled together in one pass). A
+    sheared affine is orthonormalised (polar decomposition), since ITK images
     carry a pure rotation; the same geometry is used in both directions, so the
     round trip stays consistent.
     """
@@ -211,3 +212,19 @@ def ras_matrix(transform: sitk.Transform) -> np.ndarray:
     out[:3, :3] = _RAS_TO_LPS @ m @ _RAS_TO_LPS
     out[:3, 3] = _RAS_TO_LPS @ b
     return out
+
+
+def fov_coverage(transform: sitk.Transform, shape, affine, resolution: float) -> float:
+    """Fraction of the template brain that maps inside a scan's field of view.
+
+    Args:
+      transform: template -> scan transform (LPS).
+      shape: the scan's (RAS) grid shape.
+      affine: the scan's (RAS) voxel-to-mm affine.
+      resolution: template grid resolution in mm.
+    """
+    brain = np.argwhere(template_brain_mask(resolution))[::7]  # a regular subsample
+    points = np.c_[brain, np.ones(len(brain))] @ template_image(resolution).affine.T
+    voxels = (points @ ras_matrix(transform).T) @ np.linalg.inv(affine).T
+    inside = np.all((voxels[:, :3] > -0.5) & (voxels[:, :3] < np.array(shape[:3]) - 0.5), axis=1)
+    return float(inside.mean()) if len(inside) else 0.0
