@@ -16,6 +16,7 @@ from tl_keras.training.checkpointing import RunCheckpoint
 from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
+from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
                                     weights_record)
 from tl_keras.utils.io import atomic_path, write_json_atomic
@@ -135,8 +136,8 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
         optimizer.build(tm.model.trainable_variables)
         train = steps.distribute(steps.make_supervised_step(
             tm.model, optimizer, loss_fn, config.batch_size, config.jit_compile), strategy)
-        ckpt = RunCheckpoint(config.model_dir, {"model": tm.model, "optimizer": optimizer},
-                             config.keep_checkpoints)
+        ckpt = RunCheckpoint(work_dir(config.model_dir, strategy),
+                             {"model": tm.model, "optimizer": optimizer}, config.keep_checkpoints)
         init = {}
 
         def initialise():  # only when there is no checkpoint to resume from
@@ -155,12 +156,13 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
         validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
     loop = LoopSpec(steps_per_epoch, total, lambda step: train, validate,
                     lambda *args: None, config.log_every, config.checkpoint_every)
-    logs = fit(strategy, data, loop, ckpt, config.model_dir, start)
+    logs = fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
     result = {"target": config.target, "init_from": config.init_from,
               "source_task": source[0], "source_domain": source[1],
               "train_subjects": len(subjects), "subset_seed": config.subset_seed,
               "seed": config.seed, "steps": total, "train_slices": counts["slices"],
               **{f"final_{k}": v for k, v in logs.items()}}
-    result.update(_export_and_evaluate(config, tm, meta, subjects, source))
-    write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
+    if is_chief(strategy):
+        result.update(_export_and_evaluate(config, tm, meta, subjects, source))
+        write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
     return result

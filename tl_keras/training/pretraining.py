@@ -12,6 +12,7 @@ from tl_keras.training.class_weights import class_weights_for
 from tl_keras.training.config import PretrainConfig, validate_pretrain
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.optimizers import make_discriminator_optimizer
+from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
                                     weights_record)
 
@@ -87,7 +88,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
                 tm.model, tm.discriminator, optimizer, d_opt, gb,
                 jit_compile=config.jit_compile), strategy)
             step_for = lambda step: gan if step >= config.disc_start_step else train  # noqa
-        ckpt = RunCheckpoint(config.model_dir, objects, config.keep_checkpoints)
+        ckpt = RunCheckpoint(work_dir(config.model_dir, strategy), objects,
+                             config.keep_checkpoints)
         start = ckpt.restore_or_initialize()
     data = DataSpec(config.data_dir, config.task, gb, config.input_channels, config.seed, meta)
     validate = None
@@ -97,6 +99,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
         validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
 
     def export(epoch, logs, is_best):
+        if not is_chief(strategy):
+            return
         provenance = {"epoch": epoch + 1, "logs": logs, "data_dir": config.data_dir}
         names = [ENCODER_LAST] + ([ENCODER_BEST] if is_best else [])
         for name in names:
@@ -105,4 +109,4 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
 
     loop = LoopSpec(steps_per_epoch, total, step_for, validate, export, config.log_every,
                     config.checkpoint_every)
-    return fit(strategy, data, loop, ckpt, config.model_dir, start)
+    return fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)

@@ -8,19 +8,22 @@ import numpy as np
 
 from tl_keras.training import optimizers
 from tl_keras.training.config import ConfigError, TrainConfig
-from tl_keras.training.strategy import make_strategy, set_determinism, set_precision
+from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
+                                        set_precision)
 from tl_keras.utils.io import write_json_atomic
 from tl_keras.utils.runinfo import record_run
 
 
 def start_run(config: TrainConfig):
-    """Record flags.json, seed everything, set the precision policy; return the strategy."""
+    """Seed everything, set the precision policy, record flags.json (chief only);
+    return the strategy."""
     os.makedirs(config.model_dir, exist_ok=True)
     keras.backend.clear_session()
-    record_run(config.model_dir, config, seed=config.seed)
     set_determinism(config.seed, config.deterministic)
     set_precision(config.mixed_precision)
     strategy = make_strategy(config.strategy)
+    if is_chief(strategy):
+        record_run(config.model_dir, config, seed=config.seed)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")

@@ -4,6 +4,8 @@ These act on process-global state and must run before any model is built.
 """
 from __future__ import annotations
 
+import os
+
 import keras
 import tensorflow as tf
 
@@ -20,6 +22,26 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"unknown strategy {name!r}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes exports and records (always, outside multi-worker)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (
+        not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def work_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
+    """Where this worker writes checkpoints and events: ``model_dir`` on the chief, a
+    private temporary directory on the other workers (every worker must save, as
+    ``MultiWorkerMirroredStrategy`` requires, but only the chief's copy is kept)."""
+    if is_chief(strategy):
+        return model_dir
+    resolver = strategy.cluster_resolver
+    return os.path.join(model_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
 def set_precision(mixed_precision: str) -> str:
