@@ -120,3 +120,20 @@ def test_keras_applications_resnet50_weights_land_on_mapped_layers(tmp_path):
                                        layer.moving_variance.numpy() + 1e-8, rtol=1e-6)
         checked += 1
     assert checked == 106  # 53 convs + 53 BNs: every Keras conv/BN weight was placed
+
+
+def test_non_taskonomy_encoder_round_trips_through_init_encoder(tmp_path):
+    """A custom Keras encoder (the quickstart's tiny network) is saved as Keras JSON and
+    loads back into an encoder of the same architecture through init_encoder."""
+    import numpy as np
+
+    from tl_keras.training.tiny import tiny_encoder
+    from tl_keras.weights import init_encoder, read_encoder_meta, save_encoder
+    src = tiny_encoder(32, 3)
+    save_encoder(src, str(tmp_path / "enc"), source_task="segmentation", domain="t1")
+    assert read_encoder_meta(str(tmp_path / "enc"))["architecture"] == "keras_json"
+    dst = tiny_encoder(32, 3)
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    assert not np.allclose(src(x).numpy(), dst(x).numpy())
+    init_encoder(dst, str(tmp_path / "enc"))
+    np.testing.assert_array_equal(src(x).numpy(), dst(x).numpy())

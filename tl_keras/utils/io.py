@@ -19,6 +19,10 @@ def atomic_path(path: str):
     os.close(fd)
     try:
         yield tmp
+        if os.path.exists(tmp):  # mkstemp makes 0600 files; give the usual umask mode
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

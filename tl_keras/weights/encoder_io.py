@@ -37,11 +37,22 @@ def atomic_weights(path: str):
                 os.remove(tmp_h5)
 
 
+TASKONOMY_ARCH = "taskonomy_resnet50_v1"
+KERAS_JSON_ARCH = "keras_json"
+
+
 def encoder_config(encoder) -> dict:
-    """The ``build_encoder`` arguments that rebuild ``encoder``."""
+    """The arguments that rebuild ``encoder``.
+
+    A Taskonomy ResNet-50 (``build_encoder``) is rebuilt from its sizes; any other
+    Keras encoder (e.g. the small test networks) is stored as its Keras JSON config.
+    """
     _, h, w, c = encoder.input_shape
-    return {"image_size": [int(h), int(w)], "input_channels": int(c),
-            "latent_channels": int(encoder.output_shape[-1])}
+    config = {"image_size": [int(h), int(w)], "input_channels": int(c),
+              "latent_channels": int(encoder.output_shape[-1]), "architecture": TASKONOMY_ARCH}
+    if "encoder__conv1" not in {layer.name for layer in encoder.layers}:
+        config.update(architecture=KERAS_JSON_ARCH, keras_config=encoder.to_json())
+    return config
 
 
 def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
@@ -116,10 +127,18 @@ def load_encoder(path: str, name: str = "encoder"):
     Returns:
       ``keras.Model``: images in [-1, 1], (N, H, W, C) -> the ``compress1`` representation.
     """
-    from tl_keras.models import build_encoder
     meta = read_encoder_meta(path)
-    encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],
-                            meta["latent_channels"], name=name)
+    architecture = meta.get("architecture", TASKONOMY_ARCH)
+    if architecture == KERAS_JSON_ARCH:
+        import keras
+        encoder = keras.models.model_from_json(meta["keras_config"])
+    elif architecture == TASKONOMY_ARCH:
+        from tl_keras.models import build_encoder
+        encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],
+                                meta["latent_channels"], name=name)
+    else:
+        raise WeightLoadError(f"{encoder_dir(path)}/{META_FILE}: unknown architecture "
+                              f"'{architecture}'")
     weights = os.path.join(encoder_dir(path), WEIGHTS_FILE)
     try:
         encoder.load_weights(weights)
