@@ -122,7 +122,7 @@ def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: i
     out = []
     for start in range(0, len(slices), batch_size):
         x = tf.constant(slices[start:start + batch_size, ..., None], tf.float32)
-        logits = np.asarray(model(to_model_input(x, input_channels), training=False))
+        logits = np.asarray(model.predict_on_batch(to_model_input(x, input_channels)))
         if logits.shape[-1] == 1:  # single sigmoid logit -> two classes
             p = 1.0 / (1.0 + np.exp(-logits))
             logits = np.log(np.concatenate([1 - p, p], -1) + 1e-12)
