@@ -46,8 +46,9 @@ class EvalConfig:
       overlap_cutoffs: detection overlap cutoffs (fractions).
       volume_cutoffs_ml: lesion volume cutoffs in mL.
       presets: challenge presets to compute (``metrics.PRESETS``).
-      num_examples: slices saved to ``examples.npz`` (the largest lesion of the
-        first subjects by lesion area; the same slices for every model).
+      num_examples: slices saved to ``examples.npz``: for the subjects with the
+        largest ground-truth area, their slice with the most ground truth (the
+        same slices for every model on the same data).
       overwrite: recompute even when a finished evaluation with the same
         configuration exists.
       verbose: progress lines on stderr.
