@@ -87,6 +87,8 @@ def test_slice_cropping_counts(scan):
     assert res.presence.shape == (28, 16) and res.tissue.shape == res.image.shape
     assert res.mask is None and res.voxel_size == (RES, RES, RES)
     assert 0.0 <= res.image.min() and res.image.max() == 1.0
+    with pytest.raises(ValueError, match="unknown label kinds"):
+        pp.preprocess_subject("s1", path, {"anatomy": [path]}, cfg, None)
 
 
 def test_labels_union_mapping_and_saved_geometry(scan, tmp_path):

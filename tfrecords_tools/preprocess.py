@@ -14,6 +14,7 @@ slice index k counts from the bottom of the template grid.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Any
@@ -31,6 +32,7 @@ AFFINE_TOLERANCE_MM = 1e-3
 MASK_MODES = ("binary", "multiclass")
 TISSUE_SOURCES = ("label", "fallback", "none")
 CLIP_REGIONS = ("nonzero", "volume")
+LABEL_KINDS = ("mask", "tissue", "structures", "brain")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +154,13 @@ class PreprocessConfig:
 
 def template_shape(resolution: float) -> tuple[int, int, int]:
     return tuple(reg.template_image(resolution).shape)
+
+
+@functools.lru_cache(maxsize=4)
+def _structure_atlas(resolution: float) -> np.ndarray:
+    """The ellipsoid structure atlas on the template grid (presence fallback)."""
+    tpl = reg.template_image(resolution)
+    return labels_lib.paint_structures(tpl.shape, tpl.affine)
 
 
 @dataclasses.dataclass
@@ -325,11 +334,15 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
 
     Raises:
       InputError: an unusable scan or label file (names subject, file, problem).
+      ValueError: a label kind other than ``LABEL_KINDS`` (a programming error).
     """
+    labels = {k: list(v or []) for k, v in (labels or {}).items()}
+    unknown = set(labels) - set(LABEL_KINDS)
+    if unknown:
+        raise ValueError(f"unknown label kinds {sorted(unknown)}; expected {LABEL_KINDS}")
     t0 = time.perf_counter()
     img, ras, transform, volume, t_reg = _register_scan(subject_id, image_path, config)
     res = config.resolution
-    labels = {k: list(v or []) for k, v in (labels or {}).items()}
     resampled = _resample_labels(subject_id, labels, img, ras, image_path, transform, res)
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     tpl_brain = reg.template_brain_mask(res)
@@ -339,8 +352,7 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     if "structures" in resampled:
         structures = resampled["structures"][0]
     else:
-        tpl = reg.template_image(res)
-        structures = labels_lib.paint_structures(tpl.shape, tpl.affine, brain)
+        structures = np.where(brain, _structure_atlas(res), 0)
     mask = None
     if "mask" in resampled:
         mask = (labels_lib.binary_mask(resampled["mask"]) if config.mask_mode == "binary"
