@@ -5,7 +5,9 @@ For a few 1 mm phantom subjects (``tfrecords_tools.phantoms``), runs
 aseg-style structures, brain mask) and the stroke slice cropping, and reports:
 
 - seconds per scan for the registration and for the rest (loading, label
-  resampling, normalisation, slicing, targets) separately;
+  resampling, normalisation, slicing, targets) separately, as wall time and as
+  CPU time (single-threaded work: the CPU time is what an idle machine shows,
+  the wall time on a shared machine includes waiting for a core);
 - bytes per 256 x 256 slice: the serialised ``tf.train.Example`` of each kept
   slice from ``tfrecords_tools.schema.make_example`` (image quantised to
   ``schema.DEFAULT_QUANT_MAX`` levels, PNG-coded mask and tissue, presence).
@@ -76,7 +78,9 @@ def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int,
         seconds = result.timings
         print(f"[{n}/{subjects}] {row.subject_id}: registration "
               f"{seconds['registration_s']:.1f} s, rest {seconds['rest_s']:.2f} s, "
-              f"encode {encode:.1f} s ({len(result.slice_indices)} slices)", flush=True)
+              f"encode {encode:.1f} s ({len(result.slice_indices)} slices); CPU: registration "
+              f"{seconds['registration_cpu_s']:.1f} s, rest {seconds['rest_cpu_s']:.2f} s",
+              flush=True)
     frame = pd.DataFrame(rows)
     from tfrecords_tools import schema
     return {"subjects": subjects, "threads": threads, "slices": len(sizes),
@@ -84,6 +88,8 @@ def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int,
             "registration_s": float(frame.registration_s.mean()),
             "registration_s_max": float(frame.registration_s.max()),
             "rest_s": float(frame.rest_s.mean()), "rest_s_max": float(frame.rest_s.max()),
+            "registration_cpu_s": float(frame.registration_cpu_s.mean()),
+            "rest_cpu_s": float(frame.rest_cpu_s.mean()),
             "encode_s_per_scan": float(frame.encode_s.mean()),
             "bytes_per_slice": float(np.mean(sizes)), "bytes_per_slice_max": int(np.max(sizes))}
 
