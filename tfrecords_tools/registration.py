@@ -70,10 +70,13 @@ def to_sitk(array: np.ndarray, affine: np.ndarray) -> sitk.Image:
 
 
 def from_sitk(image: sitk.Image) -> np.ndarray:
-    """The (i, j, k[, c]) array of a SimpleITK image (inverse of ``to_sitk``'s layout)."""
-    array = sitk.GetArrayViewFromImage(image)
-    axes = (2, 1, 0) + tuple(range(3, array.ndim))
-    return np.array(array.transpose(axes))
+    """The (i, j, k[, c]) array of a SimpleITK image (inverse of ``to_sitk``'s layout).
+
+    A transposed view of a contiguous copy: axial slices stay contiguous in
+    memory, and no second, strided copy is made.
+    """
+    array = sitk.GetArrayFromImage(image)
+    return array.transpose((2, 1, 0) + tuple(range(3, array.ndim)))
 
 
 def template_reference(resolution: float) -> sitk.Image:
@@ -107,6 +110,12 @@ def _optimise(fixed, moving, transform, *, levels, iterations, sampling, bins, s
     return transform
 
 
+def _float32(image: sitk.Image) -> sitk.Image:
+    if image.GetPixelID() == sitk.sitkFloat32:
+        return image
+    return sitk.Cast(image, sitk.sitkFloat32)
+
+
 def _bin_shrink(image: sitk.Image, voxel_mm: float) -> sitk.Image:
     """Block-average ``image`` to voxels of about ``voxel_mm`` (no-op if already coarse)."""
     factors = [max(1, int(voxel_mm / sp + 1e-6)) for sp in image.GetSpacing()]
@@ -135,8 +144,8 @@ def register(fixed: sitk.Image, moving: sitk.Image, *, levels=(8.0, 4.0, 2.0),
     sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(int(threads))
     # Nothing finer than the finest level is used: block-average both images to
     # it once, instead of smoothing full-resolution images at every level.
-    fixed = _bin_shrink(sitk.Cast(fixed, sitk.sitkFloat32), min(levels))
-    moving = _bin_shrink(sitk.Cast(moving, sitk.sitkFloat32), min(levels))
+    fixed = _bin_shrink(_float32(fixed), min(levels))
+    moving = _bin_shrink(_float32(moving), min(levels))
     rigid = sitk.Euler3DTransform(sitk.CenteredTransformInitializer(
         fixed, moving, sitk.Euler3DTransform(),
         sitk.CenteredTransformInitializerFilter.MOMENTS))
@@ -214,6 +223,13 @@ def ras_matrix(transform: sitk.Transform) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=4)
+def _brain_points(resolution: float) -> np.ndarray:
+    """Homogeneous mm coordinates of a regular subsample of the template brain."""
+    brain = np.argwhere(template_brain_mask(resolution))[::50]
+    return np.c_[brain, np.ones(len(brain))] @ template_image(resolution).affine.T
+
+
 def fov_coverage(transform: sitk.Transform, shape, affine, resolution: float) -> float:
     """Fraction of the template brain that maps inside a scan's field of view.
 
@@ -223,8 +239,7 @@ def fov_coverage(transform: sitk.Transform, shape, affine, resolution: float) ->
       affine: the scan's (RAS) voxel-to-mm affine.
       resolution: template grid resolution in mm.
     """
-    brain = np.argwhere(template_brain_mask(resolution))[::7]  # a regular subsample
-    points = np.c_[brain, np.ones(len(brain))] @ template_image(resolution).affine.T
+    points = _brain_points(resolution)
     voxels = (points @ ras_matrix(transform).T) @ np.linalg.inv(affine).T
     inside = np.all((voxels[:, :3] > -0.5) & (voxels[:, :3] < np.array(shape[:3]) - 0.5), axis=1)
     return float(inside.mean()) if len(inside) else 0.0
