@@ -1,0 +1,37 @@
+"""The quickstart end to end (--tiny): every output exists and every figure is finite."""
+import math
+import os
+
+import pandas as pd
+import pytest
+
+
+@pytest.mark.slow
+def test_tiny_quickstart_end_to_end(tmp_path):
+    from tl_keras.quickstart import plan, run_quickstart
+    config = plan(str(tmp_path / "qs"), tiny=True)
+    written = run_quickstart(config)
+    for name in ("table", "table_md", "curve", "curve_png", "detection", "detection_png",
+                 "examples_png", "sweep_results", "runs"):
+        assert name in written, f"quickstart did not write {name}"
+        assert os.path.getsize(written[name]) > 0
+    for png in ("curve_png", "detection_png", "examples_png"):
+        with open(written[png], "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    sweep = pd.read_csv(written["sweep_results"])
+    n_sources = 4 + 1  # three T1 tasks + natural segmentation + scratch
+    assert len(sweep) == n_sources * len(config.set_sizes) * config.repeats
+    assert set(sweep["train_subjects"]) == set(config.set_sizes)
+    for column in ("test_dice", "test_detection_rate_o0_v0", "test_detection_rate_o0.2_v0"):
+        assert sweep[column].map(lambda v: math.isfinite(float(v))).all(), column
+        assert sweep[column].between(0, 1).all(), column
+    table = pd.read_csv(written["table"])
+    numeric = table.select_dtypes("number")
+    assert len(table) == n_sources and numeric.size > 0
+    assert numeric.map(lambda v: math.isfinite(float(v))).all().all()
+    detection = pd.read_csv(written["detection"])
+    assert detection["mean"].between(0, 1).all()
+    for d in ("t1_segmentation", "t1_autoencoding", "t1_classification",
+              "natural_segmentation"):
+        assert os.path.exists(tmp_path / "qs" / "pretrain" / d / "encoder_last" / "encoder.json")
+    assert os.path.exists(tmp_path / "qs" / "quickstart.json")
