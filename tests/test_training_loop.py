@@ -132,3 +132,24 @@ def test_sweep_splits_jobs_resumes_and_merges(tiny_data_dir, tmp_path):
     table = pd.read_csv(other["csv"])
     assert list(table.columns[:4]) == ["source", "init_from", "train_subjects", "repeat"]
     assert sorted(zip(table.train_subjects, table.subset_seed)) == [(2, 0), (2, 1)]
+
+
+def test_jit_and_bfloat16_steps_match_the_plain_step(tiny_data_dir):
+    import keras
+    from tl_keras.training.strategy import set_precision
+    x, y = _batch(tiny_data_dir, "segmentation")
+    results = {}
+    try:
+        for precision, jit in (("none", False), ("none", True), ("bfloat16", False)):
+            set_precision(precision)
+            keras.utils.set_random_seed(0)
+            tm = tiny_task_models("segmentation", 32, 3, 4)
+            step = steps.distribute(steps.make_supervised_step(
+                tm.model, make_generator_optimizer(1e-3, 2e-6), losses.weighted_cross_entropy,
+                2, jit_compile=jit), tf.distribute.get_strategy())
+            results[precision, jit] = [float(step(x, y)["loss"]) for _ in range(3)]
+    finally:
+        set_precision("none")
+    plain = results["none", False]
+    np.testing.assert_allclose(results["none", True], plain, rtol=1e-4)
+    np.testing.assert_allclose(results["bfloat16", False], plain, rtol=3e-2)

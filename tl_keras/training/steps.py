@@ -4,7 +4,8 @@ A step takes one per-replica batch and returns a dict of scalar logs. Losses
 are averaged over the *global* batch (``tf.nn.compute_average_loss``) so that
 the gradients summed across replicas equal those of one device with the whole
 batch. With ``jit_compile`` the forward and backward passes are compiled by XLA;
-the optimizer update stays outside XLA so that it can all-reduce across replicas.
+on a single replica the optimizer update is compiled too (as ``model.fit`` does), with
+several replicas it stays outside XLA so that it can all-reduce the gradients.
 """
 from __future__ import annotations
 
@@ -27,6 +28,15 @@ def _regularisation(model):
                                                      for l in model.losses]))
 
 
+def _compile(step: Callable, inner: Callable, jit_compile: bool) -> tuple[Callable, Callable]:
+    """(step, inner) with XLA applied to the whole step on one replica, else to ``inner``."""
+    if not jit_compile:
+        return step, inner
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+        return tf.function(step, jit_compile=True), inner
+    return step, tf.function(inner, jit_compile=True)
+
+
 def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size: int,
                          jit_compile: bool = False) -> Callable:
     """One optimisation step of ``model`` on ``loss_fn(y, model(x))``.
@@ -36,7 +46,9 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
       optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``).
       loss_fn: per-example loss, ``(y, output) -> (B,)``.
       global_batch_size: batch size summed over replicas.
-      jit_compile: XLA-compile the forward and backward pass.
+      jit_compile: XLA-compile the step (see the module docstring).
+
+    Call it inside the strategy's scope (the replica count decides what XLA covers).
 
     Returns:
       ``step(x, y) -> {"loss": scalar}``.
@@ -50,14 +62,13 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
             scaled = optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, variables)
 
-    if jit_compile:
-        loss_and_grads = tf.function(loss_and_grads, jit_compile=True)
-
     def step(x, y):
-        loss, grads = loss_and_grads(x, y)
+        loss, grads = inner(x, y)
         optimizer.apply(grads, variables)
         return {"loss": loss}
-    return step
+
+    compiled, inner = _compile(step, loss_and_grads, jit_compile)
+    return compiled
 
 
 def make_gan_step(generator, discriminator, g_optimizer, d_optimizer, global_batch_size: int,
@@ -94,15 +105,14 @@ def make_gan_step(generator, discriminator, g_optimizer, d_optimizer, global_bat
             g_scaled, d_scaled = g_optimizer.scale_loss(g_loss), d_optimizer.scale_loss(d_loss)
         return logs, g_tape.gradient(g_scaled, g_vars), d_tape.gradient(d_scaled, d_vars)
 
-    if jit_compile:
-        losses_and_grads = tf.function(losses_and_grads, jit_compile=True)
-
     def step(x, y):
-        logs, g_grads, d_grads = losses_and_grads(x, y)
+        logs, g_grads, d_grads = inner(x, y)
         g_optimizer.apply(g_grads, g_vars)
         d_optimizer.apply(d_grads, d_vars)
         return logs
-    return step
+
+    compiled, inner = _compile(step, losses_and_grads, jit_compile)
+    return compiled
 
 
 def make_eval_step(model, loss_fn: Callable) -> Callable:
