@@ -245,21 +245,28 @@ def _register_scan(subject, image_path, config):
     return img, ras, transform, volume, seconds
 
 
-def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzero"):
+def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzero",
+              slices=None):
     """Clip to the scan's intensity percentiles, then min-max scale to [0, 1] (float32).
 
-    ``region`` "nonzero" computes the percentiles over non-zero voxels (the head,
-    not the empty space around it, which would otherwise pin the low percentile
-    at 0); "volume" over all voxels.
+    Args:
+      volume: (X, Y, Z) registered scan.
+      percentiles: (low, high) clip percentiles, computed over the whole scan.
+      region: "nonzero" computes the percentiles over non-zero voxels (the head,
+        not the empty space around it, which would otherwise pin the low
+        percentile at 0); "volume" over all voxels.
+      slices: axial indices to return (default all); the percentiles still come
+        from the whole scan.
     """
     values = volume[volume != 0] if region == "nonzero" else volume.ravel()
+    part = volume if slices is None else volume[:, :, slices]
     if values.size == 0:
-        return np.zeros(volume.shape, np.float32)
+        return np.zeros(part.shape, np.float32)
     lo, hi = np.percentile(values, percentiles)
     if hi <= lo:
-        return np.zeros(volume.shape, np.float32)
+        return np.zeros(part.shape, np.float32)
     lo, hi = np.float32(lo), np.float32(hi)
-    out = np.clip(volume, lo, hi).astype(np.float32, copy=False)
+    out = np.clip(part, lo, hi).astype(np.float32, copy=False)
     out -= lo
     out /= hi - lo  # the same float32 span: the maximum maps to exactly 1
     return out
@@ -280,11 +287,12 @@ def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
     return out
 
 
-def _resample_labels(subject, labels, img, ras, image_path, transform, resolution):
+def _resample_labels(subject, labels, img, ras, image_path, transform, resolution, keep):
     """Load every label file, check it is on the image's grid, resample all (nearest) at once.
 
     Returns:
-      ``{kind: [array on the template grid, ...]}`` in the order of ``labels``.
+      ``{kind: [array on the template grid's kept axial slices, ...]}`` in the
+      order of ``labels``.
     """
     files = [(kind, path) for kind, paths in labels.items() for path in paths]
     if not files:
@@ -296,7 +304,7 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     index = np.arange(1, size + 1, dtype=np.int32).reshape(img.shape, order="F")
     index = nib.orientations.apply_orientation(index, nib.orientations.io_orientation(img.affine))
     source = reg.resample(reg.to_sitk(index, ras.affine), reg.template_reference(resolution),
-                          transform, nearest=True)
+                          transform, nearest=True)[:, :, keep]
     outside = source == 0
     source -= 1
     source[outside] = 0
@@ -343,32 +351,34 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     t0 = time.perf_counter(), time.process_time()
     img, ras, transform, volume, t_reg = _register_scan(subject_id, image_path, config)
     res = config.resolution
-    resampled = _resample_labels(subject_id, labels, img, ras, image_path, transform, res)
-    image01 = normalise(volume, config.clip_percentiles, config.clip_region)
-    tpl_brain = reg.template_brain_mask(res)
+    # Targets are needed on the kept slices only: everything below works on that slab.
+    keep = kept_slices(volume.shape[2], config)
+    slab = np.arange(len(keep))
+    resampled = _resample_labels(subject_id, labels, img, ras, image_path, transform, res, keep)
+    image01 = normalise(volume, config.clip_percentiles, config.clip_region, keep)
+    tpl_brain = reg.template_brain_mask(res)[:, :, keep]
     brain = (resampled["brain"][0] > 0) if "brain" in resampled else \
         labels_lib.fallback_brain(image01, tpl_brain)
     tissue, source = _tissue(subject_id, labels, resampled, image01, brain, config)
     if "structures" in resampled:
         structures = resampled["structures"][0]
     else:
-        structures = np.where(brain, _structure_atlas(res), 0)
+        structures = np.where(brain, _structure_atlas(res)[:, :, keep], 0)
     mask = None
     if "mask" in resampled:
         mask = (labels_lib.binary_mask(resampled["mask"]) if config.mask_mode == "binary"
                 else labels_lib.map_labels(resampled["mask"][0], config.label_mapping))
-    keep = kept_slices(volume.shape[2], config)
     size = config.slice_size
     geometry = native_geometry(img, ras, res, image_path=image_path, slice_indices=keep,
                                slice_size=size)
     transform_file = save_transform(subject_id, transform, geometry, transform_dir)
     return SubjectResult(
         subject_id=subject_id,
-        image=to_slices(image01, keep, size),
+        image=to_slices(image01, slab, size),
         slice_indices=keep,
-        mask=None if mask is None else to_slices(mask, keep, size),
-        tissue=to_slices(tissue, keep, size),
-        presence=labels_lib.presence(structures, brain)[keep],
+        mask=None if mask is None else to_slices(mask, slab, size),
+        tissue=to_slices(tissue, slab, size),
+        presence=labels_lib.presence(structures, brain),
         voxel_size=(res, res, res),
         geometry=geometry,
         transform_file=transform_file,
