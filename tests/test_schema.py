@@ -33,3 +33,37 @@ def test_round_trip_and_reader(tmp_path):
         assert float(tf.reduce_min(x)) >= -1.0 and float(tf.reduce_max(x)) <= 1.0
         n += x.shape[0]
     assert n == 6  # 2 subjects x 3 slices
+
+
+def test_parse_selected_fields_and_tasks(tmp_path):
+    import tensorflow as tf
+
+    from tfrecords_tools import schema
+    from tl_keras.data import build_dataset
+    meta = make_tiny_dataset(str(tmp_path), size=32)
+    rec = next(iter(tf.data.TFRecordDataset(
+        sorted(str(p) for p in tmp_path.glob("train-*.tfrecord")))))
+    ex = schema.parse_fn(meta, ("image", "mask"))(rec)
+    assert set(ex) == {"image", "mask"}
+    full = schema.parse_fn(meta)(rec)
+    np.testing.assert_array_equal(ex["mask"].numpy(), full["mask"].numpy())
+    try:
+        schema.parse_fn(meta, ("image", "nope"))
+    except ValueError as e:
+        assert "nope" in str(e)
+    else:
+        raise AssertionError("unknown field accepted")
+    shapes = {"segmentation": (2, 32, 32), "target": (2, 32, 32), "classification": (2, 16),
+              "autoencoding": (2, 32, 32, 1)}
+    for task, shape in shapes.items():
+        x, y = next(iter(build_dataset(str(tmp_path), "val", task, 2, training=False,
+                                       input_channels=1)))
+        assert x.shape == (2, 32, 32, 1) and tuple(y.shape) == shape, task
+        if task == "autoencoding":
+            np.testing.assert_array_equal(x.numpy(), y.numpy())
+    # the augmentation hook sees [0, 1] images before batching
+    flip = lambda img, y: (1.0 - img, y)  # noqa: E731
+    x0, _ = next(iter(build_dataset(str(tmp_path), "val", "target", 2, training=False)))
+    x1, _ = next(iter(build_dataset(str(tmp_path), "val", "target", 2, training=False,
+                                    augment=flip)))
+    np.testing.assert_allclose(x1.numpy(), -x0.numpy(), atol=1e-6)

@@ -142,35 +142,54 @@ def feature_spec(meta: dict[str, Any]):
     }
 
 
-def parse_fn(meta: dict[str, Any]):
+PARSED_FIELDS = ("image", "mask", "tissue", "presence", "mask_counts", "tissue_counts",
+                 "subject_id", "slice_index", "voxel_size")
+
+
+def parse_fn(meta: dict[str, Any], fields=None):
     """Return a graph function: serialised Example -> dict of decoded tensors.
+
+    Args:
+      meta: the data set's dataset.json contents.
+      fields: the output keys wanted (default: all of ``PARSED_FIELDS``). PNG
+        decoding dominates the cost, so a task that needs only the image and one
+        label map should not decode the others.
 
     Output keys: ``image`` (H, W, C) float32 in [0, 1], ``mask`` and ``tissue``
     (H, W) int32, ``presence`` (P,) float32, ``mask_counts``, ``tissue_counts``,
     ``subject_id``, ``slice_index``, ``voxel_size``.
     """
     import tensorflow as tf
-    spec = feature_spec(meta)
+    fields = tuple(PARSED_FIELDS if fields is None else fields)
+    unknown = sorted(set(fields) - set(PARSED_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown fields {unknown}; known: {PARSED_FIELDS}")
+    full = feature_spec(meta)
+    keys = {"image": (IMAGE, IMAGE_QUANT_MAX), "mask": (MASK,), "tissue": (TISSUE,),
+            "presence": (PRESENCE,), "mask_counts": (MASK_COUNTS,),
+            "tissue_counts": (TISSUE_COUNTS,), "subject_id": (SUBJECT_ID,),
+            "slice_index": (SLICE_INDEX,), "voxel_size": (VOXEL_SIZE,)}
+    spec = {k: full[k] for f in fields for k in keys[f]}
     h, w = meta["image_size"]
     c = int(meta["channels"])
 
+    def label(png):
+        return tf.ensure_shape(tf.cast(tf.io.decode_png(png, channels=1)[..., 0], tf.int32),
+                               (h, w))
+
     def parse(serialised):
         f = tf.io.parse_single_example(serialised, spec)
-        image = tf.io.decode_png(f[IMAGE], channels=c, dtype=tf.uint16)
-        image = tf.cast(image, tf.float32) / tf.cast(f[IMAGE_QUANT_MAX], tf.float32)
-        mask = tf.cast(tf.io.decode_png(f[MASK], channels=1)[..., 0], tf.int32)
-        tissue = tf.cast(tf.io.decode_png(f[TISSUE], channels=1)[..., 0], tf.int32)
-        return {
-            "image": tf.ensure_shape(image, (h, w, c)),
-            "mask": tf.ensure_shape(mask, (h, w)),
-            "tissue": tf.ensure_shape(tissue, (h, w)),
-            "presence": f[PRESENCE],
-            "mask_counts": f[MASK_COUNTS],
-            "tissue_counts": f[TISSUE_COUNTS],
-            "subject_id": f[SUBJECT_ID],
-            "slice_index": f[SLICE_INDEX],
-            "voxel_size": f[VOXEL_SIZE],
-        }
+        out = {}
+        for name in fields:
+            if name == "image":
+                image = tf.io.decode_png(f[IMAGE], channels=c, dtype=tf.uint16)
+                image = tf.cast(image, tf.float32) / tf.cast(f[IMAGE_QUANT_MAX], tf.float32)
+                out[name] = tf.ensure_shape(image, (h, w, c))
+            elif name in ("mask", "tissue"):
+                out[name] = label(f[keys[name][0]])
+            else:
+                out[name] = f[keys[name][0]]
+        return out
     return parse
 
 

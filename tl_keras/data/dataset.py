@@ -68,18 +68,24 @@ def to_model_input(image: tf.Tensor, input_channels: int = 3) -> tf.Tensor:
     raise ValueError(f"cannot map {c} image channels to {input_channels} model channels")
 
 
-def _target_fn(task: str, input_channels: int):
+# Fields each task decodes; the label of a (x, y) pair; "raw" keeps every field.
+_TASK_FIELDS = {"segmentation": ("image", "tissue"), "autoencoding": ("image",),
+                "classification": ("image", "presence"), "target": ("image", "mask")}
+
+
+def _pair_fn(task: str):
+    """Example dict -> (image in [0, 1], target) before batching."""
     def fn(ex):
-        x = to_model_input(ex["image"], input_channels)
-        if task == "segmentation":
-            return x, ex["tissue"]
-        if task == "autoencoding":
-            return x, x
-        if task == "classification":
-            return x, ex["presence"]
-        if task == "target":
-            return x, ex["mask"]
-        return ex
+        label = _TASK_FIELDS[task][-1]
+        return ex["image"], (ex["image"] if task == "autoencoding" else ex[label])
+    return fn
+
+
+def _model_input_fn(task: str, input_channels: int):
+    """Batched (image in [0, 1], target) -> model input in [-1, 1] (and the target)."""
+    def fn(image, target):
+        x = to_model_input(image, input_channels)
+        return x, (x if task == "autoencoding" else target)
     return fn
 
 
@@ -100,7 +106,9 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
       training: shuffle files and examples and (by default) drop the remainder.
       subjects: keep only these subject ids (fine-tuning set sizes).
       input_channels: 3 (grey repeated) or 1.
-      augment: optional function (x, y) -> (x, y) applied before batching.
+      augment: optional function (image, y) -> (image, y) applied to single
+        examples before batching, the image still in [0, 1] with the stored channels
+        (for ``autoencoding`` the target is re-derived from the augmented image).
       seed: shuffle seed.
       input_context: from ``distribute_datasets_from_function``; shards by file.
       drop_remainder: defaults to ``training``.
@@ -119,7 +127,10 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.map(schema.parse_fn(meta), num_parallel_calls=tf.data.AUTOTUNE)
+    fields = schema.PARSED_FIELDS if task == "raw" else _TASK_FIELDS[task]
+    if subjects is not None:
+        fields = tuple(fields) + (() if "subject_id" in fields else ("subject_id",))
+    ds = ds.map(schema.parse_fn(meta, fields), num_parallel_calls=tf.data.AUTOTUNE)
     if subjects is not None:
         keep = tf.constant(sorted(set(subjects)))
         ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject_id"], keep)))
@@ -127,8 +138,13 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
         ds = ds.repeat()
-    ds = ds.map(_target_fn(task, input_channels), num_parallel_calls=tf.data.AUTOTUNE)
+    drop = training if drop_remainder is None else drop_remainder
+    if task == "raw":
+        return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(_pair_fn(task), num_parallel_calls=tf.data.AUTOTUNE)
     if augment is not None:
         ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
-    drop = training if drop_remainder is None else drop_remainder
-    return ds.batch(batch_size, drop_remainder=drop).prefetch(tf.data.AUTOTUNE)
+    # Scaling and the grey -> RGB repeat run once per batch, not per slice.
+    ds = ds.batch(batch_size, drop_remainder=drop)
+    ds = ds.map(_model_input_fn(task, input_channels), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
