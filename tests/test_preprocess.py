@@ -151,3 +151,14 @@ def test_4d_with_one_volume_is_accepted(scan, tmp_path):
     _, las = scan
     path = _save(tmp_path, "one.nii.gz", np.asarray(las.dataobj)[..., None], las.affine)
     assert pp.preprocess_subject("s", path, {}, _cfg(), None).image.shape[0] == 48
+
+
+@pytest.mark.parametrize("affine", [np.diag([-2.0, 3, 1, 1]), np.eye(4),
+                                    np.array([[0, 0, -1.0, 0], [1.0, 0, 0, 0],
+                                              [0, -2.0, 0, 0], [0, 0, 0, 1]])])
+def test_voxel_index_follows_the_ras_reorientation(affine):
+    shape = (4, 5, 6)
+    index = np.arange(1, 121, dtype=np.int32).reshape(shape, order="F")
+    expected = nib.orientations.apply_orientation(
+        index, nib.orientations.io_orientation(affine)).transpose(2, 1, 0)
+    np.testing.assert_array_equal(pp._voxel_index_kji(shape, affine), expected)

@@ -63,7 +63,8 @@ class PreprocessConfig:
       reg_sampling: fraction of voxels sampled by the metric.
       reg_bins: Mattes MI histogram bins.
       reg_seed: metric sampling seed (repeatable registration).
-      reg_threads: SimpleITK threads.
+      reg_threads: SimpleITK threads during the registration (1: bit-for-bit
+        repeatable); resampling uses SimpleITK's global default (all cores).
     """
     resolution: float = 1.0
     slice_size: int = 256
@@ -287,6 +288,23 @@ def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
     return out
 
 
+def _voxel_index_kji(shape, affine) -> np.ndarray:
+    """1 + the Fortran-order index of each voxel of the original file, laid out on the
+    RAS-reoriented grid in SimpleITK's (k, j, i) order, built in one broadcast pass."""
+    ornt = nib.orientations.io_orientation(affine)  # original axis -> (RAS axis, flip)
+    strides = np.cumprod((1,) + tuple(shape[:2]))
+    ras_shape, coef, const = [0, 0, 0], [0, 0, 0], 1
+    for axis, (ras_axis, flip) in enumerate(ornt.astype(int)):
+        ras_shape[ras_axis] = shape[axis]
+        coef[ras_axis] = int(strides[axis]) * flip
+        if flip < 0:
+            const += int(strides[axis]) * (shape[axis] - 1)
+    dtype = np.int32 if np.prod(shape) < 2 ** 31 - 1 else np.int64
+    k, j, i = np.ogrid[:ras_shape[2], :ras_shape[1], :ras_shape[0]]
+    return (const + coef[2] * k.astype(dtype) + coef[1] * j.astype(dtype)
+            + coef[0] * i.astype(dtype))
+
+
 def _resample_labels(subject, labels, img, ras, image_path, transform, resolution, keep):
     """Load every label file, check it is on the image's grid, resample all (nearest) at once.
 
@@ -300,11 +318,9 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     # Nearest-neighbour resampling picks one source voxel per template voxel, the
     # same for every label file: resample the (1-based, Fortran-order) index of the
     # source voxels once, then gather each label file's values with it.
-    size = int(np.prod(img.shape))
-    index = np.arange(1, size + 1, dtype=np.int32).reshape(img.shape, order="F")
-    index = nib.orientations.apply_orientation(index, nib.orientations.io_orientation(img.affine))
-    source = reg.resample(reg.to_sitk(index, ras.affine), reg.template_reference(resolution),
-                          transform, nearest=True)[:, :, keep]
+    source = reg.resample(reg.image_from_kji(_voxel_index_kji(img.shape, img.affine), ras.affine),
+                          reg.template_reference(resolution), transform,
+                          nearest=True)[:, :, keep]
     outside = source == 0
     source -= 1
     source[outside] = 0
