@@ -161,4 +161,4 @@ def test_voxel_index_follows_the_ras_reorientation(affine):
     index = np.arange(1, 121, dtype=np.int32).reshape(shape, order="F")
     expected = nib.orientations.apply_orientation(
         index, nib.orientations.io_orientation(affine)).transpose(2, 1, 0)
-    np.testing.assert_array_equal(pp._voxel_index_kji(shape, affine), expected)
+    np.testing.assert_array_equal(reg.voxel_index_kji(shape, affine), expected)

@@ -1,4 +1,5 @@
-"""Writing predictions back onto a scan's native grid (the inverse of pre-processing).
+"""The native side of pre-processing: loading and checking scans, and writing
+predictions back onto a scan's native grid (the inverse of pre-processing).
 
 Slice predictions on the padded template grid are un-padded, the dropped axial
 slices re-inserted as background, the volume resampled onto the scan's RAS grid
@@ -17,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from tfrecords_tools import registration as reg
+from tfrecords_tools.errors import InputError
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 
@@ -33,6 +35,42 @@ class PreparedScan:
     native_image: nib.Nifti1Image
     geometry: dict
     transform_file: str | None = None
+
+
+def load_volume(subject: str, path: str, *, label: bool = False) -> nib.Nifti1Image:
+    """Load a NIfTI file as a 3D image with its data in memory, validating it.
+
+    Raises:
+      InputError: missing, unreadable or truncated file; not 3D (a 4th axis of
+        length 1 is dropped); non-finite voxels; non-integer label values.
+    """
+    if not os.path.isfile(path):
+        raise InputError(subject, path, "file not found")
+    try:
+        img = nib.load(path)
+        data = np.asanyarray(img.dataobj)  # reads (and decompresses) everything
+    except Exception as e:  # nibabel raises many types for damaged files
+        raise InputError(subject, path, f"unreadable or truncated NIfTI file "
+                                        f"({type(e).__name__}: {e})") from None
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(subject, path, f"image is {data.ndim}D with shape {data.shape}; "
+                         "expected a 3D scan (a 4th axis is accepted only with length 1)")
+    if np.issubdtype(data.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise InputError(subject, path, f"{bad} non-finite voxels (NaN or Inf)")
+        if label:
+            frac = data[data != np.rint(data)]
+            if frac.size:
+                raise InputError(subject, path, f"{frac.size} non-integer label values "
+                                 f"(e.g. {frac.flat[0]:g}); expected an integer label map")
+            data = np.rint(data).astype(np.int32)
+    elif not label:
+        data = data.astype(np.float32)
+    header = img.header.copy()
+    return nib.Nifti1Image(data, img.affine, header)
 
 
 def native_geometry(img: nib.Nifti1Image, ras: nib.Nifti1Image, resolution: float, *,

@@ -25,7 +25,7 @@ import numpy as np
 from tfrecords_tools import labels as labels_lib
 from tfrecords_tools import registration as reg
 from tfrecords_tools.errors import InputError
-from tfrecords_tools.native import (PreparedScan, load_prepared,  # noqa: F401
+from tfrecords_tools.native import (PreparedScan, load_prepared, load_volume,  # noqa: F401
                                     native_geometry, template_to_native, write_native)
 
 AFFINE_TOLERANCE_MM = 1e-3
@@ -180,42 +180,6 @@ class SubjectResult:
     tissue_source: str = "none"  # what the tissue labels came from
 
 
-def load_volume(subject: str, path: str, *, label: bool = False) -> nib.Nifti1Image:
-    """Load a NIfTI file as a 3D image with its data in memory, validating it.
-
-    Raises:
-      InputError: missing, unreadable or truncated file; not 3D (a 4th axis of
-        length 1 is dropped); non-finite voxels; non-integer label values.
-    """
-    if not os.path.isfile(path):
-        raise InputError(subject, path, "file not found")
-    try:
-        img = nib.load(path)
-        data = np.asanyarray(img.dataobj)  # reads (and decompresses) everything
-    except Exception as e:  # nibabel raises many types for damaged files
-        raise InputError(subject, path, f"unreadable or truncated NIfTI file "
-                                        f"({type(e).__name__}: {e})") from None
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise InputError(subject, path, f"image is {data.ndim}D with shape {data.shape}; "
-                         "expected a 3D scan (a 4th axis is accepted only with length 1)")
-    if np.issubdtype(data.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        if bad:
-            raise InputError(subject, path, f"{bad} non-finite voxels (NaN or Inf)")
-        if label:
-            frac = data[data != np.rint(data)]
-            if frac.size:
-                raise InputError(subject, path, f"{frac.size} non-integer label values "
-                                 f"(e.g. {frac.flat[0]:g}); expected an integer label map")
-            data = np.rint(data).astype(np.int32)
-    elif not label:
-        data = data.astype(np.float32)
-    header = img.header.copy()
-    return nib.Nifti1Image(data, img.affine, header)
-
-
 def _register_scan(subject, image_path, config):
     """Load, validate, reorient and register one scan; returns everything later steps need.
 
@@ -288,23 +252,6 @@ def to_slices(volume: np.ndarray, indices, size: int) -> np.ndarray:
     return out
 
 
-def _voxel_index_kji(shape, affine) -> np.ndarray:
-    """1 + the Fortran-order index of each voxel of the original file, laid out on the
-    RAS-reoriented grid in SimpleITK's (k, j, i) order, built in one broadcast pass."""
-    ornt = nib.orientations.io_orientation(affine)  # original axis -> (RAS axis, flip)
-    strides = np.cumprod((1,) + tuple(shape[:2]))
-    ras_shape, coef, const = [0, 0, 0], [0, 0, 0], 1
-    for axis, (ras_axis, flip) in enumerate(ornt.astype(int)):
-        ras_shape[ras_axis] = shape[axis]
-        coef[ras_axis] = int(strides[axis]) * flip
-        if flip < 0:
-            const += int(strides[axis]) * (shape[axis] - 1)
-    dtype = np.int32 if np.prod(shape) < 2 ** 31 - 1 else np.int64
-    k, j, i = np.ogrid[:ras_shape[2], :ras_shape[1], :ras_shape[0]]
-    return (const + coef[2] * k.astype(dtype) + coef[1] * j.astype(dtype)
-            + coef[0] * i.astype(dtype))
-
-
 def _resample_labels(subject, labels, img, ras, image_path, transform, resolution, keep):
     """Load every label file, check it is on the image's grid, resample all (nearest) at once.
 
@@ -318,8 +265,8 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     # Nearest-neighbour resampling picks one source voxel per template voxel, the
     # same for every label file: resample the (1-based, Fortran-order) index of the
     # source voxels once, then gather each label file's values with it.
-    source = reg.resample(reg.image_from_kji(_voxel_index_kji(img.shape, img.affine), ras.affine),
-                          reg.template_reference(resolution), transform,
+    index = reg.image_from_kji(reg.voxel_index_kji(img.shape, img.affine), ras.affine)
+    source = reg.resample(index, reg.template_reference(resolution), transform,
                           nearest=True)[:, :, keep]
     outside = source == 0
     source -= 1

@@ -260,3 +260,25 @@ def fov_coverage(transform: sitk.Transform, shape, affine, resolution: float) ->
     voxels = (points @ ras_matrix(transform).T) @ np.linalg.inv(affine).T
     inside = np.all((voxels[:, :3] > -0.5) & (voxels[:, :3] < np.array(shape[:3]) - 0.5), axis=1)
     return float(inside.mean()) if len(inside) else 0.0
+
+
+def voxel_index_kji(shape, affine) -> np.ndarray:
+    """1-based Fortran-order voxel indices of a file, laid out on its RAS grid in (k, j, i).
+
+    Resampled (nearest) like an image, this tells for every output voxel which
+    voxel of the original file it comes from (0: outside), so several label
+    files share one resampling. Built in one broadcast pass, already in
+    SimpleITK's (k, j, i) layout (see ``image_from_kji``).
+    """
+    ornt = nib.orientations.io_orientation(affine)  # original axis -> (RAS axis, flip)
+    strides = np.cumprod((1,) + tuple(shape[:2]))
+    ras_shape, coef, const = [0, 0, 0], [0, 0, 0], 1
+    for axis, (ras_axis, flip) in enumerate(ornt.astype(int)):
+        ras_shape[ras_axis] = shape[axis]
+        coef[ras_axis] = int(strides[axis]) * flip
+        if flip < 0:
+            const += int(strides[axis]) * (shape[axis] - 1)
+    dtype = np.int32 if np.prod(shape) < 2 ** 31 - 1 else np.int64
+    k, j, i = np.ogrid[:ras_shape[2], :ras_shape[1], :ras_shape[0]]
+    return (const + coef[2] * k.astype(dtype) + coef[1] * j.astype(dtype)
+            + coef[0] * i.astype(dtype))
