@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 
 SCHEMA_VERSION = 1
-DEFAULT_QUANT_MAX = 2047  # max abs error 2.44e-4 on [0, 1]
+# 10-bit levels: max abs error 0.5 / 1023 = 4.9e-4 on [0, 1] (the 5e-4 budget). At
+# 1 mm a phantom slice measured 39.7-41.7 KB (2047 levels: 45.7-48.4 KB).
+DEFAULT_QUANT_MAX = 1023
+# zlib level of the image PNG: 3 encodes ~7x faster than 9 for ~5 % more bytes.
+IMAGE_PNG_COMPRESSION = 3
 
 SUBJECT_ID = "subject_id"
 SLICE_INDEX = "slice_index"
@@ -46,11 +50,11 @@ def quantise(image: np.ndarray, quant_max: int = DEFAULT_QUANT_MAX) -> np.ndarra
     return np.rint(np.clip(image, 0.0, 1.0) * quant_max).astype(np.uint16)
 
 
-def _png(array: np.ndarray) -> bytes:
+def _png(array: np.ndarray, compression: int = 6) -> bytes:
     import tensorflow as tf
     if array.ndim == 2:
         array = array[..., None]
-    return tf.io.encode_png(array, compression=9).numpy()
+    return tf.io.encode_png(array, compression=compression).numpy()
 
 
 def _bytes(v):
@@ -111,7 +115,7 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
         SLICE_INDEX: _ints([slice_index]),
         HEIGHT: _ints([h]), WIDTH: _ints([w]), CHANNELS: _ints([c]),
         VOXEL_SIZE: _floats(voxel_size),
-        IMAGE: _bytes(_png(quantise(image, quant_max))),
+        IMAGE: _bytes(_png(quantise(image, quant_max), IMAGE_PNG_COMPRESSION)),
         IMAGE_QUANT_MAX: _ints([quant_max]),
         MASK: _bytes(_png(labels["mask"][0])),
         MASK_COUNTS: _ints(labels["mask"][1]),
