@@ -96,7 +96,7 @@ def test_round_trip_through_reader(converted):
     tissue = np.concatenate([b["tissue"].numpy() for b in got])
     presence = np.concatenate([b["presence"].numpy() for b in got])
     assert image.shape == (13, 64, 64)
-    np.testing.assert_allclose(image, cache["image"], atol=2.5e-4)
+    np.testing.assert_allclose(image, cache["image"], atol=0.5 / schema.DEFAULT_QUANT_MAX + 1e-6)
     np.testing.assert_array_equal(mask, cache["mask"])
     np.testing.assert_array_equal(tissue, cache["tissue"])
     np.testing.assert_array_equal(presence, cache["presence"])
