@@ -138,12 +138,10 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
             tm.model, optimizer, loss_fn, config.batch_size, config.jit_compile), strategy)
         ckpt = RunCheckpoint(work_dir(config.model_dir, strategy),
                              {"model": tm.model, "optimizer": optimizer}, config.keep_checkpoints)
-        init = {}
 
         def initialise():  # only when there is no checkpoint to resume from
             report = init_encoder(tm.encoder, config.init_from)
-            init["report"] = str(report.summary()) if hasattr(report, "summary") else ""
-            print(f"init_from {config.init_from}: {init['report']}", flush=True)
+            print(f"init_from {config.init_from}: {report.summary()}", flush=True)
 
         start = ckpt.restore_or_initialize(
             None if config.init_from == "scratch" else initialise)
