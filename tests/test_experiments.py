@@ -1,0 +1,62 @@
+"""Every experiment flagfile parses against the flag definitions of the CLI that runs it."""
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = {"pretrain": "tl_keras.pretrain", "finetune": "tl_keras.finetune",
+       "sweep": "tl_keras.sweep", "detection": "tl_keras.sweep"}
+FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.flags")))
+
+
+def test_every_paper_experiment_has_a_flagfile():
+    names = {os.path.basename(f)[:-len(".flags")] for f in FLAGFILES}
+    expected = {f"pretrain_{d}_{t}" for d in ("t1", "natural")
+                for t in ("segmentation", "autoencoding", "classification")}
+    expected |= {"finetune_stroke", "finetune_ms", "finetune_anatomy", "sweep_stroke",
+                 "sweep_ms", "sweep_anatomy", "detection_stroke"}
+    assert expected <= names, sorted(expected - names)
+    assert all(n.split("_")[0] in CLI for n in names), names
+
+
+def _flags_of(path):
+    values = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("--") and "=" in line:
+                key, value = line[2:].split("=", 1)
+                values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("path", FLAGFILES, ids=os.path.basename)
+def test_flagfile_parses_with_its_cli(path):
+    cli = CLI[os.path.basename(path).split("_")[0]]
+    # --only_check_args makes absl parse every flag (unknown names and bad values fail) and exit.
+    out = subprocess.run([sys.executable, "-m", cli, f"--flagfile={path}", "--only_check_args"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"{cli} rejects {path}: {out.stderr[-2000:]}"
+
+
+def test_the_check_fails_on_a_bad_flagfile(tmp_path):
+    bad = tmp_path / "bad.flags"
+    bad.write_text("--flagfile=experiments/finetune_stroke.flags\n--no_such_flag_xyz=1\n")
+    out = subprocess.run([sys.executable, "-m", "tl_keras.finetune", f"--flagfile={bad}",
+                          "--only_check_args"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode != 0 and "no_such_flag_xyz" in out.stderr
+
+
+def test_sweep_sources_are_well_formed():
+    from tl_keras.training.sweeps import parse_sources
+    for path in FLAGFILES:
+        values = _flags_of(path)
+        if "sources" in values:
+            sources = dict(parse_sources(values["sources"].split(",")))
+            assert "scratch" in sources and any(s.startswith("taskonomy:")
+                                                for s in sources.values()), path
+            assert any(s.startswith("imagenet:") for s in sources.values()), path
