@@ -22,21 +22,21 @@ def _conv(x, filters, stride=1, name=None, batch_norm=True):
 
 
 def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8,
-                 batch_norm: bool = True):
+                 batch_norm: bool = True, width: int = 1):
     """Four stride-2 convs and a 1x1 ``compress1``: (H, W, C) -> (H/16, W/16, latent)."""
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = inputs
-    for i, f in enumerate((8, 16, 16, 16)):
+    for i, f in enumerate((8 * width, 16 * width, 16 * width, 16 * width)):
         x = _conv(x, f, 2, name=f"enc{i}", batch_norm=batch_norm)
     x = keras.layers.Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
     return keras.Model(inputs, x, name="encoder")
 
 
-def tiny_decoder(latent_shape, out_channels: int, activation=None):
+def tiny_decoder(latent_shape, out_channels: int, activation=None, width: int = 1):
     """Four stride-2 transposed convs and an output conv (float32 logits)."""
     inputs = keras.Input(tuple(latent_shape), name="latent")
     x = inputs
-    for i, f in enumerate((16, 16, 8, 8)):
+    for i, f in enumerate((16 * width, 16 * width, 8 * width, 8 * width)):
         x = keras.layers.Conv2DTranspose(f, 3, 2, padding="same", use_bias=False,
                                          name=f"dec{i}")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"dec{i}_act")(x)
@@ -46,13 +46,15 @@ def tiny_decoder(latent_shape, out_channels: int, activation=None):
 
 
 def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
-                     num_classes: int | None = None, batch_norm: bool = True) -> TaskModels:
+                     num_classes: int | None = None, batch_norm: bool = True,
+                     width: int = 1, latent_channels: int = 8) -> TaskModels:
     """Tiny encoder + decoder / discriminator / head for ``task``.
 
     ``batch_norm=False`` gives networks whose result does not depend on how the
-    batch is split over replicas (for strategy-equivalence tests).
+    batch is split over replicas (for strategy-equivalence tests). ``width``
+    multiplies every layer's channels (the quickstart's "compact" network is 4).
     """
-    encoder = tiny_encoder(image_size, input_channels, batch_norm=batch_norm)
+    encoder = tiny_encoder(image_size, input_channels, latent_channels, batch_norm, width)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
     latent = encoder(inputs)
     if task == "classification":
@@ -62,14 +64,14 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
         head = keras.Model(h, logits, name="head")
         return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
     if task == "autoencoding":
-        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh")
+        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
         d_in = keras.Input((image_size, image_size, 2 * input_channels))
         d = _conv(d_in, 8, 2, name="d0", batch_norm=batch_norm)
         d_out = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
         disc = keras.Model(d_in, d_out, name="discriminator")
         return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
                           discriminator=disc)
-    decoder = tiny_decoder(encoder.output_shape[1:], num_classes)
+    decoder = tiny_decoder(encoder.output_shape[1:], num_classes, width=width)
     return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
 
 
@@ -80,3 +82,13 @@ def build_tiny_models(config, meta: dict, batch_norm: bool = True) -> TaskModels
            "classification": len(meta.get("presence_labels", []))}.get(task)
     return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
                             batch_norm)
+
+
+def build_compact_models(config, meta: dict) -> TaskModels:
+    """The tiny networks 4x wider, with ``config.latent_channels`` (the quickstart's default
+    network: small enough for a CPU, large enough to learn the phantom lesions)."""
+    task = getattr(config, "task", "target")
+    num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
+           "classification": len(meta.get("presence_labels", []))}.get(task)
+    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
+                            width=4, latent_channels=config.latent_channels)
