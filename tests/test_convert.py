@@ -216,3 +216,14 @@ def test_phantom_cohort_registered_multiclass_anatomy(tmp_path):
                                                               "synthetic000"))
     assert cache["mask"].max() >= 4                   # anatomy classes, not the lesion
     assert os.path.getsize(os.path.join(tmp_path / "out", cache["meta"]["transform_file"]))
+
+
+def test_conversion_records_flags_seed_and_versions(converted):
+    """The conversion's output folder records its parameters, seed and package versions."""
+    _, out, _ = converted
+    with open(os.path.join(out, "convert.json")) as f:
+        record = json.load(f)
+    assert record["seed"] == 0 and "tensorflow" in record["versions"]
+    assert record["flags"]["preprocessing"]["slice_size"] > 0
+    with open(os.path.join(out, "dataset.json")) as f:
+        assert "numpy" in json.load(f)["versions"]

@@ -130,6 +130,11 @@ def remove_stale_shards(out_dir: str, plans: list[ShardPlan]) -> list[str]:
     return removed
 
 
+def package_versions() -> dict:
+    from tl_keras.utils.runinfo import package_versions as versions
+    return versions()
+
+
 def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], info: ClassInfo,
                    *, preprocessing: dict, image_size: int, errors: list[dict],
                    tool_version: str) -> dict:
@@ -166,6 +171,7 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
         "splits": splits,
         "preprocessing": preprocessing,
         "tool_version": tool_version,
+        "versions": package_versions(),
         "quant_max": schema.DEFAULT_QUANT_MAX,
         "synthetic": bool(manifest.synthetic),
         "source": manifest.source,

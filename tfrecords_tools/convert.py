@@ -199,6 +199,12 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
              desc="writing shards", unit="shard", progress=progress)
     if shard_job is None:
         assemble.remove_stale_shards(out_dir, plans)
+    from tl_keras.utils.runinfo import record_run
+    record_run(out_dir, {"manifest": manifest.source, "preprocessing": config_dict,
+                         "workers": workers, "on_error": on_error, "num_shards": num_shards,
+                         "shard_job": shard_job, "split_counts": split_counts,
+                         "split_fractions": split_fractions, "split_seed": split_seed},
+               seed=split_seed, name="convert.json")
     return assemble.write_metadata(out_dir, manifest, plans, info, preprocessing=config_dict,
                                    image_size=int(config.slice_size), errors=errors,
                                    tool_version=tl_keras.__version__)
