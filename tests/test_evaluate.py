@@ -102,3 +102,17 @@ def test_incompatible_data_is_refused(binary_model, tmp_path):
         evaluate_model_dir(binary_model, str(data), "test", str(tmp_path / "o"))
     with pytest.raises(ValueError, match="no split"):
         evaluate_model_dir(binary_model, str(data), "val", str(tmp_path / "o"))
+
+
+def test_evaluation_records_configuration_and_versions(binary_model, tiny_data_dir, tmp_path):
+    """An evaluate output folder says how it was made (configuration, seed, versions)."""
+    import json
+
+    from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+    out = str(tmp_path / "eval")
+    evaluate_model_dir(binary_model, tiny_data_dir, "test", out,
+                       EvalConfig(batch_size=2, num_examples=0, verbose=False))
+    with open(os.path.join(out, "evaluate_run.json")) as f:
+        record = json.load(f)
+    assert "tensorflow" in record["versions"] and record["seed"] == 7
+    assert record["flags"]["data_dir"] == os.path.abspath(tiny_data_dir)
