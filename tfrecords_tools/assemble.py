@@ -21,6 +21,7 @@ from tfrecords_tools import schema, shards
 from tfrecords_tools.manifest import Manifest, split_of
 from tfrecords_tools.subject_cache import cache_path, load_cache, read_cache_meta
 from tl_keras.utils.io import write_csv_atomic, write_json_atomic
+from tl_keras.utils.runinfo import package_versions
 
 RECORD_DIR = ".shards"
 ERRORS_CSV = "errors.csv"
@@ -128,11 +129,6 @@ def remove_stale_shards(out_dir: str, plans: list[ShardPlan]) -> list[str]:
                 os.remove(rec)
             removed.append(name)
     return removed
-
-
-def package_versions() -> dict:
-    from tl_keras.utils.runinfo import package_versions as versions
-    return versions()
 
 
 def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], info: ClassInfo,

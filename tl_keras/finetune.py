@@ -11,22 +11,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from absl import app  # noqa: E402
 
 from tl_keras.training.config import FinetuneConfig, validate_finetune  # noqa: E402
-from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli  # noqa: E402
+from tl_keras.training.flags import config_main, define_config_flags  # noqa: E402
 
 define_config_flags(FinetuneConfig)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-
-    def run():
-        config = config_from_flags(FinetuneConfig)
-        validate_finetune(config)  # one-line failure before TensorFlow loads
-        from tl_keras.training import run_finetune
-        result = run_finetune(config)
-        print(f"done: {result}")
-    run_cli(run)
+main = config_main(FinetuneConfig, validate_finetune, "run_finetune")
 
 
 if __name__ == "__main__":

@@ -10,22 +10,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from absl import app  # noqa: E402
 
 from tl_keras.training.config import PretrainConfig, validate_pretrain  # noqa: E402
-from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli  # noqa: E402
+from tl_keras.training.flags import config_main, define_config_flags  # noqa: E402
 
 define_config_flags(PretrainConfig)
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-
-    def run():
-        config = config_from_flags(PretrainConfig)
-        validate_pretrain(config)  # one-line failure before TensorFlow loads
-        from tl_keras.training import run_pretrain
-        logs = run_pretrain(config)
-        print(f"done: {logs}")
-    run_cli(run)
+main = config_main(PretrainConfig, validate_pretrain, "run_pretrain")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def build_data(c: QuickstartConfig) -> dict[str, str]:
                                        c.test_subjects, 29)):
         pre = PreprocessConfig.for_resolution(c.resolution, crop_top=crop)
         out = os.path.join(data, name)
-        if not os.path.exists(os.path.join(out, "dataset.json")) or not _complete(out):
+        if not _complete(out):
             _log(f"phantom cohort '{name}': {n} SYNTHETIC subjects, converting to shards")
             manifest = _cohort(os.path.join(data, f"{name}_nifti"), n, seed, c.resolution, test)
             conv.convert(manifest, out, pre, workers=c.workers, num_shards=2,
@@ -118,7 +118,11 @@ def build_data(c: QuickstartConfig) -> dict[str, str]:
 
 
 def _complete(out_dir: str) -> bool:
-    with open(os.path.join(out_dir, "dataset.json")) as f:
+    """True when ``out_dir`` holds a finished conversion (dataset.json says complete)."""
+    path = os.path.join(out_dir, "dataset.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
         return bool(json.load(f).get("complete", True))
 
 
@@ -177,7 +181,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
     return result["csv"]
 
 
-def report(c: QuickstartConfig, sweep_csv: str) -> dict[str, str]:
+def report(c: QuickstartConfig) -> dict[str, str]:
     """Stage 5: tables and figures from every cell's evaluation."""
     from tl_keras.evaluation.report import load_results, write_report
     out = os.path.join(c.workdir, "report")
@@ -195,7 +199,7 @@ def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     dirs = build_data(c)
     encoders = pretrain_all(c, dirs)
     sweep_csv = sweep(c, dirs, encoders)
-    written = report(c, sweep_csv)
+    written = report(c)
     written["sweep_results"] = sweep_csv
     _log(f"done in {time.time() - t0:.0f} s. Results:")
     for name, path in sorted(written.items()):

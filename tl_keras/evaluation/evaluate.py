@@ -199,7 +199,7 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
         examples.save(os.path.join(out_dir, "examples.npz"), config.num_examples, run,
                       class_names)
     from tl_keras.utils.runinfo import record_run
-    record_run(out_dir, state, seed=run.get("seed") if isinstance(run, dict) else None,
+    record_run(out_dir, state, seed=run["seed"],
                name="evaluate_run.json")  # configuration, seed and package versions
     write_json_atomic(os.path.join(out_dir, STATE_FILE), state)
     return out

@@ -107,3 +107,27 @@ def run_cli(fn) -> None:
         print("interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         sys.exit(130)
+
+
+def config_main(config_cls, validate, runner: str):
+    """``main(argv)`` of a CLI that runs one frozen config (pretrain, finetune).
+
+    Args:
+      config_cls: the config dataclass whose flags the CLI defined.
+      validate: ``config -> meta``, run before TensorFlow loads (one-line failures).
+      runner: name in ``tl_keras.training`` of ``config -> result`` (imported late,
+        because importing it loads TensorFlow).
+    """
+    from absl import app
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+
+        def run():
+            config = config_from_flags(config_cls)
+            validate(config)
+            import tl_keras.training
+            print(f"done: {getattr(tl_keras.training, runner)(config)}")
+        run_cli(run)
+    return main
