@@ -127,13 +127,14 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
         ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    fields = schema.PARSED_FIELDS if task == "raw" else _TASK_FIELDS[task]
     if subjects is not None:
-        fields = tuple(fields) + (() if "subject_id" in fields else ("subject_id",))
-    ds = ds.map(schema.parse_fn(meta, fields), num_parallel_calls=tf.data.AUTOTUNE)
-    if subjects is not None:
+        # Select on the subject id alone, before any PNG is decoded: a fine-tuning
+        # set of K subjects then decodes only its own slices.
         keep = tf.constant(sorted(set(subjects)))
-        ds = ds.filter(lambda ex: tf.reduce_any(tf.equal(ex["subject_id"], keep)))
+        subject_of = schema.parse_fn(meta, ("subject_id",))
+        ds = ds.filter(lambda rec: tf.reduce_any(tf.equal(subject_of(rec)["subject_id"], keep)))
+    fields = schema.PARSED_FIELDS if task == "raw" else _TASK_FIELDS[task]
+    ds = ds.map(schema.parse_fn(meta, fields), num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:
