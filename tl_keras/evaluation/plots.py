@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from tl_keras.evaluation import stats
 from tl_keras.utils.io import atomic_path
 
 
@@ -63,9 +64,19 @@ def _difference_panel(ax, frame, style) -> None:
     """Paired difference to scratch per source with its 95 % CI as error bars.
 
     Sources are dodged sideways (2.5 % of the set-size range each) so that
-    their bars at one set size do not hide each other.
+    their bars at one set size do not hide each other. Open markers: too few
+    pairs for a verdict (``stats.MIN_PAIRS``).
     """
+    metric = _metric_name(frame["metric"].iloc[0])
+    ax.set_ylabel(f"{metric} minus scratch\n(same subjects, 95 % CI)")
+    ax.grid(alpha=0.3)
     frame = frame.dropna(subset=["diff_mean", "train_subjects"])
+    if frame.empty:
+        ax.text(0.5, 0.5, "no paired difference to scratch:\nno scratch run on the same "
+                "training subjects\n(see summary.md)", transform=ax.transAxes, ha="center",
+                va="center", fontsize=9, color="0.3")
+        ax.set_yticks([])
+        return
     sources = sorted(frame["source"].unique())
     span = float(np.ptp(frame["train_subjects"])) or 1.0
     ax.axhline(0.0, color="0.3", lw=1.0)
@@ -75,11 +86,14 @@ def _difference_panel(ax, frame, style) -> None:
         x = g["train_subjects"] + 0.025 * span * (i - (len(sources) - 1) / 2)
         m = g["diff_mean"]
         err = [(m - g["diff_ci_low"]).fillna(0), (g["diff_ci_high"] - m).fillna(0)]
-        ax.errorbar(x, m, yerr=err, color=colour, marker=marker, capsize=3, lw=1.2, ms=5,
-                    label=source)
-    name = _metric_name(frame["metric"].iloc[0]) if len(frame) else "metric"
-    ax.set_ylabel(f"{name} minus scratch\n(same subjects, 95 % CI)")
-    ax.grid(alpha=0.3)
+        ax.errorbar(x, m, yerr=err, color=colour, capsize=3, lw=1.2, label=source)
+        few = (g["verdict"] == stats.TOO_FEW).to_numpy()
+        for points, face in ((~few, colour), (few, "white")):
+            ax.plot(x[points], m[points], ls="none", marker=marker, ms=5, mec=colour, mfc=face,
+                    zorder=3)
+    few = (f" (open markers: fewer than {stats.MIN_PAIRS} pairs, no verdict)"
+           if (frame["verdict"] == stats.TOO_FEW).any() else "")
+    ax.set_title(f"paired difference to scratch{few}", fontsize=9)
 
 
 def plot_curves(curve, path: str, table=None) -> str:

@@ -63,7 +63,7 @@ _CLAUSES = (
     (stats.UNCLEAR, "does not differ clearly from scratch", _with_numbers),
     (stats.TOO_FEW, f"has too few repeats to judge (fewer than {stats.MIN_PAIRS} pairs)",
      _too_few),
-    (stats.NO_MATCH, "has no run on the same subjects as a scratch run",
+    (stats.NO_MATCH, "has no scratch run on the same training subjects to compare with",
      lambda r: f"at {_n(r['train_subjects'])}"),
 )
 
