@@ -8,7 +8,9 @@ Inputs are any mix of:
   ``summary.csv`` or a sweep's merged CSV).
 
 Every row is attributed to a *source* (``source_domain`` + ``source_task``,
-or the ``init`` for scratch / ImageNet runs).
+or the ``init`` for scratch / ImageNet runs). The comparison with scratch
+(paired differences, bootstrap CI, Wilcoxon) is ``stats``; the sentences of
+``summary.md`` are ``summary``.
 """
 from __future__ import annotations
 
@@ -183,9 +185,10 @@ def source_table(runs: pd.DataFrame) -> pd.DataFrame:
 def _diff_cells(r) -> list[str]:
     if r["verdict"] in (stats.IS_REFERENCE, stats.NO_SCRATCH, stats.NO_MATCH):
         return ["—", "—", "—", r["verdict"]]
-    ci = ("" if pd.isna(r["diff_ci_low"]) else
-          f" ({stats.format_diff(r['diff_ci_low'])} to {stats.format_diff(r['diff_ci_high'])})")
-    return [f"{stats.format_diff(r['diff_mean'])}{ci}", str(r["n_pairs"]), r["wilcoxon"], r["verdict"]]
+    low, high = (stats.format_diff(r[c]) for c in ("diff_ci_low", "diff_ci_high"))
+    ci = "" if pd.isna(r["diff_ci_low"]) else f" ({low} to {high})"
+    return [f"{stats.format_diff(r['diff_mean'])}{ci}", str(r["n_pairs"]), r["wilcoxon"],
+            r["verdict"]]
 
 
 def markdown_table(table: pd.DataFrame) -> str:

@@ -175,14 +175,15 @@ def problems(comparison: pd.DataFrame) -> list[str]:
     lines = []
     for target, g in comparison.groupby("target", sort=True):
         if (g["verdict"] == NO_SCRATCH).any():
-            lines.append(f"{target}: no scratch runs, so no difference to scratch; add a "
-                         f"source with init 'scratch' to the sweep")
+            lines.append(f"{target}: no scratch runs, so no difference to scratch; add "
+                         f"scratch=scratch to the sweep's --sources")
             continue
         for size, s in g[g["verdict"] == NO_MATCH].groupby("train_subjects", dropna=False):
-            lines.append(f"{target}, {_size(size)}: {', '.join(sorted(s['source']))} share no "
+            lines.append(f"{target}, {size_text(size)}: {', '.join(sorted(s['source']))} share no "
                          f"subset_seed with a scratch run, so no paired difference")
     return lines
 
 
-def _size(size) -> str:
+def size_text(size) -> str:
+    """"8 subjects" (a NaN set size: runs that did not record it, i.e. all subjects)."""
     return "all subjects" if pd.isna(size) else f"{int(size)} subjects"

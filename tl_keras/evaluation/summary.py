@@ -25,8 +25,8 @@ than {stats.MIN_PAIRS} pairs no verdict is given ("too few repeats"). The number
 """
 
 
-def _n(size) -> str:
-    return "all subjects" if pd.isna(size) else f"{int(size)} subjects"
+def _at(r) -> str:
+    return f"at {stats.size_text(r['train_subjects'])}"
 
 
 def _ci(r) -> str:
@@ -40,19 +40,19 @@ def _p(r) -> str:
 
 
 def _better_or_worse(r) -> str:
-    agree = r["wilcoxon_p"] < 0.05
-    note = "" if agree else ", which the Wilcoxon test does not confirm"
-    return f"at {_n(r['train_subjects'])} by {stats.format_diff(abs(r['diff_mean']), sign=False)} ({_ci(r)}, {_p(r)}{note})"
+    note = "" if r["wilcoxon_p"] < 0.05 else ", which the Wilcoxon test does not confirm"
+    size = stats.format_diff(abs(r["diff_mean"]), sign=False)
+    return f"{_at(r)} by {size} ({_ci(r)}, {_p(r)}{note})"
 
 
 def _with_numbers(r) -> str:
-    return f"at {_n(r['train_subjects'])} (difference {stats.format_diff(r['diff_mean'])}, {_ci(r)}, {_p(r)})"
+    return f"{_at(r)} (difference {stats.format_diff(r['diff_mean'])}, {_ci(r)}, {_p(r)})"
 
 
 def _too_few(r) -> str:
     pairs = int(r["n_pairs"])
     ci = f", {_ci(r)}" if pd.notna(r["diff_ci_low"]) else ""
-    return (f"at {_n(r['train_subjects'])} ({pairs} pair{'s' if pairs != 1 else ''}, difference "
+    return (f"{_at(r)} ({pairs} pair{'s' if pairs != 1 else ''}, difference "
             f"{stats.format_diff(r['diff_mean'])}{ci})")
 
 
@@ -64,7 +64,7 @@ _CLAUSES = (
     (stats.TOO_FEW, f"has too few repeats to judge (fewer than {stats.MIN_PAIRS} pairs)",
      _too_few),
     (stats.NO_MATCH, "has no scratch run on the same training subjects to compare with",
-     lambda r: f"at {_n(r['train_subjects'])}"),
+     _at),
 )
 
 
@@ -86,9 +86,11 @@ def source_sentence(source: str, rows: pd.DataFrame) -> str:
 def _best_sentence(table: pd.DataFrame, name: str) -> str:
     sizes = table["train_subjects"].dropna()
     at = table[table["train_subjects"] == sizes.max()] if len(sizes) else table
+    if at["mean"].isna().all():
+        return ""
     best = at.loc[at["mean"].idxmax()]
     size = "" if pd.isna(best["train_subjects"]) else (
-        f" at the largest set size ({_n(best['train_subjects'])})")
+        f" at the largest set size ({stats.size_text(best['train_subjects'])})")
     runs = int(best["n_runs"])
     return (f"The highest mean {name}{size} is {best['source']}'s ({best['mean_sd']} over "
             f"{runs} run{'s' if runs != 1 else ''}).")
@@ -103,10 +105,10 @@ def target_paragraph(target: str, metric: str, table: pd.DataFrame) -> str:
         body = "only scratch runs, no source to compare."
     elif (others["verdict"] == stats.NO_SCRATCH).any():
         body = ("there are no scratch runs for this target, so nothing can be said about what "
-                "transferred; add a source initialised from scratch to the sweep.")
+                "transferred; add scratch=scratch to the sweep's --sources.")
     else:
         body = " ".join(source_sentence(s, g) for s, g in others.groupby("source", sort=True))
-    return f"{lead}{body} {_best_sentence(table, name)}"
+    return f"{lead}{body} {_best_sentence(table, name)}".rstrip()
 
 
 def summary_markdown(table: pd.DataFrame) -> str:
