@@ -185,5 +185,5 @@ def problems(comparison: pd.DataFrame) -> list[str]:
 
 
 def size_text(size) -> str:
-    """"8 subjects" (a NaN set size: runs that did not record it, i.e. all subjects)."""
-    return "all subjects" if pd.isna(size) else f"{int(size)} subjects"
+    """"8 subjects", or "an unrecorded set size" (rows without ``train_subjects``)."""
+    return "an unrecorded set size" if pd.isna(size) else f"{int(size)} subjects"
