@@ -61,8 +61,7 @@ _CLAUSES = (
     (stats.BETTER, "beats scratch", _better_or_worse),
     (stats.WORSE, "is worse than scratch", _better_or_worse),
     (stats.UNCLEAR, "does not differ clearly from scratch", _with_numbers),
-    (stats.TOO_FEW, f"has too few repeats to judge (fewer than {stats.MIN_PAIRS} pairs)",
-     _too_few),
+    (stats.TOO_FEW, "has too few repeats to judge", _too_few),
     (stats.NO_MATCH, "has no scratch run on the same training subjects to compare with",
      _at),
 )
