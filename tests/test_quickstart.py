@@ -12,7 +12,7 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     config = plan(str(tmp_path / "qs"), tiny=True)
     written = run_quickstart(config)
     for name in ("table", "table_md", "curve", "curve_png", "detection", "detection_png",
-                 "examples_png", "sweep_results", "runs"):
+                 "examples_png", "sweep_results", "runs", "summary_md"):
         assert name in written, f"quickstart did not write {name}"
         assert os.path.getsize(written[name]) > 0
     for png in ("curve_png", "detection_png", "examples_png"):
@@ -25,10 +25,13 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     for column in ("test_dice", "test_detection_rate_o0_v0", "test_detection_rate_o0.2_v0"):
         assert sweep[column].map(lambda v: math.isfinite(float(v))).all(), column
         assert sweep[column].between(0, 1).all(), column
-    table = pd.read_csv(written["table"])
-    numeric = table.select_dtypes("number")
-    assert len(table) == n_sources and numeric.size > 0
+    table = pd.read_csv(written["table"])  # a row per source and set size
+    numeric = table[["train_subjects", "n_runs", "mean", "sd"]]
+    assert len(table) == n_sources * len(config.set_sizes)
     assert numeric.map(lambda v: math.isfinite(float(v))).all().all()
+    sources = table[table["source"] != "scratch"]  # every run has its scratch pair
+    assert (sources["n_pairs"] == config.repeats).all()
+    assert sources["diff_mean"].map(lambda v: math.isfinite(float(v))).all()
     detection = pd.read_csv(written["detection"])
     assert detection["mean"].between(0, 1).all()
     for d in ("t1_segmentation", "t1_autoencoding", "t1_classification",

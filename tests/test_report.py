@@ -43,12 +43,16 @@ def test_report_tables_and_figures(results_dir, tmp_path):
     assert report.main(["report", f"--results={results_dir / 'eval'}", f"--out_dir={out}",
                         "--noverbose", str(sweep)]) == 0
     table = pd.read_csv(out / "table.csv")
-    row = table[table["source"] == "t1 segmentation"]
-    # sweep rows at 20 subjects: 0.5 + 0.2 + (0, 0.01, 0.02); the evaluate runs
-    # (1 subject) are not at the largest set size, so they are not averaged in.
+    # one row per source and set size: the evaluate runs (1 subject) have their own rows
+    assert set(table["train_subjects"]) == {1, 10, 20}
+    row = table[(table["source"] == "t1 segmentation") & (table["train_subjects"] == 20)]
+    # sweep rows at 20 subjects: 0.5 + 0.2 + (0, 0.01, 0.02)
     assert row["mean"].iloc[0] == pytest.approx(0.71) and row["n_runs"].iloc[0] == 3
     assert row["sd"].iloc[0] == pytest.approx(0.01)
-    assert set(table["source"]) == {"t1 segmentation", "natural autoencoding", "ImageNet"}
+    assert set(table.loc[table["train_subjects"] == 20, "source"]) == {
+        "t1 segmentation", "natural autoencoding", "ImageNet"}
+    assert (table["verdict"] == "no scratch runs").all()  # these results hold no scratch run
+    assert "no scratch runs" in (out / "summary.md").read_text()
     md = (out / "table.md").read_text()
     assert "| t1 segmentation | **0.710 ± 0.010** | 3 |" in md and "Dice (mean" in md
     curve = pd.read_csv(out / "curve.csv")

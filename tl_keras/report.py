@@ -5,9 +5,13 @@ r"""Tables and figures of the paper from evaluation results.
 
 --results takes evaluate output directories (or trees of them) and CSVs (a
 sweep's merged CSV, summary.csv or detection.csv files). Writes table.csv /
-table.md (Table 2.1 / 2.2 style), curve.csv / curve.png (metric against
-fine-tuning set size), detection.csv / detection.png (detection rate against
-lesion-volume cutoff at 0 % and 20 % overlap) and examples.png (Fig. 2.5 style).
+table.md (Table 2.1 / 2.2 style, per set size, with each source's paired
+difference to scratch, its 95 % bootstrap CI and a Wilcoxon test), summary.md
+(what transferred, a paragraph per target), curve.csv / curve.png (metric
+against fine-tuning set size with 95 % CI bands, and the paired differences),
+detection.csv / detection.png (detection rate against lesion-volume cutoff at
+0 % and 20 % overlap) and examples.png (Fig. 2.5 style). The statistics and the
+rule for "beats scratch" are in docs/evaluation.md.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Figures of the report (matplotlib, Agg backend, written atomically as PNG).
 
-- ``plot_curves``: metric against fine-tuning set size, mean ± sd over repeats,
-  one line per source (paper Fig. 2.3, left).
+- ``plot_curves``: metric against fine-tuning set size, mean over repeats with
+  its 95 % bootstrap confidence band, one line per source (paper Fig. 2.3, left),
+  and below it each source's paired difference to scratch with its 95 % CI.
 - ``plot_detection``: detection rate against lesion-volume cutoff at 0 % and
   20 % overlap, one line per source (Figs. 2.3 right, 2.4).
 - ``plot_examples``: scan, ground truth and each source's prediction on the
@@ -13,6 +14,7 @@ import json
 
 import numpy as np
 
+from tl_keras.evaluation import stats
 from tl_keras.utils.io import atomic_path
 
 
@@ -38,27 +40,90 @@ def _style(sources):
     return {s: (colours[i % 10], markers[i % len(markers)]) for i, s in enumerate(sorted(sources))}
 
 
-def plot_curves(curve, path: str) -> str:
-    """One panel per target: metric vs fine-tuning set size, mean ± sd band."""
+def _metric_name(metric) -> str:
+    return {"dice": "Dice", "miou": "mIoU"}.get(metric, str(metric))
+
+
+def _curve_panel(ax, frame, style) -> None:
+    """Mean over repeats per source with its 95 % bootstrap CI band."""
+    for source, g in frame.groupby("source", sort=True):
+        g = g.sort_values("train_subjects")
+        colour, marker = style[source]
+        x, m = g["train_subjects"], g["mean"]
+        ax.plot(x, m, marker=marker, color=colour, label=source, lw=1.6, ms=5)
+        ax.fill_between(x, g["ci_low"].fillna(m), g["ci_high"].fillna(m), color=colour,
+                        alpha=0.12, lw=0)
+    name = _metric_name(frame["metric"].iloc[0])
+    ax.set_ylabel(f"{name}\n(mean, 95 % bootstrap CI over repeats)")
+    ax.set_title(f"{frame['target'].iloc[0]}: {name} against fine-tuning set size")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, frameon=False)
+
+
+def _difference_panel(ax, frame, style) -> None:
+    """Paired difference to scratch per source with its 95 % CI as error bars.
+
+    Sources are dodged sideways (2.5 % of the set-size range each) so that
+    their bars at one set size do not hide each other. Open markers: too few
+    pairs for a verdict (``stats.MIN_PAIRS``).
+    """
+    metric = _metric_name(frame["metric"].iloc[0])
+    ax.set_ylabel(f"{metric} minus scratch\n(same subjects, 95 % CI)")
+    ax.grid(alpha=0.3)
+    frame = frame.dropna(subset=["diff_mean", "train_subjects"])
+    if frame.empty:
+        ax.text(0.5, 0.5, "no paired difference to scratch:\nno scratch run on the same "
+                "training subjects\n(see summary.md)", transform=ax.transAxes, ha="center",
+                va="center", fontsize=9, color="0.3")
+        ax.set_yticks([])
+        return
+    sources = sorted(frame["source"].unique())
+    span = float(np.ptp(frame["train_subjects"])) or 1.0
+    ax.axhline(0.0, color="0.3", lw=1.0)
+    for i, source in enumerate(sources):
+        g = frame[frame["source"] == source].sort_values("train_subjects")
+        colour, marker = style[source]
+        x = g["train_subjects"] + 0.025 * span * (i - (len(sources) - 1) / 2)
+        m = g["diff_mean"]
+        err = [(m - g["diff_ci_low"]).fillna(0), (g["diff_ci_high"] - m).fillna(0)]
+        ax.errorbar(x, m, yerr=err, color=colour, capsize=3, lw=1.2, label=source)
+        few = (g["verdict"] == stats.TOO_FEW).to_numpy()
+        for points, face in ((~few, colour), (few, "white")):
+            ax.plot(x[points], m[points], ls="none", marker=marker, ms=5, mec=colour, mfc=face,
+                    zorder=3)
+    few = (f" (open markers: fewer than {stats.MIN_PAIRS} pairs, no verdict)"
+           if (frame["verdict"] == stats.TOO_FEW).any() else "")
+    ax.set_title(f"paired difference to scratch{few}", fontsize=9)
+
+
+def plot_curves(curve, path: str, table=None) -> str:
+    """Metric against fine-tuning set size, one column of panels per target.
+
+    Top: mean over repeats per source and its 95 % bootstrap CI band
+    (``curve``'s ``ci_low`` / ``ci_high``; no band where a single run).
+    Bottom, when ``table`` (the report table with ``stats.COLUMNS``) holds
+    paired differences: each source minus scratch on the same training
+    subjects, with its 95 % CI. Pairing removes the between-subset spread that
+    widens the top bands, so a source can clearly beat scratch although the
+    bands overlap.
+    """
     plt = _pyplot()
     targets = sorted(curve["target"].unique())
     style = _style(curve["source"].unique())
-    fig, axes = plt.subplots(1, len(targets), figsize=(6.4 * len(targets), 4.4), squeeze=False)
-    for ax, target in zip(axes[0], targets):
+    has_diff = table is not None and table["diff_mean"].notna().any()
+    rows = 2 if has_diff else 1
+    fig, axes = plt.subplots(rows, len(targets), figsize=(6.4 * len(targets), 4.4 + 3 * has_diff),
+                             squeeze=False, sharex="col",
+                             gridspec_kw={"height_ratios": [3, 2][:rows]})
+    for c, target in enumerate(targets):
         frame = curve[curve["target"] == target]
-        for source, g in frame.groupby("source", sort=True):
-            g = g.sort_values("train_subjects")
-            colour, marker = style[source]
-            x, m, sd = g["train_subjects"], g["mean"], g["sd"].fillna(0)
-            ax.plot(x, m, marker=marker, color=colour, label=source, lw=1.6, ms=5)
-            ax.fill_between(x, m - sd, m + sd, color=colour, alpha=0.15, lw=0)
-        metric = frame["metric"].iloc[0]
-        ax.set_xlabel("fine-tuning set size (subjects)")
-        ax.set_ylabel(f"{'Dice' if metric == 'dice' else 'mIoU'} (mean ± sd over repeats)")
-        ax.set_title(f"{target}: {'Dice' if metric == 'dice' else 'mIoU'} against "
-                     f"fine-tuning set size")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, frameon=False)
+        _curve_panel(axes[0][c], frame, style)
+        if has_diff:
+            _difference_panel(axes[1][c], table[table["target"] == target], style)
+        ticks = sorted(frame["train_subjects"].unique())
+        axes[-1][c].set_xticks(ticks, [f"{t:g}" for t in ticks])
+        axes[-1][c].set_xlabel("fine-tuning set size (subjects)")
+    fig.tight_layout()
     return _save(fig, path)
 
 

@@ -8,17 +8,21 @@ Inputs are any mix of:
   ``summary.csv`` or a sweep's merged CSV).
 
 Every row is attributed to a *source* (``source_domain`` + ``source_task``,
-or the ``init`` for scratch / ImageNet runs).
+or the ``init`` for scratch / ImageNet runs). The comparison with scratch
+(paired differences, bootstrap CI, Wilcoxon) is ``stats``; the sentences of
+``summary.md`` are ``summary``.
 """
 from __future__ import annotations
 
 import dataclasses
 import glob
 import os
+import sys
 
 import numpy as np
 import pandas as pd
 
+from tl_keras.evaluation import stats, summary
 from tl_keras.utils.io import write_csv_atomic, write_text_atomic
 
 GROUP_COLUMNS = ("target", "source", "source_domain", "source_task")
@@ -152,54 +156,79 @@ def _fmt(mean: float, sd: float) -> str:
     return f"{mean:.3f}" if np.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
 
 
+TABLE_COLUMNS = ["target", "metric", "source", "source_domain", "source_task",
+                 "train_subjects", "n_runs", "mean", "sd", "mean_sd", *stats.COLUMNS]
+
+
 def source_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 2.1 / 2.2 style: per target and source, the metric at the largest
-    fine-tuning set, mean and sd over repeats."""
+    """Table 2.1 / 2.2 style, per target, source and fine-tuning set size: the
+    metric's mean and sd over repeats, then the paired difference to scratch
+    (``stats.COLUMNS``: pairs, mean difference, its 95 % bootstrap CI,
+    Wilcoxon p, verdict)."""
     rows = []
-    for (target, metric), frame in runs.groupby(["target", "metric"], sort=True):
-        sizes = frame["train_subjects"].dropna()
-        if len(sizes):
-            frame = frame[frame["train_subjects"] == sizes.max()]
-        for source, g in frame.groupby("source", sort=True):
-            mean, sd = _mean_sd(g["value"])
-            rows.append({"target": target, "metric": metric, "source": source,
-                         "source_domain": g["source_domain"].iloc[0],
-                         "source_task": g["source_task"].iloc[0],
-                         "train_subjects": g["train_subjects"].max(), "n_runs": len(g),
-                         "mean": mean, "sd": sd, "mean_sd": _fmt(mean, sd)})
-    return pd.DataFrame(rows, columns=["target", "metric", "source", "source_domain",
-                                       "source_task", "train_subjects", "n_runs", "mean",
-                                       "sd", "mean_sd"])
+    for (target, metric, source, n), g in runs.groupby(
+            ["target", "metric", "source", "train_subjects"], dropna=False, sort=True):
+        mean, sd = _mean_sd(g["value"])
+        rows.append({"target": target, "metric": metric, "source": source,
+                     "source_domain": g["source_domain"].iloc[0],
+                     "source_task": g["source_task"].iloc[0],
+                     "train_subjects": n, "n_runs": len(g),
+                     "mean": mean, "sd": sd, "mean_sd": _fmt(mean, sd)})
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:10])
+    if table.empty:
+        return pd.DataFrame(columns=TABLE_COLUMNS)
+    # merge on the keys' values, NaN set sizes included (pandas matches NaN keys)
+    table = table.merge(stats.compare_to_scratch(runs), on=stats.KEYS, how="left")
+    return table[TABLE_COLUMNS]
+
+
+def _diff_cells(r) -> list[str]:
+    if r["verdict"] in (stats.IS_REFERENCE, stats.NO_SCRATCH, stats.NO_MATCH):
+        return ["—", "—", "—", r["verdict"]]
+    low, high = (stats.format_diff(r[c]) for c in ("diff_ci_low", "diff_ci_high"))
+    ci = "" if pd.isna(r["diff_ci_low"]) else f" ({low} to {high})"
+    return [f"{stats.format_diff(r['diff_mean'])}{ci}", str(r["n_pairs"]), r["wilcoxon"],
+            r["verdict"]]
 
 
 def markdown_table(table: pd.DataFrame) -> str:
-    """One Markdown table per target (rows: sources, best value in bold)."""
+    """One Markdown table per target and set size, largest first (rows:
+    sources, best mean in bold, then the paired difference to scratch)."""
     parts = []
     for (target, metric), frame in table.groupby(["target", "metric"], sort=True):
-        best = frame["mean"].max()
-        n = frame["train_subjects"].max()
-        size = "" if pd.isna(n) else f", {int(n)} fine-tuning subjects"
         name = {"dice": "Dice", "miou": "mIoU"}.get(metric, metric)
-        lines = [f"### {target}: {name} per source{size}", "",
-                 f"| source | {name} (mean ± sd) | runs |", "|---|---|---|"]
-        for r in frame.sort_values("mean", ascending=False).to_dict("records"):
-            value = f"**{r['mean_sd']}**" if r["mean"] == best else r["mean_sd"]
-            lines.append(f"| {r['source']} | {value} | {r['n_runs']} |")
-        parts.append("\n".join(lines))
+        sizes = sorted(frame["train_subjects"].dropna().unique(), reverse=True)
+        for n in sizes + ([np.nan] if frame["train_subjects"].isna().any() else []):
+            at = frame[frame["train_subjects"].isna() if pd.isna(n)
+                       else frame["train_subjects"] == n]
+            best = at["mean"].max()
+            size = "" if pd.isna(n) else f", {int(n)} fine-tuning subjects"
+            lines = [f"### {target}: {name} per source{size}", "",
+                     f"| source | {name} (mean ± sd) | runs | difference to scratch "
+                     f"(95 % CI) | pairs | Wilcoxon | verdict |", "|---|---|---|---|---|---|---|"]
+            for r in at.sort_values("mean", ascending=False).to_dict("records"):
+                value = f"**{r['mean_sd']}**" if r["mean"] == best else r["mean_sd"]
+                cells = [r["source"], value, str(r["n_runs"]), *_diff_cells(r)]
+                lines.append("| " + " | ".join(cells) + " |")
+            parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
 
 
 def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Metric against fine-tuning set size: mean and sd over repeats per source."""
+    """Metric against fine-tuning set size per source: mean and sd over repeats,
+    and the 95 % bootstrap confidence interval of the mean (``ci_low``,
+    ``ci_high``; NaN with a single run)."""
     frame = runs.dropna(subset=["train_subjects"])
     rows = []
     for (target, metric, source, n), g in frame.groupby(
             ["target", "metric", "source", "train_subjects"], sort=True):
         mean, sd = _mean_sd(g["value"])
+        low, high = stats.bootstrap_ci(g["value"])
         rows.append({"target": target, "metric": metric, "source": source,
-                     "train_subjects": n, "n_runs": len(g), "mean": mean, "sd": sd})
+                     "train_subjects": n, "n_runs": len(g), "mean": mean, "sd": sd,
+                     "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows, columns=["target", "metric", "source", "train_subjects",
-                                       "n_runs", "mean", "sd"])
+                                       "n_runs", "mean", "sd", "ci_low", "ci_high"])
 
 
 def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
@@ -243,8 +272,13 @@ def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[s
             write_csv_atomic(written[name], frame)
         written["table_md"] = os.path.join(out_dir, "table.md")
         write_text_atomic(written["table_md"], markdown_table(table))
+        written["summary_md"] = os.path.join(out_dir, "summary.md")
+        write_text_atomic(written["summary_md"], summary.summary_markdown(table))
+        for line in stats.problems(table):  # a warning, printed even when not verbose
+            print(f"report: {line}", file=sys.stderr)
         if curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1:
-            written["curve_png"] = plots.plot_curves(curve, os.path.join(out_dir, "curve.png"))
+            written["curve_png"] = plots.plot_curves(curve, os.path.join(out_dir, "curve.png"),
+                                                     table)
         else:
             note("one fine-tuning set size only: no curve figure")
     if not results.detection.empty:
