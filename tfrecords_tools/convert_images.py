@@ -220,8 +220,9 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
     import tl_keras
     from tqdm import tqdm
     subjects = tuple(mf.Subject(it.subject_id, it.source) for it in items)
+    # The size bound guards the scan presets' counts; image folders keep the plain remainder rule.
     manifest = mf.assign_splits(mf.Manifest(subjects), counts=split_counts,
-                                fractions=split_fractions, seed=seed)
+                                fractions=split_fractions, seed=seed, allow_large_last_split=True)
     by_id = {it.subject_id: it for it in items}
     num_seg = max(len(seg_classes), 1)
     plans, rows, splits = [], [], {}
