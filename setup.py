@@ -18,6 +18,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["tl_keras", "tl_keras.*",
                                     "tfrecords_tools", "tfrecords_tools.*"]),
+    # Label mappings the presets use by default (releases.MICCAI2012_6CLASS).
+    package_data={"tfrecords_tools": ["label_maps/*.csv"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "keras>=3.10,<4",

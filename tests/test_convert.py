@@ -202,7 +202,7 @@ def test_cli_parallel_workers_skip_bad_subject(tmp_path):
 def test_phantom_cohort_registered_multiclass_anatomy(tmp_path):
     """The phantom manifest (label + anatomy columns, SYNTHETIC marker), registration on."""
     from tfrecords_tools import phantoms
-    from tfrecords_tools.manifest import get_preset
+    from tfrecords_tools.releases import get_preset
     manifest = phantoms.make_cohort(str(tmp_path / "ph"), 2, lesions="stroke", seed=0,
                                     resolution=4)
     config = cv.preprocess_config(get_preset("stroke"), {

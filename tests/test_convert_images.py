@@ -104,3 +104,111 @@ def test_skimage_sample_labels_deterministic_and_varied():
     assert rgb.shape == (32, 32, 3) and 0 <= rgb.min() and rgb.max() <= 1
     assert len(np.unique(labels)) >= 2 and labels.max() < 4
     assert a[1].presence == (0.0, 1.0) + (0.0,) * 6
+
+
+def _taskonomy_tree(root, omnidata=False):
+    """Two buildings, one folder per domain in each (or omnidata's domain/taskonomy/building).
+
+    Label PNGs hold Taskonomy's values: 0 = unlabelled, 1..4 = classes here.
+    Both buildings have a point 0 view 0, so pairing must be per building.
+    """
+    from skimage import io
+    rng = np.random.default_rng(1)
+    truth = {}
+    for building, views in (("allensville", [(0, 0), (0, 1), (3, 2)]), ("beechwood", [(0, 0)])):
+        for point, view in views:
+            stem = f"point_{point}_view_{view}_domain_"
+            for domain, folder in (("rgb", "rgb"), ("segmentsemantic", "segment_semantic"
+                                                    if omnidata else "segmentsemantic"),
+                                   ("depth_zbuffer", "depth_zbuffer")):
+                where = (root / folder / "taskonomy" / building) if omnidata else \
+                    (root / building / folder)
+                where.mkdir(parents=True, exist_ok=True)
+                if domain == "segmentsemantic":
+                    labels = rng.integers(0, 5, (24, 24)).astype(np.uint8)
+                    truth[f"{building}_point_{point}_view_{view}"] = labels
+                    io.imsave(str(where / f"{stem}{domain}.png"), labels, check_contrast=False)
+                else:
+                    io.imsave(str(where / f"{stem}{domain}.png"),
+                              (rng.random((24, 24, 3)) * 255).astype(np.uint8),
+                              check_contrast=False)
+                (where / ".DS_Store").write_bytes(b"\0")
+                (where / f"point_{point}_view_{view}_domain_point_info.json").write_text("{}")
+    (root / "README.md").write_text("taskonomy sample")
+    return truth
+
+
+def test_taskonomy_layout_pairs_by_building_point_view_with_ignore_label(tmp_path):
+    from tl_keras.data.dataset import build_dataset
+    truth = _taskonomy_tree(tmp_path / "taskonomy")
+    out = tmp_path / "out"
+    ci.run_flags(ci.ImageFlags(
+        image_dir="", mask_dir="", labels_csv="", from_skimage_samples=False, num_images=0,
+        num_seg_classes=0, out_dir=str(out), image_size=24, num_shards=1, splits="train=4",
+        seed=0, synthetic=False, progress=False, taskonomy_dir=str(tmp_path / "taskonomy")))
+    meta = schema.read_meta(str(out))
+    # Values 1..4 -> classes 0..3 (names keep the value); unlabelled 0 -> last class "ignore".
+    assert meta["tissue_classes"] == ["class_1", "class_2", "class_3", "class_4", "ignore"]
+    assert meta["ignore_class"] == 4 and meta["preprocessing"]["ignore_label"] == 0
+    got = {}
+    for b in build_dataset(str(out), "train", "raw", batch_size=4, training=False):
+        for k, sid in enumerate(b["subject_id"].numpy()):
+            got[sid.decode()] = b["tissue"][k].numpy()
+    assert sorted(got) == sorted(truth) == ["allensville_point_0_view_0",
+                                            "allensville_point_0_view_1",
+                                            "allensville_point_3_view_2",
+                                            "beechwood_point_0_view_0"]
+    for sid, labels in truth.items():
+        np.testing.assert_array_equal(got[sid], np.where(labels == 0, 4, labels - 1))
+
+
+def test_omnidata_layout_pairs_the_same_way(tmp_path):
+    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    truth = _taskonomy_tree(tmp_path, omnidata=True)
+    pairs = taskonomy_pairs(str(tmp_path))
+    assert [p[0] for p in pairs] == sorted(truth)
+    for sid, image, mask in pairs:
+        building = sid.split("_point_")[0]
+        assert os.path.join("rgb", "taskonomy", building) in image
+        assert os.path.join("segment_semantic", "taskonomy", building) in mask
+        assert os.path.basename(image)[:-len("rgb.png")] == \
+            os.path.basename(mask)[:-len("segmentsemantic.png")]
+
+
+def test_taskonomy_missing_labels_listed(tmp_path):
+    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    _taskonomy_tree(tmp_path)
+    os.remove(tmp_path / "beechwood" / "segmentsemantic" /
+              "point_0_view_0_domain_segmentsemantic.png")
+    with pytest.raises(mf.ManifestError, match="1 image.*beechwood_point_0_view_0: no point_0"):
+        taskonomy_pairs(str(tmp_path))
+    assert len(taskonomy_pairs(str(tmp_path), mask_domain="")) == 4
+
+
+@pytest.mark.parametrize("method", ["median_frequency", "none"])
+def test_ignored_pixels_are_left_out_of_the_loss(tmp_path, method):
+    """Class weight 0 for the ignore class: the loss does not change with the logits there."""
+    import tensorflow as tf
+    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tl_keras.training.class_weights import class_weights_for
+    from tl_keras.training.losses import weighted_cross_entropy
+    truth = _taskonomy_tree(tmp_path / "t")
+    pairs = taskonomy_pairs(str(tmp_path / "t"))
+    items, seg, presence = ci.image_items(pairs, 24, ignore_label=0)
+    meta = ci.write_image_dataset(items, str(tmp_path / "out"), seg_classes=seg,
+                                  presence_labels=presence, image_size=24, num_shards=1,
+                                  split_counts={"train": 4}, progress=False)
+    weights = class_weights_for(str(tmp_path / "out"), "train", "tissue", meta, method)
+    assert weights[meta["ignore_class"]] == 0 and (weights[:4] > 0).all()
+    labels = np.stack([np.where(v == 0, 4, v - 1) for v in truth.values()]).astype(np.int32)
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=labels.shape + (5,)).astype(np.float32)
+    other = logits.copy()
+    other[labels == 4] = rng.normal(size=(int((labels == 4).sum()), 5)) * 10
+    a = weighted_cross_entropy(tf.constant(labels), tf.constant(logits), weights)
+    b = weighted_cross_entropy(tf.constant(labels), tf.constant(other), weights)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6)
+    changed = logits.copy()
+    changed[labels == 0, 0] += 3.0  # a labelled pixel's true-class logit does count
+    c = weighted_cross_entropy(tf.constant(labels), tf.constant(changed), weights)
+    assert not np.allclose(a.numpy(), c.numpy())

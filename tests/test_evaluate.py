@@ -39,7 +39,8 @@ def test_binary_evaluation(binary_model, tiny_data_dir, tmp_path):
     # 8-connected per slice: one disc per slice -> one lesion per slice.
     assert len(out["per_lesion"]) == 6 and out["per_lesion"]["detected_overlap_0.2"].all()
     assert list(out["detection"]["fp_components"]) == [0] * 6
-    assert set(out["presets"]["preset"]) == {"paper", "atlas_isles", "wmh", "msseg_anima"}
+    assert set(out["presets"]["preset"]) == {"paper", "isles22", "atlas2", "wmh",
+                                              "msseg_anima"}
     ex = np.load(os.path.join(out_dir, "examples.npz"))
     assert ex["image"].shape == (2, 32, 32) and ex["gt"].shape == ex["pred"].shape
     assert int(ex["num_classes"]) == 2

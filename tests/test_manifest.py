@@ -1,4 +1,5 @@
-"""Manifests: CSV parsing, presets on fake folder trees, split assignment."""
+"""Manifests: CSV parsing, split assignment (presets: tests/test_releases.py)."""
+import dataclasses
 import os
 
 import pytest
@@ -56,58 +57,6 @@ def test_bad_manifests_name_the_problem(tmp_path, content, message):
         mf.read_manifest(str(tmp_path / "m.csv"), check=False)
 
 
-def test_atlas_r12_preset_on_fake_tree(tmp_path):
-    root = tmp_path / "ATLAS_R1.2" / "standard_MNI"
-    for site, subj, session, masks in [("Site1", "031768", "t01", ["_LesionSmooth_stx"]),
-                                       ("Site1", "031769", "t01", ["_LesionSmooth_stx",
-                                                                   "_LesionSmooth_1_stx"]),
-                                       ("Site2", "031900", "t01", ["_LesionSmooth_stx"]),
-                                       ("Site2", "031900", "t02", ["_LesionSmooth_stx"])]:
-        folder = root / site / subj / session
-        _touch(str(folder / f"{subj}_t1w_deface_stx.nii.gz"))
-        for m in masks:
-            _touch(str(folder / f"{subj}{m}.nii.gz"))
-    m = mf.build_manifest("atlas_r12", str(tmp_path / "ATLAS_R1.2"))
-    ids = [s.subject_id for s in m.subjects]
-    assert ids == ["031768", "031769", "031900", "031900_t02"]
-    assert len(m.subjects[1].labels["mask"]) == 2
-    preset = mf.get_preset("atlas_r12")
-    assert preset.skip_registration and preset.crop_top == 29
-    split = mf.assign_splits(m, counts={"train": 3, "test": 1}, seed=0)
-    assert sorted(s.split for s in split.subjects) == ["test", "train", "train", "train"]
-
-
-def test_atlas_r12_subject_without_mask_is_an_error(tmp_path):
-    _touch(str(tmp_path / "Site1" / "1" / "t01" / "1_t1w_deface_stx.nii.gz"))
-    with pytest.raises(mf.ManifestError, match="without a lesion mask"):
-        mf.build_manifest("atlas_r12", str(tmp_path))
-
-
-def test_glob_preset(tmp_path):
-    for s in ("s01", "s02"):
-        _touch(str(tmp_path / s / "T1.nii.gz"))
-        _touch(str(tmp_path / s / "lesion_a.nii.gz"))
-    m = mf.build_manifest("glob", str(tmp_path), image_glob="*/T1.nii.gz",
-                          label_glob="{subject}/lesion*.nii.gz", subject_regex=r"^([^/]+)/")
-    assert [s.subject_id for s in m.subjects] == ["s01", "s02"]
-    assert m.subjects[0].labels["mask"] == (str(tmp_path / "s01" / "lesion_a.nii.gz"),)
-    with pytest.raises(mf.ManifestError, match="no label file matches"):
-        mf.build_manifest("glob", str(tmp_path), image_glob="*/T1.nii.gz",
-                          label_glob="{subject}/none*.nii.gz", subject_regex=r"^([^/]+)/")
-
-
-def test_ms_and_oasis_layouts(tmp_path):
-    _touch(str(tmp_path / "ms" / "patient01" / "patient01_T1W.nii.gz"))
-    _touch(str(tmp_path / "ms" / "patient01" / "patient01_consensus_gt.nii.gz"))
-    m = mf.build_manifest("ms_lesjak", str(tmp_path / "ms"))
-    assert [s.subject_id for s in m.subjects] == ["patient01"]
-    _touch(str(tmp_path / "ba" / "training-images" / "1000_3.nii.gz"))
-    _touch(str(tmp_path / "ba" / "training-labels" / "1000_3_glm.nii.gz"))
-    m = mf.build_manifest("oasis_ba", str(tmp_path / "ba"))
-    assert [s.subject_id for s in m.subjects] == ["1000_3"]
-    assert mf.get_preset("oasis_ba").crop_bottom == 50
-
-
 def test_split_assignment_is_seeded_and_keeps_given_splits():
     subjects = tuple(mf.Subject(f"s{i:02d}", f"/x/{i}.nii", {}, "test" if i == 0 else None)
                      for i in range(10))
@@ -148,3 +97,62 @@ def test_mask_source_depends_on_mask_mode(tmp_path):
     assert s.label_dict("binary") == {"mask": [str(tmp_path / "les.nii.gz")]}
     assert s.label_dict("multiclass") == {"mask": [str(tmp_path / "ana.nii.gz")]}
     assert m.synthetic  # marker file beside the CSV (phantom cohorts)
+
+
+def test_sessions_of_one_patient_share_a_split(tmp_path):
+    """Several scans of one patient never straddle train and test, whatever the seed."""
+    subjects = []
+    for p in range(12):
+        for t in range(1 + p % 3):
+            subjects.append(mf.Subject(f"p{p:02d}_t{t}", f"/x/{p}_{t}.nii", {},
+                                       patient_id=f"p{p:02d}"))
+    m = mf.Manifest(tuple(subjects))
+    for seed in range(20):
+        out = mf.assign_splits(m, counts={"train": 16, "test": 8}, seed=seed)
+        by_patient = {}
+        for s in out.subjects:
+            by_patient.setdefault(s.patient, set()).add(s.split)
+        assert all(len(v) == 1 for v in by_patient.values()), seed
+        assert 14 <= sum(s.split == "train" for s in out.subjects) <= 18
+    # A patient with one scan given a split pulls its other scans along.
+    given = mf.Manifest((dataclasses.replace(subjects[1], split="test"),) + tuple(subjects[2:]))
+    out = mf.assign_splits(given, counts={"train": 16, "test": 7}, seed=0)
+    assert {s.split for s in out.subjects if s.patient == "p01"} == {"test"}
+
+
+def test_patient_id_column_round_trip_and_leak_check(tmp_path):
+    for name in ("a1.nii.gz", "a2.nii.gz", "b.nii.gz"):
+        _touch(str(tmp_path / name))
+    (tmp_path / "m.csv").write_text("subject_id,image,patient_id,split\n"
+                                    "a_t01,a1.nii.gz,a,\na_t02,a2.nii.gz,a,\nb,b.nii.gz,,\n")
+    m = mf.read_manifest(str(tmp_path / "m.csv"))
+    assert [s.patient for s in m.subjects] == ["a", "a", "b"]
+    mf.write_manifest(m, str(tmp_path / "out.csv"))
+    assert mf.read_manifest(str(tmp_path / "out.csv")).subjects == m.subjects
+    (tmp_path / "leak.csv").write_text("subject_id,image,patient_id,split\n"
+                                       "a_t01,a1.nii.gz,a,train\na_t02,a2.nii.gz,a,test\n")
+    with pytest.raises(mf.ManifestError, match="several splits.*'a'"):
+        mf.read_manifest(str(tmp_path / "leak.csv"))
+
+
+def test_huge_remainder_split_is_refused_unless_allowed():
+    m = mf.Manifest(tuple(mf.Subject(f"s{i:04d}", f"/x/{i}.nii") for i in range(200)))
+    counts = {"train": 67, "val": 10, "test": 10}
+    with pytest.raises(mf.ManifestError, match="'test' would hold 123 of the 200"):
+        mf.assign_splits(m, counts=counts)
+    out = mf.assign_splits(m, counts=counts, allow_large_last_split=True)
+    assert sum(s.split == "test" for s in out.subjects) == 123
+    # Up to 10 % over the count (a few extra scans) is fine.
+    small = mf.Manifest(m.subjects[:88])
+    assert sum(s.split == "test" for s in mf.assign_splits(small, counts=counts).subjects) == 11
+
+
+def test_subject_list_selects_and_may_set_splits(tmp_path):
+    m = mf.Manifest(tuple(mf.Subject(f"s{i}", f"/x/{i}.nii") for i in range(6)))
+    (tmp_path / "keep.csv").write_text("subject_id,split\ns1,\ns4,test\ns5,\n")
+    out = mf.select_subjects(m, str(tmp_path / "keep.csv"))
+    assert [(s.subject_id, s.split) for s in out.subjects] == [("s1", None), ("s4", "test"),
+                                                               ("s5", None)]
+    (tmp_path / "bad.csv").write_text("subject_id\ns1\ns9\ns1\n")
+    with pytest.raises(mf.ManifestError, match=r"bad.csv.*duplicate ids \['s1'\].*'s9'"):
+        mf.select_subjects(m, str(tmp_path / "bad.csv"))

@@ -163,7 +163,7 @@ def _disagreeing_case():
 def test_presets_disagree():
     gt, pred = _disagreeing_case()
     res = {name: preset_metrics(gt, pred, 0.001, name)
-           for name in ("paper", "atlas_isles", "wmh", "msseg_anima")}
+           for name in ("paper", "isles22", "atlas2", "wmh", "msseg_anima")}
     # paper: 8-connected per slice -> A = 3 lesions (only the middle slice hit),
     # B = 2 (one hit), C, E -> 7 lesions, 4 detected; 6 components, 5 overlap.
     p = res["paper"]
@@ -174,16 +174,54 @@ def test_presets_disagree():
     assert (w["n_gt_lesions"], w["tp"], w["fp"]) == (4, 4, 1)
     assert w["precision"] == pytest.approx(5 / 6)
     assert w["f1"] == pytest.approx(10 / 11)
-    assert res["atlas_isles"]["f1"] == pytest.approx(4 / 4.5)
+    assert res["isles22"]["f1"] == pytest.approx(4 / 4.5)
+    # ATLAS R2.0 (6-connected): B is two lesions, one hit -> TP 4, FN 1, FP 1.
+    a = res["atlas2"]
+    assert (a["n_gt_lesions"], a["tp"], a["fn"], a["fp"]) == (5, 4, 1, 1)
+    assert a["f1"] == pytest.approx(4 / 5)
     # Anima: 6-connectivity splits B into 1-voxel pieces (<= 3 mm^3, dropped,
     # as is the 1-voxel prediction on it); A only 5 % covered (< 10 %): missed.
     m = res["msseg_anima"]
     assert (m["n_gt_lesions"], m["tp"], m["fn"], m["n_pred_components"], m["fp"]) == \
         (3, 2, 1, 5, 1)
     assert m["f1"] == pytest.approx(16 / 22)
-    assert len({round(r["f1"], 6) for r in res.values()}) == 4
+    assert len({round(r["f1"], 6) for r in res.values()}) == 5
     with pytest.raises(ValueError, match="preset"):
         get_preset("brats")
+
+
+def _challenge_lesion_f1(gt, pred, structure):
+    """Lesion F1 as the ISLES'22 / ATLAS R2.0 evaluation code computes it: a loop
+    over components (any overlap = TP; a predicted component touching no lesion = FP),
+    F1 = TP / (TP + (FP + FN) / 2), 1.0 when there is nothing to count."""
+    from scipy import ndimage
+    gt, pred = gt.astype(bool), pred.astype(bool)
+    labels, n = ndimage.label(gt, structure)
+    tp = sum(bool((pred & (labels == i)).any()) for i in range(1, n + 1))
+    p_labels, m = ndimage.label(pred, structure)
+    fp = sum(not (gt & (p_labels == i)).any() for i in range(1, m + 1))
+    denom = tp + (fp + n - tp) / 2
+    return tp / denom if denom else 1.0, n
+
+
+@pytest.mark.parametrize("name, structure", [
+    ("isles22", np.ones((3, 3, 3), bool)),  # cc3d connectivity=26 in the ISLES'22 code
+    ("atlas2", None),                       # scipy.ndimage.label's default (6) in ATLAS R2.0's
+])
+def test_challenge_presets_match_their_evaluation_code(name, structure):
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        gt = rng.random((5, 12, 12)) < 0.12
+        pred = rng.random((5, 12, 12)) < 0.12
+        f1, n = _challenge_lesion_f1(gt, pred, structure)
+        res = preset_metrics(gt, pred, 0.001, name)
+        assert res["n_gt_lesions"] == n
+        assert res["f1"] == pytest.approx(f1)
+
+
+def test_atlas_isles_preset_was_split():
+    with pytest.raises(ValueError, match="'isles22'.*'atlas2'"):
+        get_preset("atlas_isles")
 
 
 def test_msseg_rejects_mostly_outside_component():

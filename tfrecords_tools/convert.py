@@ -22,7 +22,7 @@ import os
 import sys
 from typing import Callable, Iterable, Mapping
 
-from tfrecords_tools import assemble, manifest as mf, subject_cache
+from tfrecords_tools import assemble, manifest as mf, releases, subject_cache
 
 ON_ERROR = ("fail", "skip")
 
@@ -133,11 +133,12 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
             shard_job: tuple[int, int] | None = None,
             split_counts: Mapping[str, int] | None = None,
             split_fractions: Mapping[str, float] | None = None, split_seed: int = 0,
+            allow_large_last_split: bool = False,
             synthetic: bool | None = None, progress: bool = True) -> dict:
     """Convert the scans of a manifest into shards under ``out_dir``.
 
     Args:
-      manifest: CSV path or a Manifest (e.g. from ``manifest.build_manifest``).
+      manifest: CSV path or a Manifest (e.g. from ``releases.build_manifest``).
       out_dir: output folder (created); a rerun on the same folder resumes.
       config: ``preprocess.PreprocessConfig`` (defaults if None).
       workers: worker processes (1 = in this process).
@@ -147,7 +148,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
       num_shards: shards per split (fewer if the split has fewer subjects).
       shard_job: (I, N): only the shards k with ``k % N == I``.
       split_counts / split_fractions / split_seed: split of subjects that have
-        none in the manifest (see ``manifest.assign_splits``).
+        none in the manifest (see ``manifest.assign_splits``, which also
+        explains ``allow_large_last_split``).
       synthetic: mark the data set synthetic (default: from the manifest).
       progress: show progress bars.
 
@@ -168,7 +170,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     else:
         mf.validate(manifest, check_files=True)
     manifest = mf.assign_splits(manifest, counts=split_counts, fractions=split_fractions,
-                                seed=split_seed)
+                                seed=split_seed, allow_large_last_split=allow_large_last_split)
     if synthetic is not None:
         manifest = dataclasses.replace(manifest, synthetic=bool(synthetic))
     out_dir = os.path.abspath(out_dir)
@@ -229,6 +231,8 @@ class ConvertFlags:
     shard_job: str
     splits: str
     split_seed: int
+    subjects_csv: str
+    allow_large_last_split: bool
     synthetic: bool | None
     progress: bool
     write_manifest: str
@@ -246,7 +250,7 @@ def define_flags() -> None:
     f = flags
     f.DEFINE_string("manifest", "", "CSV manifest subject_id,image[,label,split,tissue,"
                     "structures,brain,anatomy,synthetic]; several files per cell with ';'.")
-    f.DEFINE_string("preset", "", f"Data-set preset: {sorted(mf.PRESETS)}. Sets cropping, "
+    f.DEFINE_string("preset", "", f"Data-set preset: {sorted(releases.PRESETS)}. Sets cropping, "
                     "registration and split defaults; with --root builds the manifest "
                     "from the published layout.")
     f.DEFINE_string("root", "", "Data root for a preset layout (instead of --manifest).")
@@ -264,6 +268,10 @@ def define_flags() -> None:
                     "or fractions 'train=0.8,val=0.1,test=0.1' "
                     "(default: preset, else 0.8/0.1/0.1).")
     f.DEFINE_integer("split_seed", 0, "Seed of the random split.")
+    f.DEFINE_string("subjects_csv", "", "Convert only the subjects listed in this CSV "
+                    "(column subject_id, optional split), e.g. the 870 BAHC scans.")
+    f.DEFINE_boolean("allow_large_last_split", False, "Accept a last split (from counts) more "
+                     "than 10% larger than its count, e.g. all remaining scans as test.")
     f.DEFINE_boolean("synthetic", None, "Mark the data set synthetic (default: from manifest).")
     f.DEFINE_boolean("progress", True, "Show progress bars.")
     f.DEFINE_string("write_manifest", "", "Also save the (preset-built) manifest to this CSV.")
@@ -287,7 +295,7 @@ def flags_to_config(values) -> ConvertFlags:
     return ConvertFlags(**{n: getattr(values, n) for n in names}, preprocess=pre)
 
 
-def preprocess_config(preset: mf.Preset, overrides: Mapping[str, object]):
+def preprocess_config(preset: releases.Preset, overrides: Mapping[str, object]):
     """PreprocessConfig from the preset's defaults and the flags given explicitly.
 
     ``label_mapping`` is a CSV path here (read into the mapping and class
@@ -301,6 +309,8 @@ def preprocess_config(preset: mf.Preset, overrides: Mapping[str, object]):
         raise ValueError(f"PreprocessConfig has no parameter(s) {unknown}")
     values = {"crop_top": preset.crop_top, "crop_bottom": preset.crop_bottom,
               "skip_registration": preset.skip_registration, "mask_mode": preset.mask_mode}
+    if preset.label_mapping:
+        values["label_mapping"] = preset.label_mapping
     values.update(overrides)
     if values.get("label_mapping"):
         from tfrecords_tools.labels import read_label_mapping
@@ -317,7 +327,7 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
 
     The manifest is read and every file checked before anything else.
     """
-    preset = mf.get_preset(flags_cfg.preset) if flags_cfg.preset else mf.Preset()
+    preset = releases.get_preset(flags_cfg.preset) if flags_cfg.preset else releases.Preset()
     if bool(flags_cfg.manifest) == bool(flags_cfg.root):
         raise ValueError("give exactly one of --manifest or --root (with --preset)")
     if flags_cfg.root and not flags_cfg.preset:
@@ -325,21 +335,26 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
     if flags_cfg.manifest:
         manifest = mf.read_manifest(flags_cfg.manifest)
     else:
-        manifest = mf.build_manifest(flags_cfg.preset, flags_cfg.root,
-                                     image_glob=flags_cfg.image_glob,
-                                     label_glob=flags_cfg.label_glob,
-                                     subject_regex=flags_cfg.subject_regex)
+        manifest = releases.build_manifest(flags_cfg.preset, flags_cfg.root,
+                                           image_glob=flags_cfg.image_glob,
+                                           label_glob=flags_cfg.label_glob,
+                                           subject_regex=flags_cfg.subject_regex)
+    if flags_cfg.subjects_csv:
+        manifest = mf.select_subjects(manifest, flags_cfg.subjects_csv)
     config = preprocess_config(preset, flags_cfg.preprocess)
     counts, fractions = mf.parse_split_spec(flags_cfg.splits)
     if counts is None and fractions is None:
-        counts = preset.split_counts
+        counts, fractions = preset.split_counts, preset.split_fractions
     if flags_cfg.write_manifest:
         mf.write_manifest(mf.assign_splits(manifest, counts=counts, fractions=fractions,
-                                           seed=flags_cfg.split_seed), flags_cfg.write_manifest)
+                                           seed=flags_cfg.split_seed,
+                                           allow_large_last_split=flags_cfg.allow_large_last_split),
+                          flags_cfg.write_manifest)
     return convert(manifest, flags_cfg.out_dir, config, workers=flags_cfg.workers,
                    on_error=flags_cfg.on_error, num_shards=flags_cfg.num_shards,
                    shard_job=parse_shard_job(flags_cfg.shard_job), split_counts=counts,
                    split_fractions=fractions, split_seed=flags_cfg.split_seed,
+                   allow_large_last_split=flags_cfg.allow_large_last_split,
                    synthetic=flags_cfg.synthetic, progress=flags_cfg.progress)
 
 

@@ -4,15 +4,20 @@
 
     python -m tfrecords_tools.convert_images --image_dir D [--mask_dir M] [--labels_csv C] \\
         --out_dir O --image_size 256
+    python -m tfrecords_tools.convert_images --taskonomy_dir T --out_dir O --image_size 256
     python -m tfrecords_tools.convert_images --from_skimage_samples --num_images 64 --out_dir O
 
-One example per image (``slice_index`` 0, subject id = file stem): ``image``
+One example per image (``slice_index`` 0, subject id = file stem, or
+``<building>_point_<i>_view_<j>`` for Taskonomy, see ``taskonomy_layout``): ``image``
 (S, S, 3) in [0, 1], ``tissue`` = semantic segmentation labels (from a mask
 PNG with the same stem), ``presence`` = class vector (one-hot, or multi-hot
 when a file has several rows in the labels CSV; without a CSV, the
 segmentation classes present), ``mask`` all zeros. Images are resized like
 Taskonomy's loader: ``skimage.transform.resize`` bilinear (order 1, no
 anti-aliasing) to S x S; masks nearest (order 0). Splits are drawn by seed.
+An ignore label (Taskonomy: 0, unlabelled) is stored as the last class,
+``ignore``, named in dataset.json ``ignore_class``; the pre-training loss
+weighs it 0 (``tl_keras.training.class_weights``).
 """
 from __future__ import annotations
 
@@ -29,9 +34,11 @@ import pandas as pd
 
 from tfrecords_tools import manifest as mf, schema, shards
 from tfrecords_tools.errors import InputError
+from tfrecords_tools.taskonomy_layout import taskonomy_pairs
 from tl_keras.utils.io import write_csv_atomic, write_json_atomic
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IGNORE_CLASS = "ignore"  # name of the class whose pixels the loss leaves out
 RECORD_DIR = ".shards"
 
 
@@ -87,13 +94,13 @@ def _read(subject: str, path: str, labels: bool = False) -> np.ndarray:
     return array
 
 
-def folder_items(image_dir: str, size: int, *, mask_dir: str = "",
-                 labels_csv: str = "") -> tuple[list[ImageItem], list[str], list[str]]:
-    """Items of an image folder with optional masks and class labels.
+def folder_items(image_dir: str, size: int, *, mask_dir: str = "", labels_csv: str = "",
+                 ignore_label: int | None = None
+                 ) -> tuple[list[ImageItem], list[str], list[str]]:
+    """Items of a flat image folder with optional masks (same stems) and class labels.
 
     Returns:
-      (items, segmentation class names, presence label names). Every missing
-      mask or label is reported in one ManifestError.
+      (items, segmentation class names, presence label names), as ``image_items``.
     """
     paths = sorted(p for p in glob.glob(os.path.join(glob.escape(image_dir), "*"))
                    if p.lower().endswith(IMAGE_EXTENSIONS))
@@ -102,14 +109,39 @@ def folder_items(image_dir: str, size: int, *, mask_dir: str = "",
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     if len(set(stems)) != len(stems):
         raise mf.ManifestError(f"{image_dir}: several images share a file stem")
-    masks, problems = {}, []
-    if mask_dir:
-        for stem in stems:
+    pairs, problems = [], []
+    for stem, path in zip(stems, paths):
+        mask = None
+        if mask_dir:
             pattern = os.path.join(glob.escape(mask_dir), glob.escape(stem) + ".*")
             found = [p for p in glob.glob(pattern) if p.lower().endswith(IMAGE_EXTENSIONS)]
-            masks[stem] = found[0] if found else None
+            mask = found[0] if found else None
             if not found:
                 problems.append(f"{stem}: no mask {mask_dir}/{stem}.png")
+        pairs.append((stem, path, mask))
+    return image_items(pairs, size, labels_csv=labels_csv, ignore_label=ignore_label,
+                       problems=problems, with_masks=bool(mask_dir))
+
+
+def image_items(pairs, size: int, *, labels_csv: str = "", ignore_label: int | None = None,
+                problems: Sequence[str] = (), with_masks: bool | None = None
+                ) -> tuple[list[ImageItem], list[str], list[str]]:
+    """Items from (subject id, image path, mask path or None) triples.
+
+    Args:
+      pairs: the images and their masks.
+      size: output side.
+      labels_csv: ``file,class`` rows; ``file``'s stem is the subject id.
+      ignore_label: mask value whose pixels are left out of the loss: stored as
+        the last class, named ``ignore`` (see ``label_table``).
+      problems: problems found by the caller, reported with these.
+      with_masks: the data set has masks (default: any pair has one).
+
+    Returns:
+      (items, segmentation class names, presence label names). Every missing
+      mask or label is reported in one ManifestError.
+    """
+    problems = list(problems)
     classes, per_file = [], {}
     if labels_csv:
         table = pd.read_csv(labels_csv, dtype=str)
@@ -118,37 +150,64 @@ def folder_items(image_dir: str, size: int, *, mask_dir: str = "",
         classes = sorted(set(table["class"]))
         for f, c in zip(table["file"], table["class"]):
             per_file.setdefault(os.path.splitext(os.path.basename(f))[0], set()).add(c)
-        problems += [f"{s}: no row in {labels_csv}" for s in stems if s not in per_file]
+        problems += [f"{s}: no row in {labels_csv}" for s, _, _ in pairs if s not in per_file]
     if problems:
         raise mf.ManifestError(f"{len(problems)} problem(s): " + "; ".join(problems))
-    seg_classes = _mask_classes(masks) if mask_dir else []
-    presence_names = classes or seg_classes[1:]
+    with_masks = any(m for _, _, m in pairs) if with_masks is None else with_masks
+    masks = {s: m for s, _, m in pairs if m}
+    lut, seg_classes = label_table(masks, ignore_label) if with_masks else (None, [])
+    valid = [c for c in seg_classes if c != IGNORE_CLASS]
+    presence_names = classes or valid[1:]
     items = []
-    for path, stem in zip(paths, stems):
-        if classes:
-            presence = tuple(float(c in per_file[stem]) for c in classes)
-        else:
-            presence = None  # computed from the mask when loaded
-        items.append(_folder_item(stem, path, masks.get(stem), size, presence,
-                                  len(seg_classes)))
+    for stem, path, mask in pairs:
+        presence = tuple(float(c in per_file[stem]) for c in classes) if classes else None
+        items.append(_folder_item(stem, path, mask, size, presence, lut, len(valid)))
     return items, seg_classes, presence_names
 
 
-def _mask_classes(masks: dict) -> list[str]:
-    top = max(int(_read(s, p, labels=True).max()) for s, p in masks.items())
-    return [f"class_{k}" for k in range(max(top, 1) + 1)]
+def label_table(masks: dict, ignore_label: int | None = None) -> tuple[np.ndarray, list[str]]:
+    """Mask value -> stored class, and the class names.
+
+    Without ``ignore_label`` values are classes as they are (``class_0`` ..
+    ``class_K``, K the largest value found). With it, the other values keep
+    their order but close the gap (``class_<value>`` names keep the original
+    value) and the ignored value becomes the last class, ``ignore``, which the
+    training loss weighs 0 (dataset.json ``ignore_class``).
+
+    Returns:
+      (lut, names): a 256-entry uint8 lookup table and the class names.
+    """
+    if ignore_label is not None and not 0 <= ignore_label <= 255:
+        raise ValueError(f"ignore_label must be a mask value 0..255, got {ignore_label}")
+    top = 0
+    for s, p in masks.items():
+        values = np.unique(_read(s, p, labels=True))
+        values = values[values != ignore_label] if ignore_label is not None else values
+        top = max(top, int(values.max()) if values.size else 0)
+    top = max(top, 1)
+    kept = [v for v in range(top + 1) if v != ignore_label]
+    lut = np.zeros(256, np.uint8)
+    lut[kept] = np.arange(len(kept))
+    names = [f"class_{v}" for v in kept]
+    if ignore_label is not None:
+        lut[ignore_label] = len(kept)
+        names.append(IGNORE_CLASS)
+    return lut, names
 
 
-def _folder_item(stem, path, mask_path, size, presence, num_seg):
+def _folder_item(stem, path, mask_path, size, presence, lut, num_valid):
     def load():
         rgb = resize_rgb(_read(stem, path), size)
-        labels = None if mask_path is None else resize_labels(_read(stem, mask_path, True), size)
-        return rgb, labels
+        if mask_path is None:
+            return rgb, None
+        return rgb, lut[resize_labels(_read(stem, mask_path, True), size)]
     key = _file_key(path) + ("|" + _file_key(mask_path) if mask_path else "")
+    if lut is not None:
+        key += "|" + hashlib.sha1(lut.tobytes()).hexdigest()[:12]
     if presence is None and mask_path is not None:
         # Multi-hot of the foreground classes present; needs the mask, read once here.
-        present = set(np.unique(_read(stem, mask_path, True)).tolist())
-        presence = tuple(float(k in present) for k in range(1, num_seg))
+        present = set(np.unique(lut[_read(stem, mask_path, True)]).tolist())
+        presence = tuple(float(k in present) for k in range(1, num_valid))
     return ImageItem(stem, load, presence or (), path, key)
 
 
@@ -161,8 +220,9 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
     import tl_keras
     from tqdm import tqdm
     subjects = tuple(mf.Subject(it.subject_id, it.source) for it in items)
+    # The size bound guards the scan presets' counts; image folders keep the plain remainder rule.
     manifest = mf.assign_splits(mf.Manifest(subjects), counts=split_counts,
-                                fractions=split_fractions, seed=seed)
+                                fractions=split_fractions, seed=seed, allow_large_last_split=True)
     by_id = {it.subject_id: it for it in items}
     num_seg = max(len(seg_classes), 1)
     plans, rows, splits = [], [], {}
@@ -193,6 +253,8 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
             "num_mask_classes": 1, "mask_classes": ["background"],
             "num_tissue_classes": num_seg, "tissue_classes": list(seg_classes) or ["background"],
             "presence_labels": list(presence_labels), "splits": splits,
+            "ignore_class": (list(seg_classes).index(IGNORE_CLASS)
+                             if IGNORE_CLASS in seg_classes else None),
             "preprocessing": preprocessing or {}, "tool_version": tl_keras.__version__,
             "quant_max": schema.DEFAULT_QUANT_MAX, "synthetic": bool(synthetic),
             "complete": True, "errors": 0}
@@ -241,6 +303,14 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of the split (and of the sample augmentation).")
     flags.DEFINE_boolean("synthetic", False, "Mark a folder data set synthetic.")
     flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+    flags.DEFINE_string("taskonomy_dir", "", "Taskonomy folder (one folder per domain in each "
+                        "building, point_<i>_view_<j>_domain_<d>.png), instead of --image_dir.")
+    flags.DEFINE_string("image_domain", "rgb", "--taskonomy_dir: domain of the images.")
+    flags.DEFINE_string("mask_domain", "segmentsemantic", "--taskonomy_dir: domain of the "
+                        "segmentation labels ('' = none).")
+    flags.DEFINE_integer("ignore_label", None, "Mask value whose pixels are left out of the "
+                         "loss (stored as the last class, 'ignore'). Default: none; 0 with "
+                         "--taskonomy_dir (Taskonomy's unlabelled pixels); -1 = none.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +329,10 @@ class ImageFlags:
     seed: int
     synthetic: bool
     progress: bool
+    taskonomy_dir: str = ""
+    image_domain: str = "rgb"
+    mask_domain: str = "segmentsemantic"
+    ignore_label: int | None = None
 
 
 def run_flags(cfg: ImageFlags) -> dict:
@@ -266,15 +340,30 @@ def run_flags(cfg: ImageFlags) -> dict:
     counts, fractions = mf.parse_split_spec(cfg.splits)
     common = dict(image_size=cfg.image_size, num_shards=cfg.num_shards, split_counts=counts,
                   split_fractions=fractions, seed=cfg.seed, progress=cfg.progress)
-    if cfg.from_skimage_samples == bool(cfg.image_dir):
-        raise ValueError("give exactly one of --image_dir or --from_skimage_samples")
+    if cfg.from_skimage_samples + bool(cfg.image_dir) + bool(cfg.taskonomy_dir) != 1:
+        raise ValueError("give exactly one of --image_dir, --taskonomy_dir or "
+                         "--from_skimage_samples")
     if cfg.from_skimage_samples:
         from tfrecords_tools.natural_samples import convert_skimage_samples
         return convert_skimage_samples(cfg.out_dir, num_images=cfg.num_images,
                                        num_classes=cfg.num_seg_classes, **common)
-    items, seg, presence = folder_items(cfg.image_dir, cfg.image_size, mask_dir=cfg.mask_dir,
-                                        labels_csv=cfg.labels_csv)
-    pre = {"kind": "natural_images", "image_dir": os.path.abspath(cfg.image_dir),
+    ignore = cfg.ignore_label if cfg.ignore_label is not None else (
+        0 if cfg.taskonomy_dir else -1)
+    ignore = None if ignore < 0 else ignore
+    if cfg.taskonomy_dir:
+        pairs = taskonomy_pairs(cfg.taskonomy_dir, cfg.image_domain, cfg.mask_domain)
+        items, seg, presence = image_items(pairs, cfg.image_size, labels_csv=cfg.labels_csv,
+                                           ignore_label=ignore, with_masks=bool(cfg.mask_domain))
+    else:
+        items, seg, presence = folder_items(cfg.image_dir, cfg.image_size,
+                                            mask_dir=cfg.mask_dir, labels_csv=cfg.labels_csv,
+                                            ignore_label=ignore)
+    pre = {"kind": "natural_images", "image_dir": os.path.abspath(cfg.image_dir or
+                                                                  cfg.taskonomy_dir),
+           "layout": "taskonomy" if cfg.taskonomy_dir else "flat",
+           "image_domain": cfg.image_domain if cfg.taskonomy_dir else "",
+           "mask_domain": cfg.mask_domain if cfg.taskonomy_dir else "",
+           "ignore_label": ignore,
            "mask_dir": cfg.mask_dir, "labels_csv": cfg.labels_csv, "image_size": cfg.image_size,
            "resize": "skimage.transform.resize order=1 (labels order=0), no anti-aliasing",
            "split_seed": cfg.seed, "splits": cfg.splits}

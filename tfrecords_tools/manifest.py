@@ -6,22 +6,21 @@ has the columns ``subject_id,image`` and optionally ``label`` (target mask,
 e.g. lesion), ``split``, ``tissue`` (FAST-style tissue map), ``structures``
 (FIRST / aseg label map), ``brain`` (brain mask), ``anatomy`` (multi-class
 anatomy labels: the target mask in ``multiclass`` mode, ``label`` otherwise)
-and ``synthetic`` (truthy when the scans are generated; a file
-``SYNTHETIC_README.txt`` beside the CSV says the same). A cell may hold
-several files separated by ``;``.
+``synthetic`` (truthy when the scans are generated; a file
+``SYNTHETIC_README.txt`` beside the CSV says the same) and ``patient_id``
+(several scans of one patient, e.g. sessions, share it; the random split keeps
+them together). A cell may hold several files separated by ``;``.
 Relative paths are resolved against the CSV file's folder.
 
-Presets (``PRESETS``) hold the per-data-set defaults of paper_spec section 3
-(slice cropping, registration) and, where the published layout is fixed, a
-builder that finds the files under a root folder.
+The per-data-set presets and the builders of the published layouts are in
+``tfrecords_tools.releases``.
 """
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import re
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,10 @@ LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
                  "structures": "structures", "brain": "brain"}
 SYNTHETIC_MARKER = "SYNTHETIC_README.txt"  # written beside the manifest by tfrecords_tools.phantoms
 REQUIRED_COLUMNS = ("subject_id", "image")
-OPTIONAL_COLUMNS = ("split", "synthetic") + tuple(LABEL_COLUMNS)
+OPTIONAL_COLUMNS = ("split", "synthetic", "patient_id") + tuple(LABEL_COLUMNS)
+# A split given by counts may end up at most this much larger than its count
+# (the last split takes the remainder) before assign_splits refuses.
+MAX_REMAINDER_EXCESS = 0.1
 _TRUE = {"1", "true", "yes", "y", "t"}
 
 
@@ -48,11 +50,19 @@ class Subject:
       image: absolute path of the T1 image.
       labels: label kind (mask, anatomy, tissue, structures, brain) -> absolute paths.
       split: split name, or None when the manifest has none.
+      patient_id: the patient the scan belongs to (None: its own patient).
+        Scans of one patient always land in the same random split.
     """
     subject_id: str
     image: str
     labels: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     split: str | None = None
+    patient_id: str | None = None
+
+    @property
+    def patient(self) -> str:
+        """The patient id used by the splitter (the subject id when none is given)."""
+        return self.patient_id or self.subject_id
 
     def files(self) -> list[str]:
         """Every input file of the subject, image first."""
@@ -128,7 +138,9 @@ def read_manifest(path: str, *, check: bool = True) -> Manifest:
             labels[kind] = labels.get(kind, ()) + _split_paths(row.get(column), base)
         split = row.get("split")
         split = None if split is None or str(split) in ("", "nan") else str(split).strip()
-        subjects.append(Subject(sid, image[0], {k: v for k, v in labels.items() if v}, split))
+        patient = str(row.get("patient_id") or "").strip()
+        subjects.append(Subject(sid, image[0], {k: v for k, v in labels.items() if v}, split,
+                                None if patient in ("", "nan") else patient))
     synthetic = os.path.exists(os.path.join(base, SYNTHETIC_MARKER)) or (
         "synthetic" in frame.columns and any(str(v).strip().lower() in _TRUE
                                              for v in frame["synthetic"]))
@@ -152,6 +164,14 @@ def validate(manifest: Manifest, *, check_files: bool = True) -> None:
     bad = [i for i in ids if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", i)]
     if bad:
         raise ManifestError(f"{where}: subject ids must be letters, digits, '_', '-', '.': {bad}")
+    splits: dict[str, set] = {}
+    for subject in manifest.subjects:
+        if subject.split is not None:
+            splits.setdefault(subject.patient, set()).add(subject.split)
+    mixed = {p: sorted(v) for p, v in sorted(splits.items()) if len(v) > 1}
+    if mixed:
+        raise ManifestError(f"{where}: scans of one patient in several splits (a leak between "
+                            f"them): {mixed}")
     if check_files:
         missing = [f"{s.subject_id}: {f}" for s in manifest.subjects for f in s.files()
                    if not os.path.isfile(f)]
@@ -160,29 +180,63 @@ def validate(manifest: Manifest, *, check_files: bool = True) -> None:
 
 
 def assign_splits(manifest: Manifest, *, counts: Mapping[str, int] | None = None,
-                  fractions: Mapping[str, float] | None = None, seed: int = 0) -> Manifest:
-    """Give a split to every subject that has none, by a seeded random permutation.
+                  fractions: Mapping[str, float] | None = None, seed: int = 0,
+                  allow_large_last_split: bool = False) -> Manifest:
+    """Give a split to every subject that has none, by a seeded random permutation of patients.
 
-    Subjects that already have a split keep it. ``counts`` (e.g. ``{"train":
+    Subjects that already have a split keep it, and the other scans of their
+    patient join them. The remaining patients are permuted (seeded, over their
+    sorted ids) and dealt out in order: a patient goes, with all its scans, to
+    the split in which its first scan falls when the scans are counted off
+    against the split sizes. Sizes count scans: ``counts`` (e.g. ``{"train":
     200, "test": 104}`` for ATLAS) takes precedence over ``fractions``
     (default train 0.8 / val 0.1 / test 0.1); the last split named takes the
-    remainder. The permutation is over the sorted ids of the unassigned
-    subjects, so the result depends only on (ids, counts/fractions, seed).
+    remainder. With one scan per patient this is a plain permutation of the
+    sorted subject ids, so the result depends only on (ids, sizes, seed);
+    several scans per patient can move a boundary by up to that patient's
+    scans minus one.
+
+    Args:
+      manifest: the subjects.
+      counts / fractions: split sizes (see above).
+      seed: permutation seed.
+      allow_large_last_split: with ``counts``, accept a last split more than
+        ``MAX_REMAINDER_EXCESS`` larger than its count (e.g. BAHC's 2001 scans
+        against 670 / 100 / 100 would silently make a 1231-scan test split).
+
+    Raises:
+      ManifestError: the counts do not fit, or the remainder is too large.
     """
-    todo = sorted(s.subject_id for s in manifest.subjects if s.split is None)
-    if not todo:
-        return manifest
-    names, sizes = _split_sizes(len(todo), counts, fractions)
-    order = np.random.default_rng(seed).permutation(len(todo))
-    assigned, start = {}, 0
-    for name, size in zip(names, sizes):
-        for i in order[start:start + size]:
-            assigned[todo[i]] = name
-        start += size
+    given = {s.patient: s.split for s in manifest.subjects if s.split is not None}
+    todo = [s for s in manifest.subjects if s.split is None and s.patient not in given]
+    assigned: dict[str, str] = {}
+    if todo:
+        scans: dict[str, int] = {}
+        for s in todo:
+            scans[s.patient] = scans.get(s.patient, 0) + 1
+        names, sizes = _split_sizes(len(todo), counts, fractions)
+        if counts and not allow_large_last_split:
+            _check_remainder(names[-1], sizes[-1], int(counts[names[-1]]), len(todo))
+        patients = sorted(scans)
+        bounds = np.cumsum(sizes)
+        dealt = 0
+        for i in np.random.default_rng(seed).permutation(len(patients)):
+            k = min(int(np.searchsorted(bounds, dealt, side="right")), len(names) - 1)
+            assigned[patients[i]] = names[k]
+            dealt += scans[patients[i]]
     subjects = tuple(s if s.split is not None
-                     else dataclasses.replace(s, split=assigned[s.subject_id])
+                     else dataclasses.replace(s, split=given.get(s.patient) or assigned[s.patient])
                      for s in manifest.subjects)
     return dataclasses.replace(manifest, subjects=subjects)
+
+
+def _check_remainder(name: str, size: int, stated: int, n: int) -> None:
+    """Refuse a last split that the remainder made much larger than its count."""
+    if size > stated * (1 + MAX_REMAINDER_EXCESS):
+        raise ManifestError(
+            f"split '{name}' would hold {size} of the {n} scan(s) without a split, its count "
+            f"is {stated}; select the scans (--subjects_csv), give every split a count "
+            f"(--splits), or pass --allow_large_last_split")
 
 
 def _split_sizes(n, counts, fractions) -> tuple[list[str], list[int]]:
@@ -223,167 +277,40 @@ def parse_split_spec(spec: str) -> tuple[dict[str, int] | None, dict[str, float]
         raise ManifestError(f"split spec '{spec}': {e}") from e
 
 
-# ----------------------------------------------------------------------------- layouts
+def select_subjects(manifest: Manifest, path: str) -> Manifest:
+    """Keep only the subjects listed in a CSV (column ``subject_id``, optional ``split``).
 
+    For data sets of which a paper used a selection (BAHC: 870 of 2001
+    scans). A ``split`` column in the list overrides the manifest's; every
+    listed id must exist in the manifest.
 
-def _nii_stem(path: str) -> str:
-    name = os.path.basename(path)
-    for ext in (".nii.gz", ".nii", ".mgz", ".gz"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return os.path.splitext(name)[0]
-
-
-def build_atlas_r12(root: str, **_) -> Manifest:
-    """ATLAS R1.2 (and R1.1): ``<root>/**/<site>/<subject>/t01/``.
-
-    Each session folder holds ``<subject>_t1w_deface_stx.nii.gz`` and one or
-    more ``<subject>_LesionSmooth*_stx.nii.gz`` masks (unioned). ``root`` may
-    be any folder above the site folders (e.g. the ``standard_MNI`` or
-    ``Only_Data`` folder of the release). Sessions other than ``t01`` become
-    subjects ``<subject>_<session>``. Scans are in MNI space (``_stx``).
+    Raises:
+      ManifestError: unreadable list, no ``subject_id`` column, duplicate or
+        unknown ids (all listed).
     """
-    pattern = os.path.join(glob.escape(os.path.abspath(root)), "**", "*_t1w_deface_stx.nii*")
-    images = sorted(glob.glob(pattern, recursive=True))
-    if not images:
-        raise ManifestError(f"{root}: no '*_t1w_deface_stx.nii.gz' files found (ATLAS R1.2 layout "
-                            f"<root>/<site>/<subject>/t01/<subject>_t1w_deface_stx.nii.gz)")
-    subjects, missing = [], []
-    for image in images:
-        folder = os.path.dirname(image)
-        session = os.path.basename(folder)
-        subject = os.path.basename(image).split("_t1w_deface_stx")[0]
-        pattern = os.path.join(glob.escape(folder), f"{subject}_LesionSmooth*_stx.nii*")
-        masks = sorted(glob.glob(pattern))
-        if not masks:
-            missing.append(f"{subject}: {folder}/{subject}_LesionSmooth*_stx.nii.gz")
-        sid = subject if session in ("t01", "") or not re.fullmatch(r"t\d+", session) \
-            else f"{subject}_{session}"
-        subjects.append(Subject(sid, image, {"mask": tuple(masks)}))
-    if missing:
-        raise ManifestError(f"{root}: {len(missing)} subject(s) without a lesion mask: "
-                            + "; ".join(missing))
-    return Manifest(tuple(subjects), source=os.path.abspath(root))
-
-
-def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
-               subject_regex: str = r"(?P<subject>[^/]+?)(\.nii(\.gz)?)?$", **_) -> Manifest:
-    """A manifest from path patterns under ``root``.
-
-    Args:
-      root: data folder; patterns are relative to it (``**`` allowed).
-      image_glob: pattern of the images, e.g. ``*/T1.nii.gz``.
-      label_glob: pattern of the label files of one subject; ``{subject}``
-        is replaced by the subject id, e.g. ``{subject}/lesion*.nii.gz``;
-        several matches are unioned. Empty: no labels.
-      subject_regex: searched in the image path relative to root; the group
-        ``subject`` (or the first group) is the id. The default takes the
-        file name without extension.
-    """
-    if not image_glob:
-        raise ManifestError("the glob preset needs --image_glob (e.g. '*/T1.nii.gz')")
-    root = os.path.abspath(root)
-    images = sorted(glob.glob(os.path.join(glob.escape(root), image_glob), recursive=True))
-    if not images:
-        raise ManifestError(f"{root}: no files match image_glob '{image_glob}'")
-    regex = re.compile(subject_regex)
-    subjects, problems = [], []
-    for image in images:
-        rel = os.path.relpath(image, root).replace(os.sep, "/")
-        m = regex.search(rel)
-        if not m:
-            problems.append(f"{rel}: subject_regex '{subject_regex}' does not match")
-            continue
-        sid = m.group("subject") if "subject" in regex.groupindex else m.group(1)
-        labels = ()
-        if label_glob:
-            pat = os.path.join(glob.escape(root), label_glob.replace("{subject}", glob.escape(sid)))
-            labels = tuple(sorted(glob.glob(pat, recursive=True)))
-            if not labels:
-                wanted = label_glob.replace("{subject}", sid)
-                problems.append(f"{sid}: no label file matches '{wanted}'")
-        subjects.append(Subject(sid, image, {"mask": labels} if labels else {}))
-    if problems:
-        raise ManifestError(f"{root}: {len(problems)} problem(s): " + "; ".join(problems))
-    return Manifest(tuple(subjects), source=root)
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """Per-data-set defaults (paper_spec sections 2 and 3) and an optional layout builder.
-
-    Attributes:
-      crop_top / crop_bottom: axial slices dropped from the top / bottom.
-      skip_registration: data already in MNI space.
-      split_counts: the paper's split when the layout has none.
-      mask_mode: binary (lesion) or multiclass (anatomy).
-      builder: root -> Manifest for a fixed published layout (None: give --manifest).
-      image_glob / label_glob: default patterns for the glob builder.
-    """
-    crop_top: int = 0
-    crop_bottom: int = 0
-    skip_registration: bool = False
-    split_counts: Mapping[str, int] | None = None
-    mask_mode: str = "binary"
-    builder: Callable[..., Manifest] | None = None
-    image_glob: str = ""
-    label_glob: str = ""
-    subject_regex: str = ""
-    description: str = ""
-
-
-PRESETS: dict[str, Preset] = {
-    "bahc": Preset(crop_top=61, split_counts={"train": 670, "val": 100, "test": 100},
-                   description="BAHC healthy T1 (source task); give --manifest"),
-    "atlas_r12": Preset(crop_top=29, skip_registration=True,
-                        split_counts={"train": 200, "test": 104}, builder=build_atlas_r12,
-                        description="ATLAS R1.2 stroke, MNI space, found under --root"),
-    "ms_lesjak": Preset(crop_top=11, crop_bottom=50, split_counts={"train": 20, "test": 10},
-                        builder=build_glob, image_glob="**/patient*_T1W.nii*",
-                        label_glob="**/{subject}_consensus_gt.nii*",
-                        subject_regex=r"(?P<subject>patient[^/_]+)_T1W",
-                        description="MS lesions (Lesjak et al. 2018): patientNN_T1W / "
-                                    "patientNN_consensus_gt under --root"),
-    "oasis_ba": Preset(crop_top=11, crop_bottom=50, split_counts={"train": 15, "test": 20},
-                       mask_mode="multiclass", builder=build_glob,
-                       image_glob="**/*-images/*.nii*", label_glob="**/*-labels/{subject}_glm.nii*",
-                       subject_regex=r"(?P<subject>[^/]+?)\.nii(\.gz)?$",
-                       description="MICCAI 2012 multi-atlas (OASIS) brain anatomy: "
-                                   "*-images/ID.nii.gz + *-labels/ID_glm.nii.gz; "
-                                   "needs --label_mapping"),
-    "stroke": Preset(crop_top=29, description="stroke crop defaults only; give --manifest"),
-    "glob": Preset(builder=build_glob, description="any layout: --image_glob, --label_glob, "
-                                                   "--subject_regex under --root"),
-}
-
-
-def build_manifest(preset: str, root: str, *, image_glob: str = "", label_glob: str = "",
-                   subject_regex: str = "", check: bool = True) -> Manifest:
-    """Build a manifest from a preset's layout under ``root``.
-
-    Explicit ``image_glob`` / ``label_glob`` / ``subject_regex`` override the
-    preset's patterns (useful when a release renamed its folders).
-    """
-    p = get_preset(preset)
-    if p.builder is None:
-        raise ManifestError(f"preset '{preset}' has no fixed layout; give --manifest "
-                            f"(the preset still sets the cropping defaults)")
-    if not os.path.isdir(root):
-        raise ManifestError(f"{root}: data root folder not found")
-    kwargs = {"image_glob": image_glob or p.image_glob, "label_glob": label_glob or p.label_glob}
-    if subject_regex or p.subject_regex:
-        kwargs["subject_regex"] = subject_regex or p.subject_regex
-    manifest = p.builder(root, **kwargs)
-    validate(manifest, check_files=check)
-    return manifest
-
-
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a clear error listing the known ones."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"{path}: subject list not found")
     try:
-        return PRESETS[name]
-    except KeyError:
-        raise ManifestError(f"unknown preset '{name}'; known: {sorted(PRESETS)}") from None
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, comment="#",
+                            skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ManifestError(f"{path}: not a readable CSV file ({e})") from e
+    table.columns = [c.strip().lower() for c in table.columns]
+    if "subject_id" not in table.columns:
+        raise ManifestError(f"{path}: subject list needs a subject_id column")
+    ids = [i.strip() for i in table["subject_id"]]
+    dups = sorted({i for i in ids if ids.count(i) > 1})
+    known = {s.subject_id: s for s in manifest.subjects}
+    unknown = [i for i in ids if i not in known]
+    problems = (["no subjects listed"] if not ids else []) + (
+        [f"duplicate ids {dups}"] if dups else []) + (
+        [f"{len(unknown)} id(s) not in the manifest: {unknown[:20]}"] if unknown else [])
+    if problems:
+        raise ManifestError(f"{path}: subject list: " + "; ".join(problems))
+    splits = [v.strip() for v in table["split"]] if "split" in table.columns else [""] * len(ids)
+    chosen = tuple(dataclasses.replace(known[i], split=split or known[i].split)
+                   for i, split in zip(ids, splits))
+    return dataclasses.replace(manifest, subjects=chosen)
 
 
 def write_manifest(manifest: Manifest, path: str) -> None:
@@ -391,7 +318,8 @@ def write_manifest(manifest: Manifest, path: str) -> None:
     from tl_keras.utils.io import write_csv_atomic
     rows = []
     for s in manifest.subjects:
-        row = {"subject_id": s.subject_id, "image": s.image, "split": s.split or ""}
+        row = {"subject_id": s.subject_id, "image": s.image, "split": s.split or "",
+               "patient_id": s.patient_id or ""}
         for column in ("label", "anatomy", "tissue", "structures", "brain"):
             row[column] = ";".join(s.labels.get(LABEL_COLUMNS[column], ()))
         if manifest.synthetic:

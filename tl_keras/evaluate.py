@@ -36,7 +36,7 @@ flags.DEFINE_list("overlap_cutoffs", ["0", "0.2"],
                   "A lesion is detected when more than this fraction is predicted.", **_F)
 flags.DEFINE_list("volume_cutoffs_ml", ["0", "1", "2"],
                   "Lesions smaller than the cutoff (mL) are not counted.", **_F)
-flags.DEFINE_list("presets", ["paper", "atlas_isles", "wmh", "msseg_anima"],
+flags.DEFINE_list("presets", ["paper", "isles22", "atlas2", "wmh", "msseg_anima"],
                   "Challenge detection presets to report.", **_F)
 flags.DEFINE_integer("num_examples", 4, "Slices saved to examples.npz for figures.", **_F)
 flags.DEFINE_bool("overwrite", False, "Recompute even if this evaluation is already done.",

@@ -223,10 +223,15 @@ class DetectionPreset:
 PRESETS = {
     "paper": DetectionPreset(
         "paper", 8, description="Zoetmulder et al. 2022: 8-connected per slice, any overlap"),
-    "atlas_isles": DetectionPreset(
-        "atlas_isles", 26, f1="lesion",
-        description="ATLAS R2.0 / ISLES'22: 26-connected, any overlap, "
-                    "lesion F1 = TP / (TP + (FP + FN) / 2)"),
+    # The challenges' own evaluation code (docs/evaluation.md says which version):
+    # ISLES'22 labels with cc3d at 26-connectivity; ATLAS R2.0 with
+    # scipy.ndimage.label's default structure, i.e. 6-connectivity.
+    "isles22": DetectionPreset(
+        "isles22", 26, f1="lesion",
+        description="ISLES'22: 26-connected, any overlap, lesion F1 = TP / (TP + (FP + FN) / 2)"),
+    "atlas2": DetectionPreset(
+        "atlas2", 6, f1="lesion",
+        description="ATLAS R2.0: 6-connected, any overlap, lesion F1 = TP / (TP + (FP + FN) / 2)"),
     "wmh": DetectionPreset(
         "wmh", 26, description="WMH challenge: 26-connected, any overlap, recall, "
                                "precision, F1 = 2PR / (P + R)"),
@@ -237,8 +242,17 @@ PRESETS = {
 }
 
 
+# Former preset names -> why they are gone (the error a user of an old flagfile sees).
+RETIRED_PRESETS = {
+    "atlas_isles": "it was split because the two challenges count lesions differently: "
+                   "use 'isles22' (26-connected) and/or 'atlas2' (6-connected)",
+}
+
+
 def get_preset(name: str) -> DetectionPreset:
     """The preset called ``name`` (a clear error listing the known ones)."""
+    if name in RETIRED_PRESETS:
+        raise ValueError(f"detection preset '{name}' no longer exists: {RETIRED_PRESETS[name]}")
     try:
         return PRESETS[name]
     except KeyError:

@@ -61,7 +61,7 @@ class EvalConfig:
     connectivity: int = 8
     overlap_cutoffs: tuple = (0.0, 0.2)
     volume_cutoffs_ml: tuple = (0.0, 1.0, 2.0)
-    presets: tuple = ("paper", "atlas_isles", "wmh", "msseg_anima")
+    presets: tuple = ("paper", "isles22", "atlas2", "wmh", "msseg_anima")
     num_examples: int = 4
     overwrite: bool = False
     verbose: bool = True

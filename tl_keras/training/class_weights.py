@@ -87,12 +87,33 @@ def compute_class_weights(slice_counts, method: str = "median_frequency") -> np.
     return weights.astype(np.float32)
 
 
+def ignored_class(meta: dict, labels: str) -> int | None:
+    """The class whose pixels the loss leaves out (dataset.json ``ignore_class``), or None.
+
+    ``tfrecords_tools.convert_images --ignore_label`` stores such pixels (e.g.
+    Taskonomy's unlabelled ones) as the last source-segmentation class.
+    """
+    value = meta.get("ignore_class") if labels == "tissue" else None
+    return None if value is None else int(value)
+
+
 def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method: str,
                       subjects=None) -> np.ndarray:
-    """Read the histograms of ``subjects`` in ``split`` and compute weights by ``method``."""
+    """Read the histograms of ``subjects`` in ``split`` and compute weights by ``method``.
+
+    The ignored class (``ignored_class``) gets weight 0 whatever the method,
+    and its pixels do not enter the frequencies the other weights come from.
+    """
+    ignore = ignored_class(meta, labels)
     if method == "none":
-        return np.ones(int(meta[COUNT_KEYS[labels][1]]), np.float32)
-    counts = read_slice_counts(data_dir, split, labels, meta, subjects)
-    if counts.shape[0] == 0:
-        raise ValueError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
-    return compute_class_weights(counts, method)
+        weights = np.ones(int(meta[COUNT_KEYS[labels][1]]), np.float32)
+    else:
+        counts = read_slice_counts(data_dir, split, labels, meta, subjects)
+        if counts.shape[0] == 0:
+            raise ValueError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
+        if ignore is not None:
+            counts[:, ignore] = 0
+        weights = compute_class_weights(counts, method)
+    if ignore is not None:
+        weights[ignore] = 0.0
+    return weights

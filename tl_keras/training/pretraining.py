@@ -8,7 +8,7 @@ from typing import Callable
 
 from tl_keras.training import losses, steps
 from tl_keras.training.checkpointing import RunCheckpoint
-from tl_keras.training.class_weights import class_weights_for
+from tl_keras.training.class_weights import class_weights_for, ignored_class
 from tl_keras.training.config import PretrainConfig, validate_pretrain
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.optimizers import make_discriminator_optimizer
@@ -62,7 +62,9 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     strategy = start_run(config)
     steps_per_epoch, total = schedule(config, int(meta["splits"]["train"]["slices"]))
     class_weights = None
-    if config.task == "segmentation" and config.class_weights != "none":
+    # An ignore class (dataset.json ignore_class) needs weights even with "none": its weight is 0.
+    if config.task == "segmentation" and (config.class_weights != "none"
+                                          or ignored_class(meta, "tissue") is not None):
         record = cached_json(
             os.path.join(config.model_dir, "class_weights.json"),
             lambda: weights_record(class_weights_for(config.data_dir, "train", "tissue", meta,
