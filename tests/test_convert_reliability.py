@@ -100,6 +100,8 @@ def test_rerun_with_other_parameters_refused_unless_overwrite(cohort, tmp_path):
 
 
 def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
+    """400 flipped bytes: training names the shard before reading it, and a rerun of
+    the conversion re-creates it (both used to pass it on silently)."""
     out = str(tmp_path / "out")
     cv.convert(cohort, out, _config(), num_shards=1, progress=False)
     shard = os.path.join(out, "train-00000-of-00001.tfrecord")
@@ -110,6 +112,9 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
         data = bytearray(f.read(400))
         f.seek(1000)
         f.write(bytes(b ^ 0xFF for b in data))
+    from tl_keras.data.dataset import build_dataset
+    with pytest.raises(ValueError, match=f"{shard}: content differs from its SHA-256"):
+        build_dataset(out, "train", "target", 2, training=True)  # named at training start
     capfd.readouterr()
     meta = cv.convert(cohort, out, _config(), num_shards=1, progress=False)
     assert f"{shard}: damaged" in capfd.readouterr().err
