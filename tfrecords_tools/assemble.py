@@ -230,6 +230,8 @@ def _subject_row(out_dir: str, subject, plan: ShardPlan, record: dict) -> dict:
            "label_files": json.dumps({k: list(v) for k, v in subject.labels.items()})}
     for key, value in sorted((meta.get("geometry") or {}).items()):
         row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    for key, value in sorted((meta.get("checks") or {}).items()):  # figures of checks.py
+        row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
     for key, value in sorted((meta.get("timings") or {}).items()):
         row[f"seconds_{key}"] = value
     return row

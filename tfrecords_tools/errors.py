@@ -69,3 +69,13 @@ def run_cli(prog: str, fn):
             raise
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         sys.exit(1)
+
+
+def itk_reason(error: Exception) -> str:
+    """The human part of a SimpleITK exception: its ``ITK ERROR`` line without the
+    source path, instead of the multi-line report."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    for line in lines:
+        if "ITK ERROR" in line:
+            return line.split("):", 1)[-1].strip() if "):" in line else line
+    return lines[-1] if lines else type(error).__name__

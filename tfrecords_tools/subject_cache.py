@@ -88,6 +88,7 @@ def save_cache(path: str, result, *, subject_id: str, fp: str, out_dir: str,
         "geometry": _jsonable(getattr(result, "geometry", {}) or {}),
         "transform_file": transform or "",
         "timings": _jsonable(getattr(result, "timings", {}) or {}),
+        "checks": _jsonable(getattr(result, "checks", {}) or {}),
         "quant_max": schema.DEFAULT_QUANT_MAX,
         **(extra or {}),
     }
