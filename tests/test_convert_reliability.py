@@ -282,3 +282,25 @@ def test_workers_die_with_the_parent(tmp_path, sig):
     time.sleep(1.5)
     after = sorted(os.listdir(out / "subjects")) if os.path.isdir(out / "subjects") else []
     assert before == after
+
+
+def test_disk_full_while_caching_stops_naming_the_file(cohort, tmp_path, monkeypatch):
+    """A full disk is not a subject's fault: the conversion stops (even with
+    --on_error skip) naming the cache file, not its temporary name."""
+    import errno
+
+    import numpy as np
+
+    from tfrecords_tools.errors import one_line
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    out = str(tmp_path / "out")
+    with pytest.raises(OSError) as info:
+        cv.convert(cohort, out, _config(), num_shards=1, progress=False, on_error="skip")
+    assert one_line(info.value) == (f"{subject_cache.cache_path(out, 'sub00')}: "
+                                    "No space left on device")
+    assert not glob.glob(os.path.join(out, "**", ".tmp-*"), recursive=True)
+    assert not os.path.exists(os.path.join(out, lock.LOCK_NAME))

@@ -4,9 +4,11 @@ Subjects are assigned to shards deterministically: within a split, in sorted
 id order, round-robin over ``min(num_shards, subjects in split)`` shards. A
 shard job ``I/N`` owns the shards whose index k has ``k % N == I`` (in every
 split). Each written shard gets a small record
-``<out_dir>/.shards/<shard>.json`` (its subjects and their cache
-fingerprints), so a rerun rewrites a shard only when its content would
-change, and ``dataset.json`` can be rebuilt by any job from what is complete.
+``<out_dir>/.shards/<shard>.json`` (its subjects, the fingerprints of the
+caches it was built from, its size and SHA-256), so a rerun rewrites a shard
+only when its content would change or the file was damaged, and
+``dataset.json`` (which carries the checksums for the reader) can be rebuilt
+by any job from what is complete.
 """
 from __future__ import annotations
 

@@ -6,11 +6,14 @@ Library: ``convert(manifest, out_dir, config, ...)``. CLI::
     python -m tfrecords_tools.convert --preset atlas_r12 --root /data/ATLAS_R1.2 --out_dir D
 
 Stages: (1) read and check the manifest (every missing file reported at
-once), assign splits; (2) pre-process each subject not yet cached in a
+once), assign splits, claim ``out_dir`` (lock, parameter check, temp debris:
+``outdir``); (2) pre-process each subject not yet cached in a
 worker process (spawned, so TensorFlow is never forked) and cache it under
 ``out_dir/subjects``; (3) write the shards whose subjects are all done, each
 atomically; (4) rewrite ``dataset.json`` and ``subjects.csv`` from the shards
-present. Every stage skips work already complete, so a rerun resumes.
+present. Every stage skips work already complete, so a rerun resumes; a
+damaged shard (SHA-256) is re-created. Workers die with this process, and
+SIGTERM / SIGINT stop it cleanly (``workers``).
 """
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def parameter_differences(stored: dict, params: dict) -> list[str]:
     return out
 
 
-def _check_folder(out_dir: str) -> None:
+def check_folder(out_dir: str) -> None:
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise OutDirError(f"{out_dir}: --out_dir is an existing file, not a folder")
     try:
@@ -115,7 +115,7 @@ def claim(out_dir: str, params: dict, *, shard_job=None, overwrite: bool = False
       OutDirError: not a folder, not writable, or other parameters without overwrite.
       lock.LockError: another conversion is writing into ``out_dir``.
     """
-    _check_folder(out_dir)
+    check_folder(out_dir)
     held = lock.acquire(out_dir, name=_lock_name(shard_job), what=out_dir, quiet=quiet)
     try:
         others = _other_locks_held(out_dir, shard_job)
