@@ -1,4 +1,6 @@
 """Registration: recovery of a known affine, determinism, geometry and transform I/O."""
+import os
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -99,3 +101,13 @@ def test_head_rotated_in_world_space_registers():
     assert a.sum() > 50
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.9
     assert min(corr) > 0.8 and abs(corr[0] - corr[1]) < 0.02
+
+
+def test_failed_transform_write_names_the_real_file(tmp_path):
+    """A SimpleITK writer failure names the file asked for, not its temporary name,
+    in one line, and leaves no temporary file."""
+    path = str(tmp_path / "s1.nosuchformat")  # no transform IO for this extension
+    with pytest.raises(OSError) as info:
+        reg.write_transform(reg.identity_transform(), path)
+    assert info.value.filename == path and ".tmp-" not in info.value.strerror
+    assert "\n" not in info.value.strerror and os.listdir(tmp_path) == []

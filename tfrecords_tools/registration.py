@@ -8,6 +8,7 @@ onto a fixed grid. Its inverse maps template-grid predictions back to native.
 """
 from __future__ import annotations
 
+import errno
 import functools
 import itertools
 import os
@@ -15,6 +16,8 @@ import os
 import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
+
+from tfrecords_tools.errors import itk_reason
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -244,6 +247,13 @@ def write_atomic(path: str, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:  # name the file asked for, not the temporary one
+        if e.filename not in (None, tmp):
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from None
+    except RuntimeError as e:  # SimpleITK's writers
+        reason = itk_reason(e).replace(tmp, path).replace(os.path.basename(tmp), name)
+        raise OSError(errno.EIO, f"cannot write the file ({reason})", path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
