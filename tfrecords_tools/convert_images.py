@@ -21,6 +21,7 @@ import glob
 import hashlib
 import json
 import os
+import sys
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
