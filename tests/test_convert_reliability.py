@@ -115,6 +115,9 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     from tl_keras.data.dataset import build_dataset
     with pytest.raises(ValueError, match=f"{shard}: content differs from its SHA-256"):
         build_dataset(out, "train", "target", 2, training=True)  # named at training start
+    from tl_keras.training.class_weights import read_slice_counts
+    with pytest.raises(ValueError, match=f"{shard}: content differs"):  # read before that
+        read_slice_counts(out, "train", "mask", schema.read_meta(out))
     capfd.readouterr()
     meta = cv.convert(cohort, out, _config(), num_shards=1, progress=False)
     assert f"{shard}: damaged" in capfd.readouterr().err

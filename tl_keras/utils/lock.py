@@ -108,6 +108,8 @@ def _acquire_exclusive_file(path: str, what: str) -> int:
         except FileExistsError:
             owner = _read_owner(path)
             if owner.get("host") == socket.gethostname() and not _pid_alive(owner.get("pid")):
+                print(f"{what}: taking over the lock left by {_describe(owner)}, which is no "
+                      "longer running", file=sys.stderr, flush=True)
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(path)
                 continue
