@@ -71,9 +71,13 @@ def stop_pool(pool: cf.ProcessPoolExecutor) -> None:
     """Kill the workers now and drop pending work (after a signal or a failure)."""
     # The executor offers no public way to kill running workers before Python 3.14
     # (terminate_workers); its process table is the only handle on them.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
         with contextlib.suppress(Exception):
             process.kill()
+    for process in processes:  # gone before the caller removes their temporary files
+        with contextlib.suppress(Exception):
+            process.join(timeout=5)
     pool.shutdown(wait=False, cancel_futures=True)
 
 
