@@ -24,7 +24,9 @@ def make_mni_cohort(folder, n=4, seed=0, nan_subject=None):
     """n subjects on the 4 mm MNI grid: template * random gain + noise, a lesion ball each."""
     from tfrecords_tools import registration as reg
     tpl = reg.template_image(RES)
-    data = np.asarray(tpl.dataobj, np.float32)
+    # Template intensities are in [0, 1]: scale them so the noise (sd 2) stays noise and
+    # the scans pass the template-correlation check (tfrecords_tools.checks).
+    data = np.asarray(tpl.dataobj, np.float32) * 1000
     rng = np.random.default_rng(seed)
     grid = np.indices(data.shape)
     rows = []

@@ -131,8 +131,18 @@ def _bad_inputs(tmp_path, las):
         ("mask", _save(tmp_path, "affine.nii.gz", np.zeros(shape, np.uint8), shifted),
          "does not match"),
         ("mask", _save(tmp_path, "frac.nii.gz", frac, aff), "non-integer"),
-        (None, _save(tmp_path, "zeros.nii.gz", np.zeros(shape, np.float32), aff), "empty brain"),
+        (None, _save(tmp_path, "zeros.nii.gz", np.zeros(shape, np.float32), aff),
+         "the image is constant (every voxel is 0)"),
         (None, _save(tmp_path, "far.nii.gz", data, far), "empty brain"),
+        # Voxel sizes ten times too large / forty times too small in the header.
+        (None, _save(tmp_path, "10mm.nii.gz", data, np.diag([2.5, 2.5, 2.5, 1]) @ aff),
+         "implausible head size 360 x 450 x 390 mm from the header's voxel size 10 x 10 x 10"),
+        (None, _save(tmp_path, "01mm.nii.gz", data, np.diag([0.025, 0.025, 0.025, 1]) @ aff),
+         "implausible head size 4 x 5 x 4 mm from the header's voxel size 0.1 x 0.1 x 0.1"),
+        (None, _save(tmp_path, "upside_down.nii.gz", data[:, ::-1, ::-1].copy(), aff),
+         "the scan correlates 0.25 with the template"),
+        ("mask", _save(tmp_path, "negative.nii.gz", -np.ones(shape, np.int16), aff),
+         "voxels with negative labels"),
     ]
 
 
@@ -145,6 +155,31 @@ def test_every_bad_input_raises_input_error(scan, tmp_path):
         line = str(info.value)
         assert line.startswith(f"subject subj7: {bad}: ") and "\n" not in line, line
         assert problem in line, line
+
+
+def test_unmapped_anatomy_labels_are_counted_and_reported(scan, tmp_path, capfd):
+    path, las = scan
+    anatomy = np.zeros(las.shape, np.uint8)
+    anatomy[20:25, 20:25, 20:25], anatomy[30:33, 30:33, 20:25] = 7, 9
+    files = [_save(tmp_path, "anat.nii.gz", anatomy, las.affine)]
+    res = pp.preprocess_subject("s3", path, {"mask": files}, _cfg(
+        mask_mode="multiclass", label_mapping={7: 1}), None)
+    assert res.checks["unmapped_label_voxels"] == 45  # label 9: 3 x 3 x 5 voxels
+    assert res.checks["template_correlation"] > 0.99
+    err = capfd.readouterr().err
+    assert f"warning: subject s3: {files[0]}: labels not in --label_mapping" in err
+    assert "9: 45" in err
+
+
+def test_itk_errors_become_one_reason():
+    import SimpleITK as sitk
+    from tfrecords_tools.errors import itk_reason
+    tiny = sitk.Image(2, 2, 2, sitk.sitkFloat32)
+    with pytest.raises(RuntimeError) as info:
+        reg.register(reg.template_reference(RES), tiny)
+    assert "\n" in str(info.value).strip()  # SimpleITK's multi-line report
+    reason = itk_reason(info.value)
+    assert "\n" not in reason and ".cxx" not in reason and reason, reason
 
 
 def test_4d_with_one_volume_is_accepted(scan, tmp_path):

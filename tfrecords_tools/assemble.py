@@ -4,9 +4,11 @@ Subjects are assigned to shards deterministically: within a split, in sorted
 id order, round-robin over ``min(num_shards, subjects in split)`` shards. A
 shard job ``I/N`` owns the shards whose index k has ``k % N == I`` (in every
 split). Each written shard gets a small record
-``<out_dir>/.shards/<shard>.json`` (its subjects and their cache
-fingerprints), so a rerun rewrites a shard only when its content would
-change, and ``dataset.json`` can be rebuilt by any job from what is complete.
+``<out_dir>/.shards/<shard>.json`` (its subjects, the fingerprints of the
+caches it was built from, its size and SHA-256), so a rerun rewrites a shard
+only when its content would change or the file was damaged, and
+``dataset.json`` (which carries the checksums for the reader) can be rebuilt
+by any job from what is complete.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pandas as pd
 from tfrecords_tools import schema, shards
 from tfrecords_tools.manifest import Manifest, split_of
 from tfrecords_tools.subject_cache import cache_path, load_cache, read_cache_meta
-from tl_keras.utils.io import write_csv_atomic, write_json_atomic
+from tl_keras.utils.io import sha256_file, write_csv_atomic, write_json_atomic
 from tl_keras.utils.runinfo import package_versions
 
 RECORD_DIR = ".shards"
@@ -77,16 +79,33 @@ def read_record(out_dir: str, plan: ShardPlan) -> dict | None:
         return json.load(f)
 
 
-def shard_is_current(out_dir: str, plan: ShardPlan, subjects: list[str],
-                     fingerprints: dict[str, str]) -> bool:
+def shard_state(out_dir: str, plan: ShardPlan, subjects: list[str],
+                fingerprints: dict[str, str]) -> str:
+    """``current``, ``missing``, ``changed`` (other subjects or caches) or ``damaged``.
+
+    ``damaged``: the shard's size or SHA-256 differs from the one recorded when it
+    was written (a flipped byte, a truncated copy); the caller re-creates it.
+    """
     record = read_record(out_dir, plan)
-    return (record is not None and record["subjects"] == subjects
-            and record["fingerprints"] == {s: fingerprints[s] for s in subjects})
+    if record is None:
+        return "missing"
+    if (record["subjects"] != subjects
+            or record["fingerprints"] != {s: fingerprints[s] for s in subjects}):
+        return "changed"
+    path = os.path.join(out_dir, plan.name)
+    if "sha256" not in record:  # written before checksums existed: rewrite once
+        return "changed"
+    if os.path.getsize(path) != record["bytes"] or sha256_file(path) != record["sha256"]:
+        return "damaged"
+    return "current"
 
 
-def _examples(out_dir: str, subjects: list[str], info: ClassInfo, counter: dict):
+def _examples(out_dir: str, subjects: list[str], info: ClassInfo, counter: dict,
+              read_fingerprints: dict):
     for sid in subjects:
         c = load_cache(cache_path(out_dir, sid))
+        # What this shard really holds: a rerun compares it with what it expects.
+        read_fingerprints[sid] = c["meta"].get("fingerprint")
         voxel = c["meta"]["voxel_size"]
         for z in range(c["image"].shape[0]):
             counter[sid] = counter.get(sid, 0) + 1
@@ -99,15 +118,29 @@ def _examples(out_dir: str, subjects: list[str], info: ClassInfo, counter: dict)
 
 def write_planned_shard(out_dir: str, plan: ShardPlan, subjects: list[str],
                         fingerprints: dict[str, str], info: ClassInfo) -> dict:
-    """Write one shard from the caches of ``subjects`` (atomically), then its record."""
+    """Write one shard from the caches of ``subjects`` (atomically), then its record.
+
+    The record holds the fingerprints of the caches actually read (not
+    ``fingerprints``, what the run expected) and the shard's size and SHA-256.
+
+    Raises:
+      RuntimeError: a cache changed under the run (its fingerprint is not the
+        expected one); the shard is written but its record tells a rerun to redo it.
+    """
     counter: dict[str, int] = {}
-    n = shards.write_shard(os.path.join(out_dir, plan.name),
-                           _examples(out_dir, subjects, info, counter))
+    read: dict[str, str] = {}
+    path = os.path.join(out_dir, plan.name)
+    n = shards.write_shard(path, _examples(out_dir, subjects, info, counter, read))
     record = {"split": plan.split, "index": plan.index, "num_shards": plan.num_shards,
               "subjects": subjects, "slices": n,
               "slices_per_subject": {s: counter.get(s, 0) for s in subjects},
-              "fingerprints": {s: fingerprints[s] for s in subjects}}
+              "fingerprints": {s: read.get(s) for s in subjects},
+              "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
     write_json_atomic(_record_path(out_dir, plan.name), record)
+    stale = sorted(s for s in subjects if read.get(s) != fingerprints[s])
+    if stale:
+        raise RuntimeError(f"{path}: the caches of {stale} changed while the shard was "
+                           "written (another conversion into the same folder?); rerun")
     return record
 
 
@@ -143,6 +176,7 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
     by_id = {s.subject_id: s for s in manifest.subjects}
     splits: dict[str, dict] = {}
     rows = []
+    checksums = {}
     written = 0
     for plan in plans:
         entry = splits.setdefault(plan.split, {"subjects": [], "slices": 0,
@@ -152,6 +186,8 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
             entry["complete"] = False
             continue
         written += 1
+        if "sha256" in record:
+            checksums[plan.name] = {"bytes": record["bytes"], "sha256": record["sha256"]}
         entry["subjects"] = sorted(entry["subjects"] + record["subjects"])
         entry["slices"] += int(record["slices"])
         for sid in record["subjects"]:
@@ -165,6 +201,7 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
         "tissue_classes": list(info.tissue_classes),
         "presence_labels": list(info.presence_labels),
         "splits": splits,
+        "checksums": checksums,
         "preprocessing": preprocessing,
         "tool_version": tool_version,
         "versions": package_versions(),
@@ -194,6 +231,8 @@ def _subject_row(out_dir: str, subject, plan: ShardPlan, record: dict) -> dict:
            "image_file": subject.image,
            "label_files": json.dumps({k: list(v) for k, v in subject.labels.items()})}
     for key, value in sorted((meta.get("geometry") or {}).items()):
+        row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
+    for key, value in sorted((meta.get("checks") or {}).items()):  # figures of checks.py
         row[key] = value if isinstance(value, (str, int, float)) else json.dumps(value)
     for key, value in sorted((meta.get("timings") or {}).items()):
         row[f"seconds_{key}"] = value

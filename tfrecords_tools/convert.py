@@ -6,23 +6,27 @@ Library: ``convert(manifest, out_dir, config, ...)``. CLI::
     python -m tfrecords_tools.convert --preset atlas_r12 --root /data/ATLAS_R1.2 --out_dir D
 
 Stages: (1) read and check the manifest (every missing file reported at
-once), assign splits; (2) pre-process each subject not yet cached in a
+once), assign splits, claim ``out_dir`` (lock, parameter check, temp debris:
+``outdir``); (2) pre-process each subject not yet cached in a
 worker process (spawned, so TensorFlow is never forked) and cache it under
 ``out_dir/subjects``; (3) write the shards whose subjects are all done, each
 atomically; (4) rewrite ``dataset.json`` and ``subjects.csv`` from the shards
-present. Every stage skips work already complete, so a rerun resumes.
+present. Every stage skips work already complete, so a rerun resumes; a
+damaged shard (SHA-256) is re-created. Workers die with this process, and
+SIGTERM / SIGINT stop it cleanly (``workers``).
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import dataclasses
-import multiprocessing
 import os
 import sys
 from typing import Callable, Iterable, Mapping
 
-from tfrecords_tools import assemble, manifest as mf, releases, subject_cache
+from tfrecords_tools import assemble, manifest as mf, outdir, releases, subject_cache
+from tfrecords_tools import workers as workers_lib
+from tl_keras.utils.io import remove_temp_debris
+from tl_keras.utils.runinfo import record_run
 
 ON_ERROR = ("fail", "skip")
 
@@ -56,14 +60,6 @@ def parse_shard_job(spec: str | None) -> tuple[int, int] | None:
     if not 0 <= i < n:
         raise ValueError(f"--shard_job {spec}: need 0 <= I < N")
     return i, n
-
-
-def _pool(workers: int) -> cf.Executor | None:
-    """Worker processes started with ``spawn`` (never forked: TF is not fork-safe)."""
-    if workers <= 1:
-        return None
-    return cf.ProcessPoolExecutor(max_workers=workers,
-                                  mp_context=multiprocessing.get_context("spawn"))
 
 
 def _run(fn: Callable, items: Iterable, pool: cf.Executor | None, *, desc: str, unit: str,
@@ -119,13 +115,49 @@ def _finish_errors(out_dir, results, shard_job, on_error) -> list[dict]:
 
 
 def _shard_tasks(out_dir, plans, fps, info, failed) -> list[tuple]:
-    """Shards of ``plans`` whose content changed (or that are missing), minus failed subjects."""
+    """Shards of ``plans`` whose content changed, that are missing or damaged (checksum),
+    minus failed subjects. A damaged shard is named on stderr and re-created."""
     tasks = []
     for p in plans:
         subjects = [s for s in p.subjects if s not in failed]
-        if not assemble.shard_is_current(out_dir, p, subjects, fps):
+        state = assemble.shard_state(out_dir, p, subjects, fps)
+        if state == "damaged":
+            print(f"convert: {os.path.join(out_dir, p.name)}: damaged (size or SHA-256 differs "
+                  "from when it was written); re-creating it", file=sys.stderr, flush=True)
+        if state != "current":
             tasks.append((out_dir, p, subjects, fps, info))
     return tasks
+
+
+def _process(out_dir, todo, mine, fps, info, *, workers, on_error, shard_job,
+             progress) -> list[dict]:
+    """Pre-process ``todo`` and write the shards of ``mine``; returns the errors.
+
+    On SIGTERM / SIGINT (``workers.Stopped``) or any failure the workers are
+    killed at once and this run's temporary files removed before re-raising.
+    """
+    pool = workers_lib.make_pool(min(workers, len(todo)) if todo else 1)
+    try:
+        with workers_lib.stop_on_signals():
+            results = _run(subject_cache.run_task, sorted(todo, key=lambda t: t.subject_id),
+                           pool, desc="pre-processing", unit="scan", progress=progress,
+                           stop=lambda r: on_error == "fail" and r["status"] == "error")
+            errors = _finish_errors(out_dir, results, shard_job, on_error)
+            shard_tasks = _shard_tasks(out_dir, mine, fps, info, {e["subject"] for e in errors})
+            # Shards reuse the workers when there are several (PNG encoding dominates).
+            _run(_write_shard_task, shard_tasks, pool if len(shard_tasks) > 1 else None,
+                 desc="writing shards", unit="shard", progress=progress)
+    except BaseException:
+        if pool is not None:
+            workers_lib.stop_pool(pool)
+            pool = None
+        if shard_job is None:  # alone in the folder (outdir.claim)
+            remove_temp_debris(os.path.join(out_dir, d) for d in outdir.TEMP_FOLDERS)
+        raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+    return errors
 
 
 def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: int = 1,
@@ -134,7 +166,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
             split_counts: Mapping[str, int] | None = None,
             split_fractions: Mapping[str, float] | None = None, split_seed: int = 0,
             allow_large_last_split: bool = False,
-            synthetic: bool | None = None, progress: bool = True) -> dict:
+            synthetic: bool | None = None, progress: bool = True,
+            overwrite: bool = False) -> dict:
     """Convert the scans of a manifest into shards under ``out_dir``.
 
     Args:
@@ -152,6 +185,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
         explains ``allow_large_last_split``).
       synthetic: mark the data set synthetic (default: from the manifest).
       progress: show progress bars.
+      overwrite: replace a conversion with other parameters in ``out_dir``
+        (otherwise refused, see ``outdir.claim``).
 
     Returns:
       The dataset.json contents (``complete`` is false for a partial job).
@@ -159,8 +194,10 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     Raises:
       manifest.ManifestError: unusable manifest or missing files (all listed).
       ConversionError: a subject failed and ``on_error='fail'``.
+      outdir.OutDirError: ``out_dir`` unusable, or other parameters without ``overwrite``.
+      tl_keras.utils.lock.LockError: another conversion is writing into ``out_dir``.
+      workers.Stopped: SIGTERM / SIGINT (workers killed, temporary files removed).
     """
-    import tl_keras
     from tfrecords_tools.preprocess import PreprocessConfig
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got '{on_error}'")
@@ -174,8 +211,24 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     if synthetic is not None:
         manifest = dataclasses.replace(manifest, synthetic=bool(synthetic))
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     config_dict = config.to_dict()
+    params = {"manifest": manifest.source, "preprocessing": config_dict, "workers": workers,
+              "on_error": on_error, "num_shards": num_shards, "shard_job": shard_job,
+              "split_counts": split_counts, "split_fractions": split_fractions,
+              "split_seed": split_seed}
+    with outdir.claim(out_dir, params, shard_job=shard_job, overwrite=overwrite):
+        # Recorded first, so a concurrent or later run compares against it.
+        record_run(out_dir, params, seed=split_seed, name=outdir.RECORD_NAME)
+        return _convert_locked(manifest, out_dir, config, params, workers=workers,
+                               on_error=on_error, num_shards=num_shards, shard_job=shard_job,
+                               progress=progress)
+
+
+def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num_shards,
+                    shard_job, progress) -> dict:
+    """``convert`` once ``out_dir`` is claimed (see there)."""
+    import tl_keras
+    config_dict = params["preprocessing"]
     info = class_info(config)
     plans = assemble.plan_shards(manifest, num_shards)
     mine = [p for p in plans if assemble.in_job(p, shard_job)]
@@ -187,26 +240,10 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
                                out_dir, fps[sid])
             for p in mine for sid in p.subjects
             if not subject_cache.is_complete(out_dir, sid, fps[sid])]
-    with contextlib.ExitStack() as stack:
-        pool = _pool(min(workers, len(todo)) if todo else 1)
-        if pool is not None:
-            stack.enter_context(pool)
-        results = _run(subject_cache.run_task, sorted(todo, key=lambda t: t.subject_id), pool,
-                       desc="pre-processing", unit="scan", progress=progress,
-                       stop=lambda r: on_error == "fail" and r["status"] == "error")
-        errors = _finish_errors(out_dir, results, shard_job, on_error)
-        shard_tasks = _shard_tasks(out_dir, mine, fps, info, {e["subject"] for e in errors})
-        # Shards reuse the workers when there are several (PNG encoding dominates).
-        _run(_write_shard_task, shard_tasks, pool if len(shard_tasks) > 1 else None,
-             desc="writing shards", unit="shard", progress=progress)
+    errors = _process(out_dir, todo, mine, fps, info, workers=workers, on_error=on_error,
+                      shard_job=shard_job, progress=progress)
     if shard_job is None:
         assemble.remove_stale_shards(out_dir, plans)
-    from tl_keras.utils.runinfo import record_run
-    record_run(out_dir, {"manifest": manifest.source, "preprocessing": config_dict,
-                         "workers": workers, "on_error": on_error, "num_shards": num_shards,
-                         "shard_job": shard_job, "split_counts": split_counts,
-                         "split_fractions": split_fractions, "split_seed": split_seed},
-               seed=split_seed, name="convert.json")
     return assemble.write_metadata(out_dir, manifest, plans, info, preprocessing=config_dict,
                                    image_size=int(config.slice_size), errors=errors,
                                    tool_version=tl_keras.__version__)
@@ -235,6 +272,7 @@ class ConvertFlags:
     allow_large_last_split: bool
     synthetic: bool | None
     progress: bool
+    overwrite: bool
     write_manifest: str
     preprocess: Mapping[str, object]
 
@@ -274,6 +312,8 @@ def define_flags() -> None:
                      "than 10% larger than its count, e.g. all remaining scans as test.")
     f.DEFINE_boolean("synthetic", None, "Mark the data set synthetic (default: from manifest).")
     f.DEFINE_boolean("progress", True, "Show progress bars.")
+    f.DEFINE_boolean("overwrite", False, "Replace a conversion with other parameters in "
+                     "--out_dir (otherwise refused).")
     f.DEFINE_string("write_manifest", "", "Also save the (preset-built) manifest to this CSV.")
     f.DEFINE_float("resolution", None, "Template grid in mm (1.0 = 197x233x189).")
     f.DEFINE_integer("slice_size", None, "Axial slices zero-padded to this size (256).")
@@ -355,19 +395,16 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
                    shard_job=parse_shard_job(flags_cfg.shard_job), split_counts=counts,
                    split_fractions=fractions, split_seed=flags_cfg.split_seed,
                    allow_large_last_split=flags_cfg.allow_large_last_split,
-                   synthetic=flags_cfg.synthetic, progress=flags_cfg.progress)
+                   synthetic=flags_cfg.synthetic, progress=flags_cfg.progress,
+                   overwrite=flags_cfg.overwrite)
 
 
 def main(argv) -> None:
     from absl import flags
-    from tfrecords_tools.errors import InputError
+    from tfrecords_tools.errors import run_cli
     if len(argv) > 1:
         raise SystemExit(f"convert: error: unexpected arguments {argv[1:]}")
-    try:
-        meta = run_flags(flags_to_config(flags.FLAGS))
-    except (mf.ManifestError, ConversionError, InputError, ValueError, OSError) as e:
-        print(f"convert: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(1)
+    meta = run_cli("convert", lambda: run_flags(flags_to_config(flags.FLAGS)))
     counts = ", ".join(f"{k}: {v['slices']} slices / {len(v['subjects'])} subjects"
                        for k, v in sorted(meta["splits"].items()))
     if meta["errors"]:

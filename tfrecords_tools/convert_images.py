@@ -375,12 +375,17 @@ def main(argv) -> None:
     from absl import flags
     if len(argv) > 1:
         raise SystemExit(f"convert_images: error: unexpected arguments {argv[1:]}")
+    from tfrecords_tools import outdir
+    from tfrecords_tools.errors import run_cli
+    from tl_keras.utils import lock
     names = [f.name for f in dataclasses.fields(ImageFlags)]
-    try:
-        meta = run_flags(ImageFlags(**{n: getattr(flags.FLAGS, n) for n in names}))
-    except (mf.ManifestError, InputError, ValueError, OSError) as e:
-        print(f"convert_images: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(1)
+    cfg = ImageFlags(**{n: getattr(flags.FLAGS, n) for n in names})
+
+    def run():  # one conversion at a time per --out_dir (docs/conversion.md, Reliability)
+        outdir.check_folder(os.path.abspath(cfg.out_dir))
+        with lock.acquire(os.path.abspath(cfg.out_dir)):
+            return run_flags(cfg)
+    meta = run_cli("convert_images", run)
     counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))
     print(f"convert_images: {flags.FLAGS.out_dir}: {counts} images")
 

@@ -22,9 +22,10 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
+from tfrecords_tools import checks
 from tfrecords_tools import labels as labels_lib
 from tfrecords_tools import registration as reg
-from tfrecords_tools.errors import InputError
+from tfrecords_tools.errors import InputError, itk_reason
 from tfrecords_tools.native import (PreparedScan, load_prepared, load_volume,  # noqa: F401
                                     native_geometry, template_to_native, write_native)
 
@@ -178,6 +179,7 @@ class SubjectResult:
     transform_file: str | None
     timings: dict                # registration_s (optimisation only), rest_s; *_cpu_s
     tissue_source: str = "none"  # what the tissue labels came from
+    checks: dict = dataclasses.field(default_factory=dict)  # figures of checks.py
 
 
 def _register_scan(subject, image_path, config):
@@ -186,6 +188,9 @@ def _register_scan(subject, image_path, config):
     The last item is (wall, CPU) seconds spent in the registration itself.
     """
     img = load_volume(subject, image_path)
+    data = np.asarray(img.dataobj)
+    checks.check_intensities(subject, image_path, data)
+    extent = checks.check_head_size(subject, image_path, data, img.affine)
     ras = nib.as_closest_canonical(img)
     moving = reg.to_sitk(np.asarray(ras.dataobj, np.float32), ras.affine)
     fixed = reg.template_reference(config.resolution)
@@ -193,10 +198,14 @@ def _register_scan(subject, image_path, config):
     if config.skip_registration:
         transform = reg.identity_transform()
     else:
-        transform = reg.register(
-            fixed, moving, levels=config.reg_levels_mm, iterations=config.reg_iterations,
-            sampling=config.reg_sampling, bins=config.reg_bins, seed=config.reg_seed,
-            threads=config.reg_threads)
+        try:
+            transform = reg.register(
+                fixed, moving, levels=config.reg_levels_mm, iterations=config.reg_iterations,
+                sampling=config.reg_sampling, bins=config.reg_bins, seed=config.reg_seed,
+                threads=config.reg_threads)
+        except RuntimeError as e:  # SimpleITK: a multi-line ITK report
+            raise InputError(subject, image_path, f"registration failed: {itk_reason(e)}; "
+                             "check that the file is a T1 head scan") from None
     seconds = time.perf_counter() - start[0], time.process_time() - start[1]
     volume = reg.resample(moving, fixed, transform)
     brain = reg.template_brain_mask(config.resolution)
@@ -207,7 +216,12 @@ def _register_scan(subject, image_path, config):
             f"empty brain after registration ({100 * covered:.0f}% of the template brain "
             "inside the scan's field of view, or no signal there); check that the file is a "
             "T1 head scan, or use skip_registration only for data already in MNI space"))
-    return img, ras, transform, volume, seconds
+    tpl = reg.template_image(config.resolution).get_fdata(dtype=np.float32)
+    correlation = checks.template_correlation(volume, tpl, brain)
+    checks.check_registration(subject, image_path, correlation)
+    return img, ras, transform, volume, seconds, {"head_extent_mm": extent,
+                                                  "template_correlation": round(correlation, 3)}
+
 
 
 def normalise(volume: np.ndarray, percentiles=(1.0, 99.0), region: str = "nonzero",
@@ -274,6 +288,7 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     result = {}
     for kind, path in files:
         lab = load_volume(subject, path, label=True)
+        checks.check_label_values(subject, path, np.asarray(lab.dataobj))
         if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
                                                      atol=AFFINE_TOLERANCE_MM):
             raise InputError(subject, path, (
@@ -312,7 +327,7 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     if unknown:
         raise ValueError(f"unknown label kinds {sorted(unknown)}; expected {LABEL_KINDS}")
     t0 = time.perf_counter(), time.process_time()
-    img, ras, transform, volume, t_reg = _register_scan(subject_id, image_path, config)
+    img, ras, transform, volume, t_reg, found = _register_scan(subject_id, image_path, config)
     res = config.resolution
     # Targets are needed on the kept slices only: everything below works on that slab.
     keep = kept_slices(volume.shape[2], config)
@@ -331,6 +346,9 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
     if "mask" in resampled:
         mask = (labels_lib.binary_mask(resampled["mask"]) if config.mask_mode == "binary"
                 else labels_lib.map_labels(resampled["mask"][0], config.label_mapping))
+        if config.mask_mode == "multiclass":
+            found["unmapped_label_voxels"] = checks.report_unmapped(
+                subject_id, labels["mask"][0], resampled["mask"][0], config.label_mapping)
     size = config.slice_size
     geometry = native_geometry(img, ras, res, image_path=image_path, slice_indices=keep,
                                slice_size=size)
@@ -349,7 +367,8 @@ def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[
                  # CPU time: close to the wall time on an idle machine (1 thread)
                  "registration_cpu_s": t_reg[1],
                  "rest_cpu_s": time.process_time() - t0[1] - t_reg[1]},
-        tissue_source=source)
+        tissue_source=source, checks=found)
+
 
 
 def _tissue(subject_id, labels, resampled, image01, brain, config):
@@ -390,7 +409,7 @@ def prepare_scan(image_path: str, config: PreprocessConfig,
     """
     name = os.path.basename(image_path)
     subject = name[:-7] if name.endswith(".nii.gz") else os.path.splitext(name)[0]
-    img, ras, transform, volume, _ = _register_scan(subject, image_path, config)
+    img, ras, transform, volume, _, _ = _register_scan(subject, image_path, config)
     image01 = normalise(volume, config.clip_percentiles, config.clip_region)
     keep = kept_slices(volume.shape[2], config)
     geometry = native_geometry(img, ras, config.resolution, image_path=image_path,

@@ -124,7 +124,10 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
         TISSUE_COUNTS: _ints(labels["tissue"][1]),
         PRESENCE: _floats(presence),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    # Deterministic map order: identical slices give identical bytes, so shard
+    # checksums identify content (docs/conversion.md, "Reliability").
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
+        deterministic=True)
 
 
 def feature_spec(meta: dict[str, Any]):

@@ -1,6 +1,7 @@
 """Writing shards and dataset.json atomically (temporary name, then rename)."""
 from __future__ import annotations
 
+import errno
 import os
 from typing import Iterable
 
@@ -17,11 +18,15 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
     """
     import tensorflow as tf
     n = 0
-    with atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for record in examples:
-                writer.write(record)
-                n += 1
+    try:
+        with atomic_path(path) as tmp:
+            with tf.io.TFRecordWriter(tmp) as writer:
+                for record in examples:
+                    writer.write(record)
+                    n += 1
+    except tf.errors.OpError as e:  # e.g. ResourceExhaustedError: the disk is full
+        raise OSError(errno.EIO, f"cannot write the shard: {type(e).__name__}: "
+                      f"{e.message.replace(tmp, path)}", path) from None
     return n
 
 

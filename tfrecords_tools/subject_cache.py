@@ -12,6 +12,7 @@ here loses nothing relative to the shard itself and keeps the cache small.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -24,6 +25,8 @@ from tfrecords_tools import schema
 from tl_keras.utils.io import atomic_path
 
 CACHE_DIR = "subjects"
+# Disk full, quota, read-only: the output folder fails every subject alike.
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TRANSFORM_DIR = "transforms"
 
 
@@ -88,6 +91,7 @@ def save_cache(path: str, result, *, subject_id: str, fp: str, out_dir: str,
         "geometry": _jsonable(getattr(result, "geometry", {}) or {}),
         "transform_file": transform or "",
         "timings": _jsonable(getattr(result, "timings", {}) or {}),
+        "checks": _jsonable(getattr(result, "checks", {}) or {}),
         "quant_max": schema.DEFAULT_QUANT_MAX,
         **(extra or {}),
     }
@@ -136,7 +140,8 @@ def run_task(task: Task) -> dict:
     "file", "problem"}`` so the parent decides (fail or skip). An
     ``InputError`` keeps its own file and problem; any other exception is
     reported against the image file with its type, so one broken scan cannot
-    take down a long conversion silently.
+    take down a long conversion silently. A full or read-only disk is raised:
+    it is not the subject's fault and would fail every one of them.
     """
     from tfrecords_tools.errors import InputError
     from tfrecords_tools.preprocess import PreprocessConfig, preprocess_subject
@@ -155,9 +160,17 @@ def run_task(task: Task) -> dict:
                           extra={"image_file": task.image, "label_files": task.labels})
     except InputError as e:
         return {"status": "error", "subject": e.subject, "file": e.file, "problem": e.problem}
+    except OSError as e:
+        if e.errno in _OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
+            raise
+        return _unexpected(task, e)
     except Exception as e:  # noqa: BLE001 - reported per subject, see docstring
-        problem = " ".join(f"unexpected {type(e).__name__}: {e}".split())
-        return {"status": "error", "subject": task.subject_id, "file": task.image,
-                "problem": problem}
+        return _unexpected(task, e)
     return {"status": "done", "subject": task.subject_id, "slices": meta["slices"],
             "seconds": time.perf_counter() - start}
+
+
+def _unexpected(task: Task, error: Exception) -> dict:
+    problem = " ".join(f"unexpected {type(error).__name__}: {error}".split())
+    return {"status": "error", "subject": task.subject_id, "file": task.image,
+            "problem": problem}

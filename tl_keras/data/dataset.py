@@ -10,6 +10,7 @@ reader). Targets per task:
 """
 from __future__ import annotations
 
+import functools
 import glob
 import os
 from typing import Callable, Sequence
@@ -18,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrecords_tools import schema
+from tl_keras.utils.io import sha256_file
 
 TASKS = ("segmentation", "autoencoding", "classification", "target", "raw")
 
@@ -29,6 +31,38 @@ def list_shards(data_dir: str, split: str) -> list[str]:
         raise FileNotFoundError(f"{data_dir}: no shards for split '{split}' "
                                 f"(expected {schema.shard_name(split, 0, 1)} and so on)")
     return files
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a shard, once per process for an unchanged file (size, mtime)."""
+    return sha256_file(path)
+
+
+def verify_shards(files: Sequence[str], meta: dict) -> None:
+    """Check shards against the sizes and SHA-256 sums recorded in dataset.json.
+
+    Run before a data set is read, so a damaged shard is named here instead of
+    surfacing as a ``DataLossError`` naming no file mid-training. Each file is
+    hashed once per process (about 1.5-3 s per GB; see docs/training.md,
+    "Reliability"). Data sets written before checksums existed are not checked.
+
+    Raises:
+      ValueError: a shard's size or content differs from the record.
+    """
+    sums = meta.get("checksums") or {}
+    for path in files:
+        record = sums.get(os.path.basename(path))
+        if record is None:
+            continue
+        stat = os.stat(path)
+        redo = "rerun tfrecords_tools.convert with the same --out_dir to re-create it"
+        if stat.st_size != record["bytes"]:
+            raise ValueError(f"{path}: {stat.st_size} bytes but dataset.json records "
+                             f"{record['bytes']} (truncated or replaced); {redo}")
+        if _sha256(path, stat.st_size, stat.st_mtime_ns) != record["sha256"]:
+            raise ValueError(f"{path}: content differs from its SHA-256 in dataset.json "
+                             f"(damaged); {redo}")
 
 
 def split_subjects(meta: dict, split: str) -> list[str]:
@@ -119,6 +153,7 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
         raise ValueError(f"unknown task '{task}', expected one of {TASKS}")
     meta = meta or schema.read_meta(data_dir)
     files = list_shards(data_dir, split)
+    verify_shards(files, meta)
     ds = tf.data.Dataset.from_tensor_slices(files)
     if input_context is not None and input_context.num_input_pipelines > 1:
         if len(files) >= input_context.num_input_pipelines:

@@ -6,18 +6,23 @@ Entry points: :func:`run_pretrain`, :func:`run_finetune`, :func:`run_sweep`
 """
 from tl_keras.training.config import (ConfigError, FinetuneConfig, PretrainConfig,
                                       TrainConfig)
+from tl_keras.training.rundir import claim_run_dir
 
 
 def run_pretrain(config, build_models=None):
-    """See :func:`tl_keras.training.pretraining.run_pretrain`."""
+    """:func:`tl_keras.training.pretraining.run_pretrain` holding ``model_dir``
+    (lock and flags check, :func:`tl_keras.training.rundir.claim_run_dir`)."""
     from tl_keras.training.pretraining import run_pretrain as run
-    return run(config, build_models)
+    with claim_run_dir(config):
+        return run(config, build_models)
 
 
 def run_finetune(config, build_models=None):
-    """See :func:`tl_keras.training.finetuning.run_finetune`."""
+    """:func:`tl_keras.training.finetuning.run_finetune` holding ``model_dir``
+    (lock and flags check, :func:`tl_keras.training.rundir.claim_run_dir`)."""
     from tl_keras.training.finetuning import run_finetune as run
-    return run(config, build_models)
+    with claim_run_dir(config):
+        return run(config, build_models)
 
 
 __all__ = ["ConfigError", "FinetuneConfig", "PretrainConfig", "TrainConfig",

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrecords_tools import schema
-from tl_keras.data.dataset import list_shards
+from tl_keras.data.dataset import list_shards, verify_shards
 
 METHODS = ("median_frequency", "inverse", "enet", "none")
 COUNT_KEYS = {"tissue": (schema.TISSUE_COUNTS, "num_tissue_classes"),
@@ -36,7 +36,9 @@ def read_slice_counts(data_dir: str, split: str, labels: str, meta: dict,
     n = int(meta[n_key])
     spec = {schema.SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
             key: tf.io.FixedLenFeature([n], tf.int64)}
-    ds = tf.data.TFRecordDataset(list_shards(data_dir, split)).map(
+    files = list_shards(data_dir, split)
+    verify_shards(files, meta)  # a damaged shard is named, not a DataLossError
+    ds = tf.data.TFRecordDataset(files).map(
         lambda s: tf.io.parse_single_example(s, spec))
     keep = None if subjects is None else {str(s) for s in subjects}
     rows = [ex[key].numpy() for ex in ds

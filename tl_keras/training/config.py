@@ -53,6 +53,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     validate: bool = True
+    overwrite: bool = False        # replace a run with other flags in model_dir
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,8 @@ HELP = {
     "checkpoint_every": "checkpoint every N steps (and at every epoch end)",
     "keep_checkpoints": "checkpoints to keep",
     "validate": "compute the validation loss (split 'val') after each epoch",
+    "overwrite": "replace a run with other flags in --model_dir (otherwise refused; "
+                 "the folder is emptied first)",
     "task": "source task: segmentation | autoencoding | classification",
     "domain": "source domain recorded with the encoder: t1 | natural",
     "disc_start_step": "auto-encoding: step at which the GAN discriminator switches on "

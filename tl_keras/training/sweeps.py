@@ -15,7 +15,10 @@ import traceback
 from typing import Callable
 
 from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
-from tl_keras.training.finetuning import RESULT_FILE, run_finetune
+from tl_keras.training import run_finetune  # holds each cell's folder (rundir)
+from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.finetuning import RESULT_FILE
+from tl_keras.utils import lock
 from tl_keras.utils.io import write_csv_atomic
 
 RESULTS_CSV = "sweep_results.csv"
@@ -121,14 +124,43 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
     mine = job_cells(config)
     for cell in mine:  # bad flags or missing data fail before any training
         validate_finetune(cell_config(config, cell))
-    os.makedirs(config.out_dir, exist_ok=True)
+    # Jobs of one sweep share out_dir (a SLURM array); the same job twice may not.
+    name = f"{lock.LOCK_NAME}-job{config.job_index}of{config.num_jobs}"
+    try:
+        held = lock.acquire(config.out_dir, name=name, what=f"{config.out_dir} (sweep job "
+                            f"{config.job_index + 1}/{config.num_jobs})")
+    except lock.LockError as e:
+        raise ConfigError(str(e)) from None
+    with held:
+        return _run_cells(config, mine, build_models)
+
+
+def _complete(cell: FinetuneConfig, failed: list) -> bool:
+    """A finished cell with the same flags; one with other flags is refused (appended
+    to ``failed``) or, with ``--overwrite``, emptied to run again (rundir.check_flags)."""
+    if not os.path.exists(os.path.join(cell.model_dir, RESULT_FILE)):
+        return False
+    try:
+        with claim_run_dir(cell):
+            pass
+    except ConfigError as e:
+        failed.append((cell.model_dir, f"ConfigError: {e}"))
+        return False
+    return os.path.exists(os.path.join(cell.model_dir, RESULT_FILE))
+
+
+def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
+    """``run_sweep`` once this job holds its lock."""
     print(f"sweep: job {config.job_index + 1}/{config.num_jobs}: {len(mine)} of "
           f"{len(grid(config))} cells", flush=True)
     ran, skipped, failed = [], [], []
     for i, cell in enumerate(mine, 1):
-        if os.path.exists(os.path.join(cell.run_dir, RESULT_FILE)):
+        if _complete(cell_config(config, cell), failed):
             skipped.append(cell.run_dir)
             print(f"[{i}/{len(mine)}] {cell.run_dir}: complete, skipped", flush=True)
+            continue
+        if failed and failed[-1][0] == cell.run_dir:
+            print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {failed[-1][1]}", flush=True)
             continue
         print(f"[{i}/{len(mine)}] {cell.run_dir}: fine-tuning from {cell.init_from} on "
               f"{cell.train_subjects or 'all'} subjects (subset {cell.repeat})", flush=True)
