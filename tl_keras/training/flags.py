@@ -12,6 +12,8 @@ import sys
 
 from absl import flags
 
+from tl_keras.weights.spec import SPEC_HELP
+
 HELP = {
     "data_dir": "converted data set (shards + dataset.json) from tfrecords_tools.convert",
     "model_dir": "run directory: checkpoints, flags.json, TensorBoard, encoders / export",
@@ -45,8 +47,7 @@ HELP = {
     "classification_softmax": "classification: softmax cross-entropy instead of class-wise "
                               "sigmoid BCE (the paper's text)",
     "target": "target task: stroke | ms | anatomy (sets the default epochs)",
-    "init_from": "encoder initialisation: scratch | DIR | taskonomy:CKPT[@TASK] | "
-                 "imagenet:CKPT|FILE.h5 (docs/models_weights.md)",
+    "init_from": f"encoder initialisation: {SPEC_HELP}",
     "train_subjects": "K training subjects drawn from the training split (0 = all)",
     "subset_seed": "seed of the K-subject draw",
     "eval_split": "split evaluated after training",

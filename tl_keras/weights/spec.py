@@ -32,7 +32,6 @@ from tl_keras.weights.taskonomy import load_taskonomy
 
 SPEC_HELP = ("scratch | DIR (tl_keras encoder dir) | taskonomy:CKPT[@TASK] | "
              "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50)")
-KINDS = ("scratch", "dir", "taskonomy", "imagenet")
 #: Source domain of the checkpoint sources (the value ``pretrain --domain`` uses).
 NATURAL = "natural"
 TASKONOMY_PREFIX = "taskonomy:"
@@ -56,7 +55,7 @@ class InitSpec:
     task: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> "InitSpec":
+    def parse(cls, text: str) -> InitSpec:
         """Parse ``text`` without touching the file system.
 
         Raises:
@@ -98,11 +97,11 @@ class InitSpec:
             if is_encoder_dir(self.path):
                 read_encoder_meta(self.path)
                 return
-            if not os.path.exists(self.path):
-                raise WeightLoadError(f"--init_from {self.text}: {self.path} does not exist")
             if is_checkpoint(self.path):
                 raise WeightLoadError(f"--init_from {self.text}: a TF checkpoint; say "
                                       f"taskonomy:{self.path} or imagenet:{self.path}")
+            if not os.path.exists(self.path):
+                raise WeightLoadError(f"--init_from {self.text}: {self.path} does not exist")
             raise WeightLoadError(f"--init_from {self.text}: no encoder.json there; "
                                   f"expected {SPEC_HELP}")
         if self.is_keras_h5:
