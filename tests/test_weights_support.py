@@ -88,11 +88,13 @@ def write_tf1_checkpoints(root, tensors, layouts, slots_for=(), step=1234):
       tensors: graph variable name -> value.
       layouts: checkpoint stem -> {name in the checkpoint: graph variable name}; graph
         names may also be ``<var>/Adam``, ``<var>/Adam_1`` (for ``slots_for``),
-        ``beta1_power``, ``beta2_power`` and ``global_step``.
+        ``beta1_power``, ``beta2_power`` and ``global_step``. A stem ending in ``.ckpt``
+        (``slim_v1/resnet_v1_50.ckpt``) is written as that one V1 file, as TF-slim's
+        ImageNet checkpoints are; others as V2 ``<stem>/model.permanent-ckpt``.
       slots_for: variables that get Adam slot variables.
 
     Returns:
-      stem -> checkpoint prefix.
+      stem -> checkpoint prefix (for V1 the file).
     """
     import tensorflow as tf
     v1 = tf.compat.v1
@@ -112,9 +114,17 @@ def write_tf1_checkpoints(root, tensors, layouts, slots_for=(), step=1234):
         with v1.Session() as sess:
             sess.run(v1.global_variables_initializer(), feed_dict=feeds)
             sess.run(graph_vars["global_step"].assign(step))
-            return {stem: v1.train.Saver({k: graph_vars[v] for k, v in layout.items()})
-                    .save(sess, str(root / stem / "model.permanent-ckpt"), write_meta_graph=False)
-                    for stem, layout in layouts.items()}
+            out = {}
+            for stem, layout in layouts.items():
+                v1_file = stem.endswith(".ckpt")
+                (root / stem).parent.mkdir(parents=True, exist_ok=True)
+                saver = v1.train.Saver({k: graph_vars[v] for k, v in layout.items()},
+                                       write_version=v1.train.SaverDef.V1 if v1_file
+                                       else v1.train.SaverDef.V2)
+                out[stem] = saver.save(sess, str(root / stem if v1_file else
+                                                 root / stem / "model.permanent-ckpt"),
+                                       write_meta_graph=False, write_state=not v1_file)
+            return out
 
 
 # ----------------------------------------------------------------- reference passes

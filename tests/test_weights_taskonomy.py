@@ -1,4 +1,6 @@
 """Taskonomy TF1 checkpoints -> Keras models, checked against plain tf.nn forward passes."""
+import re
+
 import numpy as np
 import pytest
 
@@ -13,8 +15,10 @@ def ckpts(tmp_path_factory):
 
     ``ae``: autoencoder layout (root encoder, compress1, decoder K=3, discriminator 6 ch,
     Adam slots, beta powers, global_step); ``ff``: class_1000 layout (``feedforward/``
-    prefix, head for 64 px, 10 classes); ``slim``: ``resnet_v1_50/`` + logits;
-    ``disc_missing`` / ``disc_extra``: discriminator-only files for strict-mode errors.
+    prefix, head for 64 px, 10 classes); ``slim``: ``resnet_v1_50/`` + logits, also as the
+    V1 file ``slim_v1/resnet_v1_50.ckpt`` (TF-slim's download format); ``grey``: an
+    encoder-only file with a 1-channel conv1; ``disc_missing`` / ``disc_extra``:
+    discriminator-only files for strict-mode errors.
     """
     rng = np.random.default_rng(0)
     enc = ts.encoder_tensors(rng)
@@ -24,21 +28,25 @@ def ckpts(tmp_path_factory):
     extra = {"resnet_v1_50/logits/weights": rng.standard_normal((1, 1, 2048, 1000), np.float32),
              "resnet_v1_50/logits/biases": np.zeros(1000, np.float32),
              "discriminator/conv6/weights": np.ones((4, 4, 1, 1), np.float32)}
-    tensors = {**enc, **dec, **disc, **head, **extra}
+    grey_conv1 = enc["encoder/conv1/weights"].sum(2, keepdims=True)
+    tensors = {**enc, **dec, **disc, **head, **extra, "grey/conv1": grey_conv1}
     slots = ["encoder/conv1/weights", "compress1/weights", "decoder/decoder_output/weights",
              "discriminator/conv2/BatchNorm/gamma"]
     ident = {k: k for k in {**enc, **dec, **disc}}
     ident.update({f"{k}/Adam{s}": f"{k}/Adam{s}" for k in slots for s in ("", "_1")})
     ident.update(beta1_power="beta1_power", beta2_power="beta2_power", global_step="global_step")
     disc_only = {k: k for k in disc}
+    slim = {**{"resnet_v1_50/" + k[len("encoder/"):]: k for k in enc if k.startswith("encoder/")},
+            "resnet_v1_50/logits/weights": "resnet_v1_50/logits/weights",
+            "resnet_v1_50/logits/biases": "resnet_v1_50/logits/biases",
+            "global_step": "global_step"}
     layouts = {
         "ae": ident,
         "ff": {**{f"feedforward/{k}": k for k in enc}, **{k: k for k in head},
                "global_step": "global_step"},
-        "slim": {**{"resnet_v1_50/" + k[len("encoder/"):]: k for k in enc if k.startswith("encoder/")},
-                 "resnet_v1_50/logits/weights": "resnet_v1_50/logits/weights",
-                 "resnet_v1_50/logits/biases": "resnet_v1_50/logits/biases",
-                 "global_step": "global_step"},
+        "slim": slim,
+        "slim_v1/resnet_v1_50.ckpt": slim,
+        "grey": {**{k: k for k in enc}, "encoder/conv1/weights": "grey/conv1"},
         "disc_missing": {k: k for k in disc_only if k != "discriminator/conv4/BatchNorm/gamma"},
         "disc_extra": {**disc_only, "discriminator/conv6/weights": "discriminator/conv6/weights"},
     }
@@ -199,3 +207,64 @@ def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):
     assert convert.main(["convert", "--taskonomy", str(missing), "--out", str(tmp_path / "x")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("convert: error:") and str(missing) in err
+
+
+def test_slim_v1_checkpoint_file_loads_exactly(ckpts, enc64, tmp_path, capsys):
+    """TF-slim's resnet_v1_50.ckpt is a V1 checkpoint (one file, no .index); on main it fell
+    through to the Keras .h5 loader."""
+    import os
+
+    from tl_keras.weights import convert, init_encoder, inspect, weight_map
+    v1 = ckpts["paths"]["slim_v1/resnet_v1_50.ckpt"]
+    assert sorted(os.listdir(os.path.dirname(v1))) == ["resnet_v1_50.ckpt"]
+    report = init_encoder(enc64, "imagenet:" + os.path.dirname(v1))  # the folder holding it
+    assert report.ok and len(report.matched) == 265 and report.source == v1
+    for name, var in weight_map(enc64).items():
+        if name.startswith("encoder/"):
+            np.testing.assert_array_equal(var.numpy(), ckpts["enc"][name])
+    assert inspect.main(["inspect", v1, "--image_size", "64"]) == 0
+    assert re.search(r"^resnet_v1_50/conv1/weights +\[7, 7, 3, 64\] +-> encoder__conv1/kernel$",
+                     capsys.readouterr().out, re.M)
+    cut = tmp_path / "cut" / "resnet_v1_50.ckpt"
+    cut.parent.mkdir()
+    cut.write_bytes(open(v1, "rb").read()[: os.path.getsize(v1) // 2])
+    capsys.readouterr()
+    assert convert.main(["convert", "--imagenet", str(cut), "--out", str(tmp_path / "x")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{cut}: not a TF checkpoint" in err
+
+
+def test_each_taskonomy_form_loads_the_same_weights(ckpts, enc64):
+    import os
+
+    from tl_keras.weights import InitSpec
+    prefix = ckpts["paths"]["ae"]
+    for form in (prefix, os.path.dirname(prefix), prefix + ".index",
+                 prefix + ".data-00000-of-00001"):
+        spec = InitSpec.parse(f"taskonomy:{form}")
+        report = spec.load(enc64)
+        assert report.ok and len(report.matched) == 270 and report.source == prefix
+        assert spec.label() == "Taskonomy ae"
+    np.testing.assert_array_equal(enc64.get_layer("compress1").kernel.numpy(),
+                                  ckpts["enc"]["compress1/weights"])
+
+
+def test_convert_follows_the_checkpoint_channels_and_refuses_changed_options(ckpts, tmp_path,
+                                                                              capsys):
+    from tl_keras.weights import convert, read_encoder_meta
+    out = str(tmp_path / "grey")
+    base = ["convert", "--taskonomy", ckpts["paths"]["grey"], "--out", out, "--image_size", "64"]
+    assert convert.main(base) == 0
+    meta = read_encoder_meta(out)
+    assert (meta["input_channels"], meta["source_task"], meta["domain"]) == \
+        (1, "taskonomy:grey", "natural")
+    capsys.readouterr()
+    for extra, change in ((["--image_size", "32"], "image_size [64, 64] -> [32, 32]"),
+                          (["--domain", "indoor"], "domain natural -> indoor"),
+                          (["--source_task", "taskonomy:x"], "source_task taskonomy:grey -> "
+                                                             "taskonomy:x")):
+        argv = base[:-2] + extra if extra[0] == "--image_size" else base + extra
+        assert convert.main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and change in err and "--overwrite" in err
+    assert read_encoder_meta(out)["image_size"] == [64, 64]  # untouched

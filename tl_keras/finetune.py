@@ -8,14 +8,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-from absl import app  # noqa: E402
-
 from tl_keras.training.config import FinetuneConfig, validate_finetune  # noqa: E402
-from tl_keras.training.flags import config_main, define_config_flags  # noqa: E402
+from tl_keras.training.flags import config_main, define_config_flags, run_app  # noqa: E402
 
 define_config_flags(FinetuneConfig)
 main = config_main(FinetuneConfig, validate_finetune, "run_finetune")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

@@ -11,7 +11,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 from absl import app, flags  # noqa: E402
 
 from tl_keras.training.config import FinetuneConfig  # noqa: E402
-from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli  # noqa: E402
+from tl_keras.training.flags import (config_from_flags, define_config_flags,  # noqa: E402
+                                     run_app, run_cli)
 
 flags.DEFINE_string("out_dir", "", "sweep directory: one run directory per cell, "
                     "sweep_results.csv")
@@ -62,4 +63,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_app(main)

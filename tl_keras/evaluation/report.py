@@ -7,10 +7,11 @@ Inputs are any mix of:
   ``detection_rate`` ...) or run rows with ``dice`` or ``miou`` (an evaluate
   ``summary.csv`` or a sweep's merged CSV).
 
-Every row is attributed to a *source* (``source_domain`` + ``source_task``,
-or the ``init`` for scratch / ImageNet runs). The comparison with scratch
-(paired differences, bootstrap CI, Wilcoxon) is ``stats``; the sentences of
-``summary.md`` are ``summary``.
+Every row is attributed to a *source* (its recorded ``source_label``, else
+``source_domain`` + ``source_task``, or the ``init`` for scratch / ImageNet runs);
+each Taskonomy task (``source_task`` ``taskonomy:<task>``) is a source of its own.
+The comparison with scratch (paired differences, bootstrap CI, Wilcoxon) is
+``stats``; the sentences of ``summary.md`` are ``summary``.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ import pandas as pd
 
 from tl_keras.evaluation import stats, summary
 from tl_keras.utils.io import write_csv_atomic, write_text_atomic
+from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.spec import InitSpec, source_label as spec_source_label
 
 GROUP_COLUMNS = ("target", "source", "source_domain", "source_task")
 
@@ -48,24 +51,28 @@ def _missing(value) -> bool:
 
 
 def source_label(row) -> str:
-    """Human-readable source of a run: "t1 segmentation", "ImageNet", "scratch".
+    """Human-readable source of a run: "t1 segmentation", "Taskonomy autoencoder",
+    "ImageNet", "scratch".
 
-    Built from ``source_task`` / ``source_domain`` / ``init`` (or ``init_from``)
-    so that evaluate outputs and sweep CSVs agree; a row with none of them keeps
-    its own ``source`` name (a sweep cell name).
+    A run's recorded ``source_label`` wins; otherwise it is built from ``source_task`` /
+    ``source_domain`` and the kind of ``init`` (or ``init_from``) by the same rule
+    (:func:`tl_keras.weights.spec.source_label`), so evaluate outputs and sweep CSVs agree;
+    a row with none of them keeps its own ``source`` name (a sweep cell name).
     """
+    if not _missing(row.get("source_label")):
+        return str(row["source_label"])
     task, domain = row.get("source_task"), row.get("source_domain")
     init = row.get("init")
     init = row.get("init_from") if _missing(init) else init
     if _missing(task) and _missing(domain) and _missing(init) and not _missing(
             row.get("source")):
         return str(row["source"])
-    init = "" if _missing(init) else str(init)
-    if init.lower().startswith("imagenet"):
-        return "ImageNet"
-    if _missing(task) or init.lower() in ("", "scratch", "random"):
-        return "scratch" if _missing(task) else str(task)
-    return f"{domain} {task}" if not _missing(domain) else str(task)
+    try:
+        kind = None if _missing(init) else InitSpec.parse(str(init)).kind
+    except WeightLoadError:  # an init this version does not know: go by the task
+        kind = None
+    return spec_source_label(None if _missing(task) else task,
+                             None if _missing(domain) else domain, kind)
 
 
 def _with_source(frame: pd.DataFrame) -> pd.DataFrame:

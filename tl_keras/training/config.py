@@ -11,6 +11,8 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
+from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.spec import InitSpec
 
 PRETRAIN_TASKS = ("segmentation", "autoencoding", "classification")
 DOMAINS = ("t1", "natural")
@@ -164,10 +166,10 @@ def validate_finetune(c: FinetuneConfig) -> dict:
     if c.train_subjects < 0 or c.train_subjects > n_train:
         raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "
                           f"{n_train} subjects")
-    spec = c.init_from
-    path = spec.split(":", 1)[1] if spec.startswith(("taskonomy:", "imagenet:")) else spec
-    if spec != "scratch" and not os.path.exists(path):
-        raise ConfigError(f"--init_from={spec}: {path} does not exist")
+    try:
+        InitSpec.parse(c.init_from).check()
+    except WeightLoadError as e:
+        raise ConfigError(str(e)) from None
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")

@@ -20,6 +20,7 @@ from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
                                     weights_record)
 from tl_keras.utils.io import atomic_path, write_json_atomic
+from tl_keras.weights.spec import InitSpec
 
 RESULT_FILE = "result.json"
 
@@ -34,18 +35,12 @@ def build_finetune_models(config: FinetuneConfig, meta: dict):
                              decoder_variant=config.decoder_variant)
 
 
-def source_of(init_from: str) -> tuple[str | None, str | None]:
-    """(source_task, source_domain) of an ``--init_from`` spec (encoder.json for a PATH)."""
-    if init_from == "scratch":
-        return None, None
-    kind, sep, _ = init_from.partition(":")
-    if sep and kind == "taskonomy":
-        return "taskonomy", "natural"
-    if sep and kind == "imagenet":
-        return "imagenet", "natural"
-    from tl_keras.weights import read_encoder_meta
-    meta = read_encoder_meta(init_from)
-    return meta.get("source_task"), meta.get("domain")
+def source_of(init_from: str) -> dict:
+    """What a run records about its source: ``source_task``, ``source_domain`` and
+    ``source_label`` (the report's row name; each Taskonomy task is its own source)."""
+    spec = InitSpec.parse(init_from)
+    task, domain = spec.source()
+    return {"source_task": task, "source_domain": domain, "source_label": spec.label()}
 
 
 def _train_counts(config: FinetuneConfig, meta: dict, subjects) -> dict:
@@ -60,7 +55,7 @@ def _export_and_evaluate(config, tm, meta, subjects, source) -> dict:
         "image_size": list(meta["image_size"]), "input_channels": config.input_channels,
         "num_classes": int(meta["num_mask_classes"]),
         "class_names": list(meta.get("mask_classes") or []), "target": config.target,
-        "source_task": source[0], "source_domain": source[1], "init": config.init_from,
+        **source, "init": config.init_from,
         "train_subjects": len(subjects), "subset_seed": config.subset_seed,
         "seed": config.seed, "data_dir": os.path.abspath(config.data_dir), "dataset_meta": meta,
     }
@@ -112,7 +107,6 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     Returns:
       The result record (also in ``model_dir/result.json``).
     """
-    from tl_keras.weights import init_encoder
     meta = validate_finetune(config)
     done = os.path.join(config.model_dir, RESULT_FILE)
     if os.path.exists(done):
@@ -140,7 +134,7 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
                              {"model": tm.model, "optimizer": optimizer}, config.keep_checkpoints)
 
         def initialise():  # only when there is no checkpoint to resume from
-            report = init_encoder(tm.encoder, config.init_from)
+            report = InitSpec.parse(config.init_from).load(tm.encoder)
             print(f"init_from {config.init_from}: {report.summary()}", flush=True)
 
         start = ckpt.restore_or_initialize(
@@ -155,8 +149,7 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     loop = LoopSpec(steps_per_epoch, total, lambda step: train, validate,
                     lambda *args: None, config.log_every, config.checkpoint_every)
     logs = fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
-    result = {"target": config.target, "init_from": config.init_from,
-              "source_task": source[0], "source_domain": source[1],
+    result = {"target": config.target, "init_from": config.init_from, **source,
               "train_subjects": len(subjects), "subset_seed": config.subset_seed,
               "seed": config.seed, "steps": total, "train_slices": counts["slices"],
               **{f"final_{k}": v for k, v in logs.items()}}

@@ -20,6 +20,8 @@ from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.finetuning import RESULT_FILE
 from tl_keras.utils import lock
 from tl_keras.utils.io import write_csv_atomic
+from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.spec import InitSpec, checkpoint_task
 
 RESULTS_CSV = "sweep_results.csv"
 LEAD_COLUMNS = ["source", "init_from", "train_subjects", "repeat", "subset_seed", "target",
@@ -65,17 +67,28 @@ def slurm_job(job_index: int, num_jobs: int) -> tuple[int, int]:
 
 
 def parse_sources(items) -> tuple:
-    """``["name=spec", "spec", ...]`` -> ((name, spec), ...); a bare spec names itself."""
+    """``["name=spec", "spec", ...]`` -> ((name, spec), ...); a bare spec is named after its
+    last path part, a bare Taskonomy checkpoint ``taskonomy_<task>``."""
     out = []
     for item in items:
         name, sep, spec = item.partition("=")
-        name, spec = (name, spec) if sep else (os.path.basename(item.rstrip("/")) or item, item)
+        name, spec = (name, spec) if sep else (_default_name(item), item)
         if not spec or not name:
             raise ConfigError(f"--sources entry {item!r} must be NAME=SPEC or SPEC")
         out.append((name.replace(":", "_").replace("/", "_"), spec))
     if len({n for n, _ in out}) != len(out):
         raise ConfigError(f"--sources names must be unique: {[n for n, _ in out]}")
     return tuple(out)
+
+
+def _default_name(spec: str) -> str:
+    try:
+        parsed = InitSpec.parse(spec)
+    except WeightLoadError as e:
+        raise ConfigError(f"--sources: {e}") from None
+    if parsed.kind == "taskonomy":
+        return f"taskonomy_{parsed.task or checkpoint_task(parsed.path)}"
+    return os.path.basename(spec.rstrip("/")) or spec
 
 
 def grid(config: SweepConfig) -> list[Cell]:

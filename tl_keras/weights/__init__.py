@@ -4,10 +4,12 @@
 * :func:`load_slim_resnet50`, :func:`load_keras_resnet50` - ImageNet ResNet-50;
 * :func:`save_encoder`, :func:`load_encoder`, :func:`read_encoder_meta` - our format;
   :func:`load_part` - the other parts a conversion wrote (``convert --parts``);
-* :func:`init_encoder` - one entry point for ``scratch | PATH | taskonomy:PATH | imagenet:PATH``.
+* :class:`InitSpec` - the ``--init_from`` grammar (``scratch | DIR | taskonomy:CKPT[@TASK] |
+  imagenet:CKPT|FILE.h5``): parse, check, label, load; :func:`init_encoder` wraps it.
 
 CLIs: ``python -m tl_keras.weights.inspect CKPT`` and ``python -m tl_keras.weights.convert``.
-Names are imported on first use: ``read_encoder_meta`` and ``SPEC_HELP`` do not load Keras.
+Names are imported on first use: ``read_encoder_meta``, ``InitSpec`` and ``SPEC_HELP`` do
+not load Keras.
 """
 from tl_keras.models.lazy import lazy_exports
 
@@ -18,7 +20,8 @@ _EXPORTS = {
     "save_encoder": "tl_keras.weights.encoder_io",
     "load_keras_resnet50": "tl_keras.weights.imagenet",
     "load_slim_resnet50": "tl_keras.weights.imagenet",
-    "SPEC_HELP": "tl_keras.weights.init",
+    "InitSpec": "tl_keras.weights.spec",
+    "SPEC_HELP": "tl_keras.weights.spec",
     "init_encoder": "tl_keras.weights.init",
     "weight_map": "tl_keras.weights.mapping",
     "LoadReport": "tl_keras.weights.report",

@@ -3,13 +3,13 @@
 Usage:
   python -m tl_keras.weights.convert --taskonomy CKPT --out DIR [--parts encoder,decoder]
       [--input_channels 1|3] [--strict|--nostrict] [--source_task T] [--domain D]
-  python -m tl_keras.weights.convert --imagenet FILE --out DIR [--input_channels 1|3]
+  python -m tl_keras.weights.convert --imagenet CKPT|FILE.h5 --out DIR [--input_channels 1|3]
 
 Writes ``DIR/encoder.weights.h5`` + ``DIR/encoder.json`` (read by ``finetune --init_from
 DIR`` and ``tl_keras.weights.load_encoder``); other ``--parts`` of a Taskonomy checkpoint
 are checked and written as ``DIR/<part>.weights.h5`` (their build arguments are in
-``encoder.json`` under ``provenance.parts``). A finished conversion of the same source is
-not redone unless ``--overwrite``.
+``encoder.json`` under ``provenance.parts``). A finished conversion with the same options is
+not redone; one with other options is refused unless ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ import time
 from absl import flags
 
 from tl_keras.weights import cli
-from tl_keras.weights.checkpoint import PARTS, checkpoint_prefix, is_checkpoint, read_shapes
+from tl_keras.weights.checkpoint import PARTS, read_shapes
 from tl_keras.weights.encoder_io import META_FILE, atomic_weights, read_encoder_meta, save_encoder
-from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
 from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.spec import NATURAL, TASKONOMY_PREFIX, InitSpec, checkpoint_task
 from tl_keras.weights.taskonomy import (build_parts, checkpoint_layout, head_image_size,
                                         load_taskonomy)
 
@@ -33,19 +33,20 @@ flags.DEFINE_string("taskonomy", None, "Taskonomy task-bank checkpoint (prefix s
                     ".../autoencoder/model.permanent-ckpt, one of its files, or its dir).",
                     flag_values=FV)
 flags.DEFINE_string("imagenet", None, "ImageNet ResNet-50: TF-slim resnet_v1_50 checkpoint "
-                    "or Keras Applications ResNet50 .h5 weights.", flag_values=FV)
+                    "(V1 file or V2 prefix) or Keras Applications ResNet50 .h5 weights.",
+                    flag_values=FV)
 flags.DEFINE_string("out", None, "Output directory of the encoder.", flag_values=FV)
 flags.DEFINE_list("parts", ["encoder"], "Taskonomy parts to load and check; the encoder is "
                   "always written, others as <part>.weights.h5.", flag_values=FV)
-flags.DEFINE_enum("input_channels", "3", ["1", "3"], "Encoder input channels; 1 sums the "
-                  "RGB conv1 kernels (grey images).", flag_values=FV)
+flags.DEFINE_enum("input_channels", "0", ["0", "1", "3"], "Encoder input channels; 0: as in "
+                  "the checkpoint; 1 sums the RGB conv1 kernels (grey images).", flag_values=FV)
 flags.DEFINE_integer("image_size", 256, "Image size recorded for the encoder (weights are "
                      "size-independent; any multiple of 16).", flag_values=FV)
 flags.DEFINE_boolean("strict", True, "Fail on any missing, unexpected or mis-shaped tensor.",
                      flag_values=FV)
 flags.DEFINE_string("source_task", None, "Recorded source task (default: taskonomy:<dir "
                     "name of the checkpoint> or imagenet).", flag_values=FV)
-flags.DEFINE_string("domain", "natural-images", "Recorded source domain.", flag_values=FV)
+flags.DEFINE_string("domain", NATURAL, "Recorded source domain.", flag_values=FV)
 flags.DEFINE_boolean("overwrite", False, "Redo a finished conversion.", flag_values=FV)
 
 
@@ -57,11 +58,11 @@ class ConvertConfig:
     taskonomy: str | None = None
     imagenet: str | None = None
     parts: tuple = ("encoder",)
-    input_channels: int = 3
+    input_channels: int = 0        # 0: as in the checkpoint
     image_size: int = 256
     strict: bool = True
     source_task: str | None = None
-    domain: str = "natural-images"
+    domain: str = NATURAL
     overwrite: bool = False
 
 
@@ -70,21 +71,40 @@ def _default_task(config: ConvertConfig) -> str:
         return config.source_task
     if config.imagenet:
         return "imagenet"
-    name = os.path.basename(os.path.dirname(os.path.abspath(checkpoint_prefix(config.taskonomy))))
-    return f"taskonomy:{name}"
+    return TASKONOMY_PREFIX + checkpoint_task(config.taskonomy)
 
 
 def _source(config: ConvertConfig) -> str:
     return os.path.abspath(config.taskonomy or config.imagenet)
 
 
-def _already_done(config: ConvertConfig) -> bool:
+def _recorded(config: ConvertConfig, input_channels: int) -> dict:
+    """The options a conversion in ``config.out`` must share to count as this one."""
+    return {"source": _source(config), "parts": sorted(config.parts),
+            "input_channels": input_channels, "image_size": [config.image_size] * 2,
+            "source_task": _default_task(config), "domain": config.domain}
+
+
+def _already_done(config: ConvertConfig, input_channels: int) -> bool:
+    """True if ``config.out`` holds this very conversion.
+
+    Raises:
+      WeightLoadError: it holds a conversion with other options (not ``--overwrite``).
+    """
     if config.overwrite or not os.path.isfile(os.path.join(config.out, META_FILE)):
         return False
-    prov = read_encoder_meta(config.out).get("provenance", {})
-    return (prov.get("source") == _source(config) and prov.get("parts") is not None
-            and sorted(prov["parts"]) == sorted(config.parts)
-            and read_encoder_meta(config.out)["input_channels"] == config.input_channels)
+    meta = read_encoder_meta(config.out)
+    prov = meta.get("provenance", {})
+    old = {"source": prov.get("source"), "parts": sorted(prov.get("parts") or []),
+           "input_channels": meta["input_channels"], "image_size": list(meta["image_size"]),
+           "source_task": meta["source_task"], "domain": meta["domain"]}
+    new = _recorded(config, input_channels)
+    differ = [f"{k} {old[k]} -> {new[k]}" for k in new if old[k] != new[k]]
+    if differ:
+        raise WeightLoadError(f"{config.out}: holds a conversion with other options "
+                              f"({'; '.join(differ)}); pass --overwrite to redo it or "
+                              "choose another --out")
+    return True
 
 
 def convert(config: ConvertConfig, log=print):
@@ -105,28 +125,26 @@ def convert(config: ConvertConfig, log=print):
                          f"got {list(config.parts)}")
     if config.imagenet and tuple(config.parts) != ("encoder",):
         raise ValueError("--imagenet provides the encoder only; drop --parts")
-    if _already_done(config):
+    kind = "taskonomy" if config.taskonomy else "imagenet"
+    spec = InitSpec(f"{kind}:{_source(config)}", kind, config.taskonomy or config.imagenet)
+    spec.check()
+    layout = checkpoint_layout(read_shapes(spec.path)[1]) if config.taskonomy else {}
+    channels = (config.input_channels
+                or layout.get("encoder", {}).get("input_channels") or 3)
+    if _already_done(config, channels):
         log(f"{config.out}: already converted from {_source(config)}; use --overwrite to redo")
         return None
     start = time.time()
-    parts_meta = {}
     if config.taskonomy:
-        _, shapes = read_shapes(config.taskonomy)
-        layout = checkpoint_layout(shapes)
         size = (head_image_size(layout, config.image_size) if "head" in config.parts
                 else config.image_size)
-        models = build_parts(layout, config.parts, size, config.input_channels)
-        report = load_taskonomy(config.taskonomy, models, strict=config.strict)
+        models = build_parts(layout, config.parts, size, channels)
+        report = load_taskonomy(spec.path, models, strict=config.strict)
         parts_meta = {p: layout[p] for p in config.parts}
         encoder = models.pop("encoder")
     else:
-        encoder = build_encoder(config.image_size, config.input_channels)
-        if is_checkpoint(config.imagenet):
-            report = load_slim_resnet50(config.imagenet, encoder, strict=config.strict)
-        elif os.path.isfile(config.imagenet):
-            report = load_keras_resnet50(config.imagenet, encoder, strict=config.strict)
-        else:
-            raise WeightLoadError(f"{config.imagenet}: no such checkpoint or .h5 file")
+        encoder = build_encoder(config.image_size, channels)
+        report = spec.load(encoder, strict=config.strict)
         models, parts_meta = {}, {"encoder": {}}
     for line in report.summary().splitlines():
         log(line)

@@ -64,7 +64,7 @@ def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
       out_dir: created if needed; existing files are replaced atomically.
       source_task: e.g. ``segmentation``, ``autoencoding``, ``classification``,
         ``taskonomy:autoencoder``, ``imagenet``.
-      domain: e.g. ``brain-mri`` or ``natural-images``.
+      domain: e.g. ``t1`` or ``natural`` (what ``pretrain --domain`` records).
       provenance: free-form JSON-able dict (run dir, checkpoint, load report ...).
 
     Returns:

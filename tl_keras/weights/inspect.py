@@ -4,7 +4,9 @@ Usage: ``python -m tl_keras.weights.inspect CKPT [--parts encoder,decoder] [--im
 
 Each line: tensor name, shape, then ``-> <keras variable path>``, ``skip: <reason>``,
 ``UNEXPECTED`` (no such layer) or ``SHAPE MISMATCH``; model weights the checkpoint lacks
-are listed as ``MISSING``. Nothing is loaded or written.
+are listed as ``MISSING``. Every mapped tensor is read once, so a missing or truncated data
+file is reported (one line naming it) instead of "all tensors map cleanly"; nothing is
+assigned or written.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from absl import flags
 
 from tl_keras.weights import cli
-from tl_keras.weights.checkpoint import PARTS, read_shapes
+from tl_keras.weights.checkpoint import PARTS, read_shapes, read_tensors
 from tl_keras.weights.imagenet import RANDOM_OK, SLIM_RENAMES, is_slim, slim_skip
 from tl_keras.weights.mapping import weight_map
 from tl_keras.weights.taskonomy import build_parts, checkpoint_layout, head_image_size, plan
@@ -49,6 +51,7 @@ def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
     for model in models.values():
         targets.update(weight_map(model))
     used, skipped = plan(shapes, set(parts), renames, skip)
+    read_tensors(prefix, used.values())  # the values are there, not only the index
     canon = {original: name for name, original in used.items()}
     lines, clean = [f"# {prefix}: {len(shapes)} tensors; parts {', '.join(parts)}"], True
     for name in sorted(shapes):

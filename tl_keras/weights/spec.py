@@ -1,0 +1,188 @@
+"""``InitSpec``: what ``--init_from`` (and each sweep ``--sources`` entry) names.
+
+Grammar (docs/models_weights.md, "Initialisation specs")::
+
+    spec  := "scratch"                       keep the random initialisation
+           | DIR                             a tl_keras encoder directory (encoder.json)
+           | "taskonomy:" CKPT ["@" TASK]    a Taskonomy task-bank checkpoint
+           | "imagenet:" CKPT                TF-slim resnet_v1_50 (V1 or V2 checkpoint)
+           | "imagenet:" FILE ".h5"          Keras Applications ResNet50 weights
+    CKPT  := V2 prefix (.../model.permanent-ckpt) | one of its files (.index, .data-*)
+           | the folder holding it | a V1 checkpoint file (resnet_v1_50.ckpt)
+    TASK  := [A-Za-z0-9_.-]+                 the Taskonomy task; default: CKPT's folder name
+
+Every stage uses this one type: :meth:`InitSpec.parse` (syntax only), :meth:`InitSpec.check`
+(the files are there; no TensorFlow, so configuration checks stay fast),
+:meth:`InitSpec.source` / :meth:`InitSpec.label` (what run artefacts record and the report
+groups by: each Taskonomy task is its own source) and :meth:`InitSpec.load`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from tl_keras.weights.checkpoint import check_checkpoint, checkpoint_prefix, is_checkpoint
+from tl_keras.weights.encoder_io import (encoder_dir, is_encoder_dir, load_encoder,
+                                         read_encoder_meta)
+from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
+from tl_keras.weights.mapping import assign, weight_map
+from tl_keras.weights.report import LoadReport, WeightLoadError
+from tl_keras.weights.taskonomy import load_taskonomy
+
+SPEC_HELP = ("scratch | DIR (tl_keras encoder dir) | taskonomy:CKPT[@TASK] | "
+             "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50)")
+#: Source domain of the checkpoint sources (the value ``pretrain --domain`` uses).
+NATURAL = "natural"
+TASKONOMY_PREFIX = "taskonomy:"
+_TASK = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class InitSpec:
+    """A parsed initialisation spec (see the module docstring for the grammar).
+
+    Attributes:
+      text: the spec as given.
+      kind: ``scratch``, ``dir``, ``taskonomy`` or ``imagenet``.
+      path: the file, prefix or directory (empty for ``scratch``).
+      task: the ``@TASK`` override of a Taskonomy spec, else None.
+    """
+
+    text: str
+    kind: str
+    path: str = ""
+    task: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> InitSpec:
+        """Parse ``text`` without touching the file system.
+
+        Raises:
+          WeightLoadError: unknown kind, empty path, or a bad ``@TASK``.
+        """
+        text = text.strip()
+        if text == "scratch":
+            return cls(text, "scratch")
+        kind, sep, path = text.partition(":")
+        if not sep:
+            kind, path = "dir", text
+        elif kind not in ("taskonomy", "imagenet"):
+            raise WeightLoadError(f"--init_from {text}: unknown kind '{kind}'; "
+                                  f"expected {SPEC_HELP}")
+        task = None
+        head, at, tail = path.rpartition("@")
+        if kind == "taskonomy" and at and "/" not in tail and os.sep not in tail:
+            if not _TASK.match(tail):
+                raise WeightLoadError(f"--init_from {text}: @{tail} is not a task name "
+                                      "(letters, digits, '_', '.', '-')")
+            path, task = head, tail
+        if not path:
+            raise WeightLoadError(f"--init_from {text}: empty path; expected {SPEC_HELP}")
+        return cls(text, kind, path, task)
+
+    @property
+    def is_keras_h5(self) -> bool:
+        return self.kind == "imagenet" and self.path.endswith(".h5")
+
+    def check(self) -> None:
+        """Check that the source is there and complete, without loading it.
+
+        Raises:
+          WeightLoadError: one line naming the missing or unusable file.
+        """
+        if self.kind == "scratch":
+            return
+        if self.kind == "dir":
+            if is_encoder_dir(self.path):
+                read_encoder_meta(self.path)
+                return
+            if is_checkpoint(self.path):
+                raise WeightLoadError(f"--init_from {self.text}: a TF checkpoint; say "
+                                      f"taskonomy:{self.path} or imagenet:{self.path}")
+            if not os.path.exists(self.path):
+                raise WeightLoadError(f"--init_from {self.text}: {self.path} does not exist")
+            raise WeightLoadError(f"--init_from {self.text}: no encoder.json there; "
+                                  f"expected {SPEC_HELP}")
+        if self.is_keras_h5:
+            if not os.path.isfile(self.path):
+                raise WeightLoadError(f"--init_from {self.text}: {self.path} does not exist")
+            return
+        if not os.path.exists(self.path) and not is_checkpoint(self.path):
+            raise WeightLoadError(f"--init_from {self.text}: {self.path} does not exist")
+        check_checkpoint(self.path)
+
+    def source(self) -> tuple[str | None, str | None]:
+        """``(source_task, source_domain)`` recorded with every run.
+
+        A Taskonomy checkpoint records ``taskonomy:<task>`` (as ``weights.convert`` does), an
+        encoder directory what its ``encoder.json`` says.
+        """
+        if self.kind == "scratch":
+            return None, None
+        if self.kind == "imagenet":
+            return "imagenet", NATURAL
+        if self.kind == "taskonomy":
+            return TASKONOMY_PREFIX + (self.task or checkpoint_task(self.path)), NATURAL
+        meta = read_encoder_meta(self.path)
+        return meta.get("source_task"), meta.get("domain")
+
+    def label(self) -> str:
+        """The report's name of this source, e.g. "Taskonomy segmentsemantic"."""
+        return source_label(*self.source(), kind=self.kind)
+
+    def load(self, encoder, *, strict: bool = True) -> LoadReport:
+        """Initialise ``encoder`` in place; returns the :class:`LoadReport`.
+
+        Raises:
+          WeightLoadError: unreadable source, or a strict-mode problem.
+        """
+        self.check()
+        if self.kind == "scratch":
+            report = LoadReport(source="scratch")
+            report.notes.append("random initialisation (no pre-trained weights)")
+            return report
+        if self.kind == "taskonomy":
+            return load_taskonomy(self.path, {"encoder": encoder}, strict=strict)
+        if self.kind == "imagenet":
+            if self.is_keras_h5:
+                return load_keras_resnet50(self.path, encoder, strict=strict)
+            return load_slim_resnet50(self.path, encoder, strict=strict)
+        return load_encoder_dir_into(encoder, self.path, strict=strict)
+
+
+def checkpoint_task(path: str) -> str:
+    """The Taskonomy task of a checkpoint: the folder it sits in (``.../autoencoder/...``)."""
+    try:
+        prefix = checkpoint_prefix(path)
+    except WeightLoadError:  # not there (yet): go by the path's shape
+        prefix = path if not os.path.isdir(path) else os.path.join(path, "x")
+    return os.path.basename(os.path.dirname(os.path.abspath(prefix))) or "taskonomy"
+
+
+def source_label(source_task, source_domain, kind: str | None = None) -> str:
+    """The report's name of a source from what a run recorded.
+
+    ``imagenet`` -> "ImageNet"; ``taskonomy:<task>`` -> "Taskonomy <task>" (a converted
+    encoder records the same); none -> "scratch"; else "<domain> <task>" ("t1 segmentation").
+    """
+    task = "" if source_task is None else str(source_task)
+    if kind == "imagenet" or task == "imagenet":
+        return "ImageNet"
+    if kind == "scratch" or not task:
+        return "scratch"
+    if task.startswith(TASKONOMY_PREFIX):
+        return "Taskonomy " + task[len(TASKONOMY_PREFIX):]
+    return f"{source_domain} {task}" if source_domain else task
+
+
+def load_encoder_dir_into(encoder, path: str, *, strict: bool = True) -> LoadReport:
+    """Copy a saved encoder into ``encoder`` by name.
+
+    The target may have another image size (convs are size-independent) and may take one
+    channel where the saved one takes RGB (conv1 summed over channels).
+    """
+    source = load_encoder(path, name="saved_encoder")
+    report = LoadReport(source=encoder_dir(path))
+    sources = {n: v.numpy() for n, v in weight_map(source).items()}
+    return assign(sources, weight_map(encoder), report, strict=strict)
