@@ -4,14 +4,10 @@ Usage: ``python -m tl_keras.finetune --flagfile experiments/finetune_stroke.flag
 --init_from runs/t1_seg/encoder_best --train_subjects 50 --subset_seed 3``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.FinetuneConfig`.
 """
-import os
+from absl import app
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from absl import app  # noqa: E402
-
-from tl_keras.training.config import FinetuneConfig, validate_finetune  # noqa: E402
-from tl_keras.training.flags import config_main, define_config_flags  # noqa: E402
+from tl_keras.training.config import FinetuneConfig, validate_finetune
+from tl_keras.training.flags import config_main, define_config_flags
 
 define_config_flags(FinetuneConfig)
 main = config_main(FinetuneConfig, validate_finetune, "run_finetune")

@@ -3,14 +3,10 @@
 Usage: ``python -m tl_keras.pretrain --flagfile experiments/pretrain_t1_segmentation.flags``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.PretrainConfig`.
 """
-import os
+from absl import app
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from absl import app  # noqa: E402
-
-from tl_keras.training.config import PretrainConfig, validate_pretrain  # noqa: E402
-from tl_keras.training.flags import config_main, define_config_flags  # noqa: E402
+from tl_keras.training.config import PretrainConfig, validate_pretrain
+from tl_keras.training.flags import config_main, define_config_flags
 
 define_config_flags(PretrainConfig)
 main = config_main(PretrainConfig, validate_pretrain, "run_pretrain")

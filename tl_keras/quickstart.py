@@ -31,6 +31,8 @@ import time
 
 from absl import app, flags
 
+from tl_keras.utils import console
+
 NETWORKS = ("compact", "tiny", "taskonomy")
 
 
@@ -221,6 +223,7 @@ def define_flags() -> None:
 
 def main(argv) -> None:
     del argv
+    console.set_verbosity()
     if not FLAGS.workdir:
         sys.exit("quickstart: --workdir is required")
     overrides = {"seed": FLAGS.seed}

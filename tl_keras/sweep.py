@@ -4,14 +4,11 @@ Usage: ``python -m tl_keras.sweep --flagfile experiments/sweep_stroke.flags``; i
 SLURM array job (``sbatch --array=0-9``) each task takes its share of the cells.
 Every fine-tuning flag of ``tl_keras.finetune`` applies to all cells.
 """
-import os
+from absl import app, flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
-
-from tl_keras.training.config import FinetuneConfig  # noqa: E402
-from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli  # noqa: E402
+from tl_keras.training.config import FinetuneConfig
+from tl_keras.training.flags import config_from_flags, define_config_flags, run_cli
+from tl_keras.utils import console
 
 flags.DEFINE_string("out_dir", "", "sweep directory: one run directory per cell, "
                     "sweep_results.csv")
@@ -31,6 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    console.set_verbosity()
 
     def run():
         from tl_keras.training.config import ConfigError

@@ -11,6 +11,8 @@ import sys
 
 from absl import flags
 
+from tl_keras.utils import console
+
 HELP = {
     "data_dir": "converted data set (shards + dataset.json) from tfrecords_tools.convert",
     "model_dir": "run directory: checkpoints, flags.json, TensorBoard, encoders / export",
@@ -123,6 +125,7 @@ def config_main(config_cls, validate, runner: str):
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        console.set_verbosity()
 
         def run():
             config = config_from_flags(config_cls)
