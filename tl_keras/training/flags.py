@@ -30,7 +30,8 @@ HELP = {
     "class_weights": "median_frequency | inverse | enet | none (from the training set)",
     "seed": "seed of weights init, data order and dropout",
     "deterministic": "deterministic TF ops (resumed runs reproduce uninterrupted ones)",
-    "mixed_precision": "none | bfloat16 | float16 (float16 uses dynamic loss scaling)",
+    "mixed_precision": "auto (bfloat16 where the CPU / GPU computes it natively, else none) "
+                       "| none (float32) | bfloat16 | float16 (dynamic loss scaling)",
     "jit_compile": "XLA-compile forward and backward passes",
     "strategy": "default | mirrored (local devices) | multi_worker (TF_CONFIG)",
     "log_every": "write TensorBoard train scalars every N steps",
