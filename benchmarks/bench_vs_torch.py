@@ -39,6 +39,9 @@ FLAGS = flags.FLAGS
 
 NUM_CLASSES = 2
 LEARNING_RATE = 1e-4
+#: tl_keras' decoupled decay per step (w <- w - wd * w); PyTorch's AdamW multiplies its
+#: weight_decay by the learning rate, hence WEIGHT_DECAY / LEARNING_RATE there.
+WEIGHT_DECAY = 2e-6
 
 
 def build_keras(precision: str):
@@ -58,7 +61,7 @@ def keras_step(model, batch_size: int):
     import tensorflow as tf
     from tl_keras.training import losses, steps
     from tl_keras.training.optimizers import make_generator_optimizer
-    opt = make_generator_optimizer(LEARNING_RATE, 0.0)
+    opt = make_generator_optimizer(LEARNING_RATE, WEIGHT_DECAY)
     opt.build(model.trainable_variables)
     return steps.distribute(steps.make_supervised_step(
         model, opt, losses.weighted_cross_entropy, batch_size), tf.distribute.get_strategy())
@@ -201,10 +204,11 @@ def torch_step(net, precision: str):
     import torch
     import torch.nn.functional as F
     try:
-        opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=0.0,
-                                fused=True)
+        opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE,
+                                weight_decay=WEIGHT_DECAY / LEARNING_RATE, fused=True)
     except (RuntimeError, TypeError):
-        opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE, weight_decay=0.0)
+        opt = torch.optim.AdamW(net.parameters(), lr=LEARNING_RATE,
+                                weight_decay=WEIGHT_DECAY / LEARNING_RATE)
 
     def step(x, y):
         opt.zero_grad(set_to_none=True)

@@ -7,6 +7,7 @@ import pytest
 
 from tl_keras.training import class_weights as cw
 from tl_keras.training import config as cfg
+from tl_keras.training.strategy import native_bfloat16 as real_native_bfloat16
 
 
 def test_decoupled_adamw_one_step_equals_formula():
@@ -156,7 +157,7 @@ def test_sweep_grid_split_and_slurm_defaults(tmp_path, monkeypatch):
 
 def test_auto_precision_follows_native_bfloat16(tmp_path, monkeypatch):
     from tl_keras.training import strategy
-    from tl_keras.training.strategy import native_bfloat16  # the real one (conftest patches)
+    native_bfloat16 = real_native_bfloat16  # conftest replaces the module's for every test
     amd = tmp_path / "amd"
     amd.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
     old = tmp_path / "old"
