@@ -217,7 +217,7 @@ def torch_step(net, precision: str):
         loss = F.cross_entropy(logits.float(), y)
         loss.backward()
         opt.step()
-        return loss
+        return loss.detach()
     return step
 
 

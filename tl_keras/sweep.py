@@ -28,7 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    console.set_verbosity()
+    verbosity = console.set_verbosity(tensorflow=False)
 
     def run():
         from tl_keras.training.config import ConfigError
@@ -40,6 +40,7 @@ def main(argv):
             raise ConfigError(f"--set_sizes={','.join(FLAGS.set_sizes)}: not integers") from None
         if FLAGS.repeats < 1 or not sizes:
             raise ConfigError("--repeats must be >= 1 and --set_sizes non-empty")
+        console.load_tensorflow(verbosity)
         from tl_keras.training import sweeps  # loads TensorFlow
         job_index, num_jobs = sweeps.slurm_job(FLAGS.job_index, FLAGS.num_jobs)
         config = sweeps.SweepConfig(

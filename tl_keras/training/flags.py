@@ -126,11 +126,12 @@ def config_main(config_cls, validate, runner: str):
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        console.set_verbosity()
+        verbosity = console.set_verbosity(tensorflow=False)
 
         def run():
             config = config_from_flags(config_cls)
             validate(config)
+            console.load_tensorflow(verbosity)
             import tl_keras.training
             print(f"done: {getattr(tl_keras.training, runner)(config)}")
         run_cli(run)

@@ -54,9 +54,18 @@ def set_verbosity(flag_values: flags.FlagValues = flags.FLAGS, tensorflow: bool 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbosity >= 0
                                              else logging.WARNING)
-    if tensorflow and verbosity < 0 and "tensorflow" not in sys.modules:
-        import_tensorflow_silently()
+    if tensorflow:
+        load_tensorflow(verbosity)
     return verbosity
+
+
+def load_tensorflow(verbosity: int) -> None:
+    """Import TensorFlow now: silently when ``verbosity`` < 0 (module docstring).
+
+    CLIs that check their flags before loading TensorFlow call this after the checks.
+    """
+    if verbosity < 0 and "tensorflow" not in sys.modules:
+        import_tensorflow_silently()
 
 
 def import_tensorflow_silently() -> None:
