@@ -37,6 +37,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
+        # benchmarks/bench_vs_torch.py only: the toolkit itself never imports torch.
+        "bench": ["torch>=2.13,<2.14"],
     },
     license="Apache-2.0",
 )

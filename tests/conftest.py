@@ -13,3 +13,11 @@ def tiny_data_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny_data")
     make_tiny_dataset(str(d))
     return str(d)
+
+
+@pytest.fixture(autouse=True)
+def _auto_precision_is_float32(monkeypatch):
+    """``--mixed_precision auto`` means float32 in tests on every machine (results must not
+    depend on whether the CPU has native bfloat16); tests of bfloat16 ask for it."""
+    from tl_keras.training import strategy
+    monkeypatch.setattr(strategy, "native_bfloat16", lambda *a, **k: False)

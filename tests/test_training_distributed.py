@@ -1,15 +1,17 @@
 """MirroredStrategy over two logical CPU devices gives the single-device result.
 
 Logical devices must be configured before TensorFlow initialises, so the runs
-happen in a fresh subprocess. The stand-in networks have no batch normalisation:
-BN statistics are per replica by design, everything else (global-batch loss
-scaling, gradient all-reduce, decoupled decay) must agree.
+happen in a fresh subprocess. Everything (global-batch loss scaling, gradient
+all-reduce, decoupled decay, and batch norm, whose moments are all-reduced over the
+replicas) must agree, with and without batch normalisation.
 """
 import json
 import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 SCRIPT = textwrap.dedent("""
     import functools, json, os, sys
@@ -20,12 +22,13 @@ SCRIPT = textwrap.dedent("""
     from tl_keras.training import PretrainConfig, run_pretrain
     from tl_keras.training.tiny import build_tiny_models
     data_dir, out = sys.argv[1], sys.argv[2]
-    build = functools.partial(build_tiny_models, batch_norm=False)
+    bn = sys.argv[3] == "bn"
+    build = functools.partial(build_tiny_models, batch_norm=bn)
     weights, logs = {}, {}
     for strategy in ("default", "mirrored"):
         c = PretrainConfig(data_dir=data_dir, model_dir=os.path.join(out, strategy),
                            batch_size=2, max_steps=3, strategy=strategy, validate=False,
-                           learning_rate=1e-3, seed=1)
+                           learning_rate=1e-3, seed=1, mixed_precision="none")
         logs[strategy] = run_pretrain(c, build)["loss"]
         reader = tf.train.load_checkpoint(os.path.join(c.model_dir, "checkpoints"))
         weights[strategy] = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
@@ -39,10 +42,11 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_mirrored_two_cpus_matches_one_device(tiny_data_dir, tmp_path):
+@pytest.mark.parametrize("bn", ["no_bn", "bn"])
+def test_mirrored_two_cpus_matches_one_device(tiny_data_dir, tmp_path, bn):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, tiny_data_dir, str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, tiny_data_dir, str(tmp_path), bn],
                           capture_output=True, text=True, timeout=600, cwd=root, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])

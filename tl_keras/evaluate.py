@@ -8,14 +8,11 @@ CSVs and examples.npz into --out_dir (see docs/evaluation.md).
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from tl_keras.evaluation.cli import floats, parse_flags, run_cli  # noqa: E402
+from tl_keras.evaluation.cli import floats, parse_flags, run_cli
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -47,7 +44,7 @@ flags.mark_flags_as_required(["model_dir", "data_dir", "out_dir"], **_F)
 
 def main(argv=None) -> int:
     """Parse ``argv`` (default ``sys.argv``), evaluate, return the exit code."""
-    args = parse_flags(FLAGS, argv, __doc__)
+    args = parse_flags(FLAGS, argv, __doc__, tensorflow=True)
     if isinstance(args, int):
         return args
     from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir

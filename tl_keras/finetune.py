@@ -4,12 +4,9 @@ Usage: ``python -m tl_keras.finetune --flagfile experiments/finetune_stroke.flag
 --init_from runs/t1_seg/encoder_best --train_subjects 50 --subset_seed 3``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.FinetuneConfig`.
 """
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from tl_keras.training.config import FinetuneConfig, validate_finetune  # noqa: E402
-from tl_keras.training.flags import config_main, define_config_flags, run_app  # noqa: E402
+from tl_keras.training.config import FinetuneConfig, validate_finetune
+from tl_keras.training.flags import config_main, define_config_flags, run_app
 
 define_config_flags(FinetuneConfig)
 main = config_main(FinetuneConfig, validate_finetune, "run_finetune")

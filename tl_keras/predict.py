@@ -12,14 +12,11 @@ whose pre-processing cannot be reproduced is refused with a one-line message.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from tl_keras.evaluation.cli import parse_flags, run_cli  # noqa: E402
+from tl_keras.evaluation.cli import parse_flags, run_cli
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -58,7 +55,7 @@ def _jobs():
 
 def main(argv=None) -> int:
     """Parse ``argv`` (default ``sys.argv``), segment, return the exit code."""
-    args = parse_flags(FLAGS, argv, __doc__)
+    args = parse_flags(FLAGS, argv, __doc__, tensorflow=True)
     if isinstance(args, int):
         return args
     from tl_keras.evaluation.predict import predict_scans

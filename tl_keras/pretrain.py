@@ -3,12 +3,9 @@
 Usage: ``python -m tl_keras.pretrain --flagfile experiments/pretrain_t1_segmentation.flags``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.PretrainConfig`.
 """
-import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from tl_keras.training.config import PretrainConfig, validate_pretrain  # noqa: E402
-from tl_keras.training.flags import config_main, define_config_flags, run_app  # noqa: E402
+from tl_keras.training.config import PretrainConfig, validate_pretrain
+from tl_keras.training.flags import config_main, define_config_flags, run_app
 
 define_config_flags(PretrainConfig)
 main = config_main(PretrainConfig, validate_pretrain, "run_pretrain")

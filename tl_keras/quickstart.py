@@ -31,7 +31,11 @@ import time
 
 from absl import app, flags
 
+from tl_keras.utils import console
+
 NETWORKS = ("compact", "tiny", "taskonomy")
+#: float32 on every machine, so the study's numbers do not depend on the CPU's bfloat16 units.
+PRECISION = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +156,8 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                 learning_rate=c.learning_rate,
                                 disc_start_step=c.disc_start_step, seed=c.seed,
                                 log_every=max(c.pretrain_steps // 4, 1),
-                                checkpoint_every=c.pretrain_steps)
+                                checkpoint_every=c.pretrain_steps,
+                                mixed_precision=PRECISION)
         run_pretrain(config, _build_models(c.network))
         best = os.path.join(model_dir, ENCODER_BEST)
         encoders[name] = best if os.path.isdir(best) else os.path.join(model_dir, ENCODER_LAST)
@@ -168,7 +173,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
                               batch_size=c.batch_size, max_steps=c.finetune_steps, epochs=1,
                               learning_rate=c.learning_rate,
                               seed=c.seed, log_every=max(c.finetune_steps // 2, 1),
-                              checkpoint_every=c.finetune_steps)
+                              checkpoint_every=c.finetune_steps, mixed_precision=PRECISION)
     config = SweepConfig(out_dir=os.path.join(c.workdir, "sweep"), sources=sources,
                          set_sizes=tuple(c.set_sizes), repeats=c.repeats, finetune=finetune)
     n = len(sources) * len(c.set_sizes) * c.repeats
@@ -221,6 +226,7 @@ def define_flags() -> None:
 
 def main(argv) -> None:
     del argv
+    console.set_verbosity()
     if not FLAGS.workdir:
         sys.exit("quickstart: --workdir is required")
     overrides = {"seed": FLAGS.seed}

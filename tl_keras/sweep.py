@@ -4,15 +4,11 @@ Usage: ``python -m tl_keras.sweep --flagfile experiments/sweep_stroke.flags``; i
 SLURM array job (``sbatch --array=0-9``) each task takes its share of the cells.
 Every fine-tuning flag of ``tl_keras.finetune`` applies to all cells.
 """
-import os
+from absl import app, flags
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
-
-from absl import app, flags  # noqa: E402
-
-from tl_keras.training.config import FinetuneConfig  # noqa: E402
-from tl_keras.training.flags import (config_from_flags, define_config_flags,  # noqa: E402
-                                     run_app, run_cli)
+from tl_keras.training.config import FinetuneConfig
+from tl_keras.training.flags import config_from_flags, define_config_flags, run_app, run_cli
+from tl_keras.utils import console
 
 flags.DEFINE_string("out_dir", "", "sweep directory: one run directory per cell, "
                     "sweep_results.csv")
@@ -32,6 +28,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    verbosity = console.set_verbosity(tensorflow=False)
 
     def run():
         from tl_keras.training.config import ConfigError
@@ -43,6 +40,7 @@ def main(argv):
             raise ConfigError(f"--set_sizes={','.join(FLAGS.set_sizes)}: not integers") from None
         if FLAGS.repeats < 1 or not sizes:
             raise ConfigError("--repeats must be >= 1 and --set_sizes non-empty")
+        console.load_tensorflow(verbosity)
         from tl_keras.training import sweeps  # loads TensorFlow
         job_index, num_jobs = sweeps.slurm_job(FLAGS.job_index, FLAGS.num_jobs)
         config = sweeps.SweepConfig(

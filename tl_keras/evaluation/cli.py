@@ -10,16 +10,21 @@ import sys
 
 from absl import flags
 
+from tl_keras.utils import console
+
 
 def parse_flags(flag_values: flags.FlagValues, argv, usage: str,
-                allow_positional: bool = False):
-    """Parse ``argv`` into ``flag_values``.
+                allow_positional: bool = False, tensorflow: bool = False):
+    """Parse ``argv`` into ``flag_values`` (with ``--verbosity``, and apply it).
+
+    ``tensorflow``: the CLI uses TensorFlow (loaded quietly, ``utils.console``).
 
     Returns:
       The positional arguments, or an exit code: 0 after printing help,
       2 after a one-line flag error.
     """
     argv = list(sys.argv if argv is None else argv)
+    console.define_verbosity(flag_values)
     if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
         print(usage.strip() + "\n\nflags:\n" + flag_values.get_help())
         return 0
@@ -32,6 +37,7 @@ def parse_flags(flag_values: flags.FlagValues, argv, usage: str,
     if rest and not allow_positional:
         print(f"{argv[0]}: error: unexpected arguments {rest}", file=sys.stderr)
         return 2
+    console.set_verbosity(flag_values, tensorflow)
     return rest
 
 

@@ -7,10 +7,10 @@ until the split is exhausted. Binary masks are bit-packed (8x smaller: a
 from __future__ import annotations
 
 import dataclasses
-import sys
-import time
 
 import numpy as np
+
+from tl_keras.utils.progress import Progress
 
 
 @dataclasses.dataclass
@@ -80,26 +80,6 @@ def _predict_labels(model, x) -> np.ndarray:
     return logits.argmax(axis=-1).astype(np.uint8)
 
 
-class Progress:
-    """One line per ``every`` items with rate and ETA (stderr)."""
-
-    def __init__(self, total: int | None, enabled: bool, every: int = 500,
-                 what: str = "slices"):
-        self.total, self.enabled, self.every, self.what = total, enabled, every, what
-        self.done, self.next, self.t0 = 0, every, time.perf_counter()
-
-    def update(self, n: int) -> None:
-        self.done += n
-        if not self.enabled or self.done < self.next:
-            return
-        self.next += self.every
-        rate = self.done / max(time.perf_counter() - self.t0, 1e-9)
-        eta = f", ETA {(self.total - self.done) / rate:.0f} s" if self.total else ""
-        print(f"evaluate: {self.done}/{self.total or '?'} {self.what}, "
-              f"{rate:.1f} {self.what}/s{eta}",
-              file=sys.stderr, flush=True)
-
-
 def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_metrics,
                   total: int | None = None, verbose: bool = True, on_slice=None):
     """Run ``model`` over a ``task="raw"`` dataset and keep each subject's slices.
@@ -113,7 +93,7 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
         (B, H, W) label arrays; computed as batches arrive so full-size batches
         are never kept.
       total: number of slices (progress ETA only).
-      verbose: print progress lines.
+      verbose: show progress (``tl_keras.utils.progress``).
       on_slice: optional callback ``(subject, index, image, gt, pred)`` per
         slice, used to pick example slices.
 
@@ -125,7 +105,7 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
     from tl_keras.data import dataset as data
     store = None
     rows: dict[str, list] = {}
-    progress = Progress(total, verbose)
+    progress = Progress(total, "evaluate", "slice", enabled=verbose)
     for batch in dataset:
         x = data.to_model_input(batch["image"], input_channels)
         pred = _predict_labels(model, x)
@@ -143,6 +123,7 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
         for key, value in cols.items():
             rows.setdefault(key, []).extend(list(value))
         progress.update(len(subjects))
+    progress.close()
     if store is None:
         raise ValueError("the split holds no slices")
     return store, rows

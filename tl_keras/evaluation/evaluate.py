@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from tl_keras.evaluation import metrics, tables
-from tl_keras.evaluation.collect import Progress, predict_split
+from tl_keras.evaluation.collect import predict_split
 from tl_keras.utils.io import atomic_path, write_csv_atomic, write_json_atomic
+from tl_keras.utils.progress import Progress
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
@@ -191,7 +192,8 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
         on_slice=examples if config.num_examples else None)
 
     out = tables.build_tables(store, slice_rows, run, num_classes, class_names, config,
-                              Progress(len(store.slices), config.verbose, 10, "subjects"))
+                              Progress(len(store.slices), "evaluate: metrics", "subject",
+                                       enabled=config.verbose))
     os.makedirs(out_dir, exist_ok=True)
     for name, frame in out.items():
         write_csv_atomic(os.path.join(out_dir, f"{name}.csv"), frame)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import sys
-import time
 
 import numpy as np
+
+from tl_keras.utils.progress import Progress
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -141,7 +141,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       jobs: scans and output paths.
       batch_size: slices per forward pass.
       overwrite: redo finished scans.
-      verbose: a progress line per scan.
+      verbose: show progress (``tl_keras.utils.progress``).
       predict_fn: optional ``(slices (N, S, S) in [0, 1]) -> (N, S, S, K)``
         probabilities replacing the exported model's forward pass (ensembles,
         test-time augmentation, tests); the model's pre-processing still applies.
@@ -162,12 +162,14 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
         predict_fn = functools.partial(predict_slices, model,
                                        input_channels=int(meta["input_channels"]),
                                        batch_size=batch_size)
-    done, processed, t0 = [], 0, time.perf_counter()
-    for i, job in enumerate(jobs, 1):
+    done = []
+    progress = Progress(len(jobs), "predict", "scan", enabled=verbose)
+    for job in jobs:
         finished = os.path.exists(job.output) and (
             job.probabilities is None or os.path.exists(job.probabilities))
         if finished and not overwrite:
             done.append(job.output)
+            progress.update(1)
             continue
         for path in (job.output, job.probabilities):
             if path:
@@ -178,9 +180,6 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
         if job.probabilities:
             write_native(probs, prepared, job.probabilities, kind="prob")
         done.append(job.output)
-        processed += 1
-        if verbose:
-            rate = (time.perf_counter() - t0) / processed
-            print(f"predict: {i}/{len(jobs)} {job.output} ({rate:.1f} s/scan, "
-                  f"ETA {rate * (len(jobs) - i):.0f} s)", file=sys.stderr, flush=True)
+        progress.update(1, lambda: job.output)
+    progress.close()
     return done

@@ -49,6 +49,7 @@ def read_exported_meta(model_dir: str) -> dict:
 def load_exported(model_dir: str):
     """Return ``(keras.Model, meta)`` of a fine-tuned run directory."""
     import keras
+    import tl_keras.models.batchnorm  # noqa: F401  registers FusedBatchNorm for load_model
     meta = read_exported_meta(model_dir)
     path = os.path.join(model_dir, EXPORT_DIR, MODEL_FILE)
     if not os.path.exists(path):

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import keras
 
+from tl_keras.models.batchnorm import BatchNormalization
 from tl_keras.models.naming import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, layer_name
 
 __all__ = ["activate", "batch_norm", "conv_bn", "conv_bn_explicit_pad", "layer_name"]
 
 
-def batch_norm(scope: str) -> keras.layers.BatchNormalization:
-    """slim ``batch_norm`` (center and scale) attached to the conv of ``scope``."""
-    return keras.layers.BatchNormalization(
+def batch_norm(scope: str) -> BatchNormalization:
+    """slim ``batch_norm`` (center and scale) attached to the conv of ``scope``
+    (a Keras ``BatchNormalization`` whose training pass is fused; ``models.batchnorm``)."""
+    return BatchNormalization(
         momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=layer_name(scope + "/BatchNorm"))
 
 

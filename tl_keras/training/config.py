@@ -19,7 +19,7 @@ DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
 TARGET_EPOCHS = {"stroke": 30, "ms": 60, "anatomy": 300}
 STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("none", "bfloat16", "float16")
+PRECISIONS = ("auto", "none", "bfloat16", "float16")
 CLASS_WEIGHTS = ("median_frequency", "inverse", "enet", "none")
 DECODER_VARIANTS = ("taskonomy", "paper")
 
@@ -48,7 +48,7 @@ class TrainConfig:
     class_weights: str = "median_frequency"
     seed: int = 0
     deterministic: bool = False
-    mixed_precision: str = "none"
+    mixed_precision: str = "auto"           # bfloat16 where native (strategy.py)
     jit_compile: bool = False
     strategy: str = "default"
     log_every: int = 100

@@ -12,6 +12,7 @@ import sys
 
 from absl import flags
 
+from tl_keras.utils import console
 from tl_keras.weights.spec import SPEC_HELP
 
 HELP = {
@@ -31,7 +32,8 @@ HELP = {
     "class_weights": "median_frequency | inverse | enet | none (from the training set)",
     "seed": "seed of weights init, data order and dropout",
     "deterministic": "deterministic TF ops (resumed runs reproduce uninterrupted ones)",
-    "mixed_precision": "none | bfloat16 | float16 (float16 uses dynamic loss scaling)",
+    "mixed_precision": "auto (bfloat16 where the CPU / GPU computes it natively, else none) "
+                       "| none (float32) | bfloat16 | float16 (dynamic loss scaling)",
     "jit_compile": "XLA-compile forward and backward passes",
     "strategy": "default | mirrored (local devices) | multi_worker (TF_CONFIG)",
     "log_every": "write TensorBoard train scalars every N steps",
@@ -196,10 +198,12 @@ def config_main(config_cls, validate, runner: str):
     def main(argv):
         if len(argv) > 1:
             raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        verbosity = console.set_verbosity(tensorflow=False)
 
         def run():
             config = config_from_flags(config_cls)
             validate(config)
+            console.load_tensorflow(verbosity)
             import tl_keras.training
             print(f"done: {getattr(tl_keras.training, runner)(config)}")
         run_cli(run)

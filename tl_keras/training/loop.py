@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from tl_keras.data.dataset import build_dataset
 from tl_keras.training.checkpointing import RunCheckpoint
+from tl_keras.utils.progress import Progress, format_duration
 
 
 @dataclasses.dataclass
@@ -59,11 +60,11 @@ def distributed_eval_data(strategy, spec: DataSpec, split: str):
 def evaluate(eval_step: Callable, dataset) -> float:
     """Mean per-example loss of a distributed eval step over a dataset."""
     total, count = 0.0, 0.0
-    for x, y in dataset:
+    for x, y in dataset:  # summed on the device, read once at the end
         logs = eval_step(x, y)
-        total += float(logs["loss_sum"])
-        count += float(logs["count"])
-    return total / max(count, 1.0)
+        total += logs["loss_sum"]
+        count += logs["count"]
+    return float(total) / max(float(count), 1.0)
 
 
 def _scalar_metadata():
@@ -85,13 +86,6 @@ def write_scalars(writer, logs: dict, step: int, prefix: str) -> None:
         for k, v in logs.items():
             tf.summary.write(f"{prefix}/{k}", tf.cast(v, tf.float32), step=step,
                              metadata=metadata)
-
-
-def _fmt_time(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 @dataclasses.dataclass
@@ -126,23 +120,29 @@ def fit(strategy, data: DataSpec, loop: LoopSpec, ckpt: RunCheckpoint, model_dir
         end = min((epoch + 1) * spe, total)
         sums, counts, n, t0 = {}, {}, 0, time.time()
         iterator = iter(distributed_train_data(strategy, data, epoch, step - epoch * spe))
+        progress = Progress(end - epoch * spe, f"epoch {epoch + 1}/{epochs}", "step",
+                            initial=step - epoch * spe)
         while step < end:
             x, y = next(iterator)
             logs = loop.step_for(step)(x, y)
             step += 1
             n += 1
             ckpt.step.assign(step)
+            # Summed as device tensors: reading a value (float) would wait for the step,
+            # so values are read only where they are shown or written.
             for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums.get(k, 0.0) + tf.cast(v, tf.float64)
                 counts[k] = counts.get(k, 0) + 1
+            progress.update(1, lambda: _status(logs))
             if step % loop.log_every == 0:
                 write_scalars(writer, logs, step, "train")
             if step % loop.checkpoint_every == 0:
                 ckpt.save()
+        progress.close()
         elapsed = time.time() - t0
         run_steps += n
         rate = run_steps / max(time.time() - run_start, 1e-9)
-        last = {k: v / counts[k] for k, v in sums.items()}
+        last = {k: float(v) / counts[k] for k, v in sums.items()}
         if loop.validate is not None:
             last["val_loss"] = loop.validate()
         score = last.get("val_loss", last.get("loss", float("inf")))
@@ -156,6 +156,11 @@ def fit(strategy, data: DataSpec, loop: LoopSpec, ckpt: RunCheckpoint, model_dir
         parts = " ".join(f"{k} {v:.4f}" for k, v in last.items())
         print(f"epoch {epoch + 1}/{epochs} step {step}/{total} {parts} | "
               f"{n * data.global_batch_size / max(elapsed, 1e-9):.1f} slices/s | "
-              f"ETA {_fmt_time((total - step) / max(rate, 1e-9))}", flush=True)
+              f"ETA {format_duration((total - step) / max(rate, 1e-9))}", flush=True)
     writer.close()
     return last
+
+
+def _status(logs: dict) -> str:
+    """The current step's logs for the progress display (reads them from the device)."""
+    return " ".join(f"{k} {float(v):.4f}" for k, v in logs.items())

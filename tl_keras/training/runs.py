@@ -20,7 +20,9 @@ def start_run(config: TrainConfig):
     os.makedirs(config.model_dir, exist_ok=True)
     keras.backend.clear_session()
     set_determinism(config.seed, config.deterministic)
-    set_precision(config.mixed_precision)
+    policy = set_precision(config.mixed_precision)
+    if config.mixed_precision == "auto":
+        print(f"--mixed_precision auto: {policy} on this machine", flush=True)
     strategy = make_strategy(config.strategy)
     if is_chief(strategy):
         record_run(config.model_dir, config, seed=config.seed)

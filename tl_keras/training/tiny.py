@@ -11,13 +11,14 @@ from __future__ import annotations
 import keras
 
 from tl_keras.models import TaskModels
+from tl_keras.models.batchnorm import BatchNormalization
 
 
 def _conv(x, filters, stride=1, name=None, batch_norm=True):
     x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=not batch_norm,
                             name=name)(x)
     if batch_norm:
-        x = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
 
 

@@ -5,6 +5,8 @@ import sys
 
 from absl import flags
 
+from tl_keras.utils import console
+
 from tl_keras.weights.report import WeightLoadError
 
 #: Errors that are the user's input, reported as one line without a traceback.
@@ -18,15 +20,18 @@ def parse(flag_values: flags.FlagValues, argv, usage: str):
     called from tests) without clashing on the global ``FLAGS``.
     """
     argv = list(sys.argv if argv is None else argv)
+    console.define_verbosity(flag_values)
     if any(a in ("-h", "--help", "--helpshort", "--helpfull") for a in argv[1:]):
         print(usage + "\n\n" + flag_values.get_help())
         return 0
     flag_values.unparse_flags()  # back to defaults: main() may run more than once per process
     try:
-        return flag_values(argv)[1:]
+        rest = flag_values(argv)[1:]
     except flags.Error as e:
         print(f"{argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    console.set_verbosity(flag_values)
+    return rest
 
 
 def fail(prog: str, error: Exception) -> int:

@@ -131,7 +131,8 @@ def load_encoder(path: str, name: str = "encoder"):
     architecture = meta.get("architecture", TASKONOMY_ARCH)
     if architecture == KERAS_JSON_ARCH:
         import keras
-        encoder = keras.models.model_from_json(meta["keras_config"])
+        from tl_keras.models.batchnorm import fused_keras_json
+        encoder = keras.models.model_from_json(fused_keras_json(meta["keras_config"]))
     elif architecture == TASKONOMY_ARCH:
         from tl_keras.models import build_encoder
         encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],
