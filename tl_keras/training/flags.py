@@ -34,6 +34,9 @@ HELP = {
     "log_every": "write TensorBoard train scalars every N steps",
     "checkpoint_every": "checkpoint every N steps (and at every epoch end)",
     "keep_checkpoints": "checkpoints to keep",
+    "keep_checkpoints_after_done": "keep checkpoints/ once the run is complete (default: "
+                                   "pretrain yes, to train longer later; finetune and sweep "
+                                   "no, only the export and results stay)",
     "validate": "compute the validation loss (split 'val') after each epoch",
     "task": "source task: segmentation | autoencoding | classification",
     "domain": "source domain recorded with the encoder: t1 | natural",

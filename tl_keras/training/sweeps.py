@@ -15,7 +15,8 @@ import traceback
 from typing import Callable
 
 from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
-from tl_keras.training.finetuning import RESULT_FILE, run_finetune
+from tl_keras.training.finetuning import run_finetune
+from tl_keras.training.runs import RESULT_FILE
 from tl_keras.utils.io import write_csv_atomic
 
 RESULTS_CSV = "sweep_results.csv"
