@@ -175,9 +175,28 @@ class RunCheckpoint:
                               "restart from scratch")
 
     def save(self) -> str:
-        """Write a checkpoint numbered by the current step (no-op if it exists)."""
+        """Write a checkpoint numbered by the current step (no-op if it exists).
+
+        Raises:
+          CheckpointError: the write failed (disk full, read-only, ...); names the
+            checkpoint and the problem, not TensorFlow's temporary file.
+        """
         step = int(self.step.numpy())
         latest = self.manager.latest_checkpoint
         if latest and latest.endswith(f"-{step}"):
             return latest
-        return self.manager.save(checkpoint_number=step)
+        try:
+            return self.manager.save(checkpoint_number=step)
+        except tf.errors.OpError as e:
+            prefix = os.path.join(self.directory, f"ckpt-{step}")
+            shutil.rmtree(prefix + "_temp", ignore_errors=True)
+            raise CheckpointError(f"{prefix}: cannot write the checkpoint: "
+                                  f"{_problem(e.message)}") from None
+
+
+def _problem(message: str) -> str:
+    """The OS problem of a TensorFlow I/O error message, e.g. ``No space left on
+    device`` from ``{{function_node ...}} /run/ckpt-4_temp/part...tempstate1; No
+    space left on device [Op:SaveV2]`` (the temporary path would only mislead)."""
+    message = re.sub(r"\{\{function_node [^}]*\}\}|\[Op:\w+\]", "", message).strip()
+    return message.rsplit(";", 1)[-1].strip() if ";" in message else message

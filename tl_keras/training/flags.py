@@ -7,7 +7,6 @@ frozen dataclass. Only the CLI modules call these.
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 from absl import flags
 
@@ -98,18 +97,12 @@ def config_from_flags(config_cls, flag_values=flags.FLAGS, **extra):
     return config_cls(**values, **extra)
 
 
-def run_cli(fn) -> None:
-    """Run ``fn``; expected errors become one line on stderr and exit status 2."""
-    from tl_keras.training.config import ConfigError
-    try:
-        fn()
-    except (ConfigError, FileNotFoundError, ValueError) as e:  # WeightLoadError too
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        sys.exit(130)
+def run_cli(fn, prog: str) -> None:
+    """Run ``fn``; expected errors (bad flags or data, OS and TensorFlow errors) become
+    one line ``prog: error: ...`` naming the file and the problem, exit status 1
+    (see :func:`tfrecords_tools.errors.run_cli`)."""
+    from tfrecords_tools.errors import run_cli as run_one_line
+    run_one_line(prog, fn)
 
 
 def config_main(config_cls, validate, runner: str):
@@ -132,5 +125,5 @@ def config_main(config_cls, validate, runner: str):
             validate(config)
             import tl_keras.training
             print(f"done: {getattr(tl_keras.training, runner)(config)}")
-        run_cli(run)
+        run_cli(run, "tl_keras." + runner.removeprefix("run_"))
     return main
