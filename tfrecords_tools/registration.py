@@ -213,6 +213,10 @@ def write_atomic(path: str, write) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename in (None, tmp):  # name the file asked for, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -19,13 +19,15 @@ from typing import Callable
 
 import tensorflow as tf
 
+from tl_keras.training.config import ConfigError
+
 log = logging.getLogger("tl_keras.training")
 CHECKPOINT_DIR = "checkpoints"
 UNREADABLE_DIR = "unreadable"
 
 
-class CheckpointError(ValueError):
-    """No checkpoint of a run directory can be restored (message: one line)."""
+class CheckpointError(ConfigError):
+    """A run directory's checkpoints cannot be restored or written (message: one line)."""
 
 
 class EpochRecord(tf.train.experimental.PythonState):

@@ -16,8 +16,9 @@ from tl_keras.training.class_weights import compute_class_weights, read_slice_co
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.strategy import is_chief, work_dir
-from tl_keras.training.runs import (cached_json, completed_result, finish_run,
-                                    make_optimizer, schedule, start_run, weights_record)
+from tl_keras.training.runs import (RESULT_FILE, cached_json, completed_result,  # noqa: F401
+                                    finish_run, make_optimizer, schedule, start_run,
+                                    weights_record)
 from tl_keras.utils.io import atomic_path
 
 

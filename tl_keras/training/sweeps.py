@@ -15,8 +15,7 @@ import traceback
 from typing import Callable
 
 from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
-from tl_keras.training.finetuning import run_finetune
-from tl_keras.training.runs import RESULT_FILE
+from tl_keras.training.finetuning import RESULT_FILE, run_finetune
 from tl_keras.utils.io import write_csv_atomic
 
 RESULTS_CSV = "sweep_results.csv"
@@ -139,6 +138,6 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
             print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
-            if not isinstance(e, ConfigError):
+            if not isinstance(e, (ConfigError, OSError)):  # both say what is wrong
                 traceback.print_exc()
     return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}
