@@ -90,3 +90,12 @@ def run_module(module: str, args, prefix=(), timeout: int = 600):
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     return subprocess.run([*prefix, sys.executable, "-m", module, *args], capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def read_only_error_lines(module: str, args, ro_dir) -> list:
+    """Run CLI ``module`` with ``ro_dir`` mounted read-only; check it exits 1 without a
+    traceback and return its ``error:`` lines."""
+    proc = run_module(module, args, prefix=in_mount_namespace(
+        f"mount --bind -o ro {ro_dir} {ro_dir}"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return [line for line in proc.stderr.splitlines() if "error:" in line]
