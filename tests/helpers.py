@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 
 from tfrecords_tools import schema, shards
 
@@ -54,3 +58,44 @@ def make_tiny_dataset(out_dir, *, size=32, channels=1, splits=None, slices_per_s
         meta["splits"][split] = {"subjects": subjects, "slices": len(records), "shards": n}
     shards.write_dataset_json(out_dir, meta)
     return meta
+
+
+def _mount_works() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+# Full and read-only disks are real mounts in a private mount namespace (a tiny
+# tmpfs, a read-only bind mount); where that is not permitted the tests skip.
+needs_mount = pytest.mark.skipif(not _mount_works(),
+                                 reason="needs unshare -m and mount (a private mount namespace)")
+
+
+def in_mount_namespace(mount_cmd: str) -> list:
+    """Command prefix: run the rest in a private mount namespace after ``mount_cmd``,
+    e.g. ``mount -t tmpfs -o size=64k tmpfs DIR`` (disk full) or
+    ``mount --bind -o ro DIR DIR`` (read-only)."""
+    return ["unshare", "-m", "sh", "-c", f'{mount_cmd} && exec "$@"', "sh"]
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_module(module: str, args, prefix=(), timeout: int = 600):
+    """``python -m module *args`` from the repository root with its code first on the
+    path, optionally behind ``prefix`` (e.g. :func:`in_mount_namespace`)."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([*prefix, sys.executable, "-m", module, *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def read_only_error_lines(module: str, args, ro_dir) -> list:
+    """Run CLI ``module`` with ``ro_dir`` mounted read-only; check it exits 1 without a
+    traceback and return its ``error:`` lines."""
+    proc = run_module(module, args, prefix=in_mount_namespace(
+        f"mount --bind -o ro {ro_dir} {ro_dir}"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    return [line for line in proc.stderr.splitlines() if "error:" in line]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from tests.evaluation_helpers import export_threshold_model
-from tests.helpers import make_tiny_dataset
+from tests.helpers import make_tiny_dataset, needs_mount, read_only_error_lines
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,13 @@ def test_evaluation_records_configuration_and_versions(binary_model, tiny_data_d
         record = json.load(f)
     assert "tensorflow" in record["versions"] and record["seed"] == 7
     assert record["flags"]["data_dir"] == os.path.abspath(tiny_data_dir)
+
+
+@needs_mount
+def test_read_only_out_dir_is_one_line(binary_model, tiny_data_dir, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    lines = read_only_error_lines("tl_keras.evaluate", [
+        f"--model_dir={binary_model}", f"--data_dir={tiny_data_dir}",
+        f"--out_dir={ro / 'eval'}", "--noverbose"], ro)
+    assert len(lines) == 1 and "Read-only file system" in lines[0] and str(ro) in lines[0]

@@ -14,7 +14,7 @@ def test_pretrain_then_finetune_with_taskonomy_networks(tiny_data_dir, tmp_path)
     pre = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "pre"), batch_size=2,
                          max_steps=2, validate=False, checkpoint_every=1)
     logs = run_pretrain(pre)
-    assert logs["loss"] > 0
+    assert logs["final_loss"] > 0
     encoder = os.path.join(pre.model_dir, "encoder_last")
     ft = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "ft"), batch_size=2,
                         max_steps=1, validate=False, init_from=encoder, train_subjects=2)

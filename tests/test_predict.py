@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tests.evaluation_helpers import export_threshold_model
+from tests.helpers import needs_mount, read_only_error_lines
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,26 @@ def test_cli_refusal_is_one_line(tmp_path, capsys):
     assert "tiny-test" in err[0]
     assert _run_cli([f"--model_dir={model_dir}", "--input=x.nii.gz"]) == 1
     assert "--input needs --output" in capsys.readouterr().err
+
+
+def test_constant_scan_is_refused_in_one_line(phantom, tmp_path, capsys):
+    native = nib.load(phantom["image"])
+    zero = tmp_path / "zero.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(native.shape, np.float32), native.affine), str(zero))
+    assert _run_cli([f"--model_dir={phantom['model_dir']}", f"--input={zero}",
+                     f"--output={tmp_path / 'seg.nii.gz'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"tl_keras.predict: error: subject zero: {zero}: the image is constant "
+                   "(every voxel 0); nothing to segment"]
+    assert not os.path.exists(tmp_path / "seg.nii.gz")
+
+
+@needs_mount
+def test_read_only_output_is_one_line(phantom, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    lines = read_only_error_lines("tl_keras.predict", [
+        f"--model_dir={phantom['model_dir']}", f"--input={phantom['image']}",
+        f"--output={ro / 'seg.nii.gz'}", "--noverbose"], ro)
+    # The file asked for, not the temporary name it is written under.
+    assert lines == [f"tl_keras.predict: error: {ro / 'seg.nii.gz'}: Read-only file system"]

@@ -26,8 +26,8 @@ def _cli(module, *args):
 def test_invalid_flags_fail_early_with_one_line(tiny_data_dir, tmp_path, module, args, message):
     base = [f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'run'}"]
     proc = _cli(module, *base, *args)
-    assert proc.returncode == 2, proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert proc.returncode == 1, proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.startswith(f"{module}: error:")]
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not os.path.exists(tmp_path / "run")  # nothing written before validation

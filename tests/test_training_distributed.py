@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
         c = PretrainConfig(data_dir=data_dir, model_dir=os.path.join(out, strategy),
                            batch_size=2, max_steps=3, strategy=strategy, validate=False,
                            learning_rate=1e-3, seed=1, mixed_precision="none")
-        logs[strategy] = run_pretrain(c, build)["loss"]
+        logs[strategy] = run_pretrain(c, build)["final_loss"]
         reader = tf.train.load_checkpoint(os.path.join(c.model_dir, "checkpoints"))
         weights[strategy] = {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
                              if k.startswith(("model/", "optimizer/"))}

@@ -78,7 +78,7 @@ def test_resume_reaches_the_uninterrupted_weights(tiny_data_dir, tmp_path, capsy
                           task="autoencoding", disc_start_step=5, max_steps=8,
                           deterministic=True, validate=False, log_every=2, seed=3)
     logs = run_pretrain(base, build_tiny_models)
-    assert {"d_loss", "adversarial", "l1", "loss"} <= set(logs)  # discriminator switched on
+    assert {"final_d_loss", "final_adversarial", "final_l1", "final_loss"} <= set(logs)
     killed = dataclasses.replace(base, model_dir=str(tmp_path / "b"), max_steps=4)
     run_pretrain(killed, build_tiny_models)
     out = capsys.readouterr().out
@@ -125,6 +125,9 @@ def test_sweep_splits_jobs_resumes_and_merges(tiny_data_dir, tmp_path):
     first = sweeps.run_sweep(config, build_tiny_models)
     assert len(first["ran"]) == 1 and not first["failed"]
     assert len(pd.read_csv(first["csv"])) == 1
+    # A complete cell keeps its export and result.json, not its checkpoints.
+    assert not os.path.exists(os.path.join(first["ran"][0], "checkpoints"))
+    assert os.path.exists(os.path.join(first["ran"][0], "export", "segmentation.keras"))
     again = sweeps.run_sweep(config, build_tiny_models)
     assert again["ran"] == [] and again["skipped"] == first["ran"]
     other = sweeps.run_sweep(dataclasses.replace(config, job_index=1), build_tiny_models)
@@ -132,6 +135,7 @@ def test_sweep_splits_jobs_resumes_and_merges(tiny_data_dir, tmp_path):
     table = pd.read_csv(other["csv"])
     assert list(table.columns[:4]) == ["source", "init_from", "train_subjects", "repeat"]
     assert sorted(zip(table.train_subjects, table.subset_seed)) == [(2, 0), (2, 1)]
+    assert table["final_loss"].notna().all()
 
 
 def test_jit_and_bfloat16_steps_match_the_plain_step(tiny_data_dir):

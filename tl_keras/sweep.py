@@ -57,7 +57,7 @@ def main(argv):
         if out["failed"]:
             raise ConfigError(f"{len(out['failed'])} cell(s) failed, first: "
                               f"{out['failed'][0][0]}: {out['failed'][0][1]}")
-    run_cli(run)
+    run_cli(run, "tl_keras.sweep")
 
 
 if __name__ == "__main__":

@@ -45,17 +45,22 @@ def run_cli(prog: str, fn) -> int:
     """Call ``fn``; an expected error becomes ``prog: error: ...`` and exit code 1.
 
     Expected errors are bad inputs (missing files, wrong shapes, unknown
-    options): the message names the file and the problem, so a traceback
-    would only hide it.
+    options) and OS / TensorFlow / SimpleITK errors (read-only or full disk):
+    the message names the file and the problem, so a traceback would only hide
+    it (:func:`tfrecords_tools.errors.run_cli`).
     """
-    from tfrecords_tools.errors import InputError
+    from tfrecords_tools.errors import run_cli as run_one_line
+
+    def run():
+        try:
+            fn()
+        except KeyError as e:  # a field missing from a JSON or CSV input
+            raise ValueError(str(e)) from None
     try:
-        fn()
-        return 0
-    except (FileNotFoundError, NotADirectoryError, ValueError, KeyError, InputError) as e:
-        message = " ".join(str(e).split()) if str(e) else type(e).__name__
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 1
+        run_one_line(prog, run)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return 0
 
 
 def floats(values) -> tuple[float, ...]:

@@ -131,6 +131,24 @@ def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: i
     return np.concatenate(out) if out else np.zeros((0,) + slices.shape[1:] + (2,), np.float32)
 
 
+def _prepare(image: str, config):
+    """``prepare_scan``, with SimpleITK's failures (raw C++ text) turned into an
+    :class:`InputError` that says what is wrong with the scan."""
+    from tfrecords_tools.errors import InputError, itk_reason
+    from tfrecords_tools.preprocess import prepare_scan
+    try:
+        return prepare_scan(image, config)
+    except RuntimeError as e:
+        import nibabel as nib
+        data = np.asarray(nib.load(image).dataobj)
+        if data.size and np.ptp(data) == 0:
+            problem = (f"the image is constant (every voxel {data.flat[0]:g}); "
+                       "nothing to segment")
+        else:  # keep ITK's own sentence, drop its source path and object address
+            problem = "pre-processing failed: " + itk_reason(e)
+        raise InputError(_stem(image), image, problem) from None
+
+
 def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8,
                   overwrite: bool = False, verbose: bool = True,
                   predict_fn=None) -> list[str]:
@@ -153,7 +171,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       UnreproducibleError: the model's pre-processing cannot be rebuilt.
       tfrecords_tools.errors.InputError: a scan cannot be used (names it).
     """
-    from tfrecords_tools.preprocess import prepare_scan, write_native
+    from tfrecords_tools.preprocess import write_native
     from tl_keras.models.export import load_exported, read_exported_meta
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
@@ -174,7 +192,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
         for path in (job.output, job.probabilities):
             if path:
                 os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        prepared = prepare_scan(job.image, config)
+        prepared = _prepare(job.image, config)
         probs = predict_fn(prepared.slices)
         write_native(probs.argmax(-1).astype(np.uint8), prepared, job.output, kind="label")
         if job.probabilities:

@@ -54,6 +54,7 @@ class TrainConfig:
     log_every: int = 100
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
+    keep_checkpoints_after_done: bool = False  # False: only the export stays
     validate: bool = True
     overwrite: bool = False        # replace a run with other flags in model_dir
 
@@ -68,6 +69,7 @@ class PretrainConfig(TrainConfig):
     disc_learning_rate: float = 1e-5
     discriminator_variant: str = "taskonomy"
     classification_softmax: bool = False
+    keep_checkpoints_after_done: bool = True  # few, costly runs: keep them extendable
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,6 @@ evaluate the test split."""
 from __future__ import annotations
 
 import functools
-import json
 import os
 from typing import Callable
 
@@ -12,17 +11,16 @@ import numpy as np
 
 from tl_keras.data.dataset import select_subjects, split_subjects
 from tl_keras.training import losses, steps
-from tl_keras.training.checkpointing import RunCheckpoint
+from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.strategy import is_chief, work_dir
-from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
+from tl_keras.training.runs import (RESULT_FILE, cached_json, completed_result,  # noqa: F401
+                                    finish_run, make_optimizer, schedule, start_run,
                                     weights_record)
-from tl_keras.utils.io import atomic_path, write_json_atomic
+from tl_keras.utils.io import atomic_path
 from tl_keras.weights.spec import InitSpec
-
-RESULT_FILE = "result.json"
 
 
 def build_finetune_models(config: FinetuneConfig, meta: dict):
@@ -108,11 +106,9 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
       The result record (also in ``model_dir/result.json``).
     """
     meta = validate_finetune(config)
-    done = os.path.join(config.model_dir, RESULT_FILE)
-    if os.path.exists(done):
-        print(f"{config.model_dir}: already complete ({RESULT_FILE}); nothing to do", flush=True)
-        with open(done) as f:
-            return json.load(f)
+    done = completed_result(config)
+    if done is not None:
+        return done
     source = source_of(config.init_from)
     strategy = start_run(config)
     subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
@@ -130,6 +126,8 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
         optimizer.build(tm.model.trainable_variables)
         train = steps.distribute(steps.make_supervised_step(
             tm.model, optimizer, loss_fn, config.batch_size, config.jit_compile), strategy)
+        if is_chief(strategy):
+            remove_debris(config.model_dir)
         ckpt = RunCheckpoint(work_dir(config.model_dir, strategy),
                              {"model": tm.model, "optimizer": optimizer}, config.keep_checkpoints)
 
@@ -155,5 +153,5 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
               **{f"final_{k}": v for k, v in logs.items()}}
     if is_chief(strategy):
         result.update(_export_and_evaluate(config, tm, meta, subjects, source))
-        write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
+        finish_run(config, result)
     return result

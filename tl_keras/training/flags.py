@@ -39,6 +39,9 @@ HELP = {
     "log_every": "write TensorBoard train scalars every N steps",
     "checkpoint_every": "checkpoint every N steps (and at every epoch end)",
     "keep_checkpoints": "checkpoints to keep",
+    "keep_checkpoints_after_done": "keep checkpoints/ once the run is complete (default: "
+                                   "pretrain yes, to train longer later; finetune and sweep "
+                                   "no, only the export and results stay)",
     "validate": "compute the validation loss (split 'val') after each epoch",
     "overwrite": "replace a run with other flags in --model_dir (otherwise refused; "
                  "the folder is emptied first)",
@@ -170,18 +173,12 @@ def run_app(main) -> None:
     app.run(main, argv=argv)
 
 
-def run_cli(fn) -> None:
-    """Run ``fn``; expected errors become one line on stderr and exit status 2."""
-    from tl_keras.training.config import ConfigError
-    try:
-        fn()
-    except (ConfigError, FileNotFoundError, ValueError) as e:  # WeightLoadError too
-        print(f"error: {e}".splitlines()[0], file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume from the last checkpoint",
-              file=sys.stderr)
-        sys.exit(130)
+def run_cli(fn, prog: str) -> None:
+    """Run ``fn``; expected errors (bad flags or data, OS and TensorFlow errors) become
+    one line ``prog: error: ...`` naming the file and the problem, exit status 1
+    (see :func:`tfrecords_tools.errors.run_cli`)."""
+    from tfrecords_tools.errors import run_cli as run_one_line
+    run_one_line(prog, fn)
 
 
 def config_main(config_cls, validate, runner: str):
@@ -206,5 +203,5 @@ def config_main(config_cls, validate, runner: str):
             console.load_tensorflow(verbosity)
             import tl_keras.training
             print(f"done: {getattr(tl_keras.training, runner)(config)}")
-        run_cli(run)
+        run_cli(run, "tl_keras." + runner.removeprefix("run_"))
     return main

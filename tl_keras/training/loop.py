@@ -110,16 +110,24 @@ class LoopSpec:
 
 def fit(strategy, data: DataSpec, loop: LoopSpec, ckpt: RunCheckpoint, model_dir: str,
         start_step: int) -> dict:
-    """Run from ``start_step`` to ``loop.total_steps``; return the last epoch's logs."""
+    """Run from ``start_step`` to ``loop.total_steps``; return the last epoch's logs.
+
+    An epoch is closed (validated, ``on_epoch_end``, checkpointed with its logs in
+    ``ckpt.record``) once; a run killed after its last step but before that
+    checkpoint closes the epoch on resume, so its records equal an uninterrupted run's.
+    """
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
     step, spe, total = start_step, loop.steps_per_epoch, loop.total_steps
     epochs = math.ceil(total / spe)
-    run_start, run_steps, last = time.time(), 0, {}
-    while step < total:
-        epoch = step // spe
+    record = ckpt.record
+    run_start, run_steps = time.time(), 0
+    while step < total or len(record.history) < epochs:
+        # The epoch ending at ``step`` stays open until closed (resume after a kill).
+        epoch = min(step // spe, len(record.history))
         end = min((epoch + 1) * spe, total)
-        sums, counts, n, t0 = {}, {}, 0, time.time()
-        iterator = iter(distributed_train_data(strategy, data, epoch, step - epoch * spe))
+        sums, counts, n, t0 = record.sums, record.counts, 0, time.time()
+        if step < end:
+            iterator = iter(distributed_train_data(strategy, data, epoch, step - epoch * spe))
         progress = Progress(end - epoch * spe, f"epoch {epoch + 1}/{epochs}", "step",
                             initial=step - epoch * spe)
         while step < end:
@@ -136,7 +144,7 @@ def fit(strategy, data: DataSpec, loop: LoopSpec, ckpt: RunCheckpoint, model_dir
             progress.update(1, lambda: _status(logs))
             if step % loop.log_every == 0:
                 write_scalars(writer, logs, step, "train")
-            if step % loop.checkpoint_every == 0:
+            if step % loop.checkpoint_every == 0 and step < end:  # the epoch end saves
                 ckpt.save()
         progress.close()
         elapsed = time.time() - t0
@@ -152,13 +160,14 @@ def fit(strategy, data: DataSpec, loop: LoopSpec, ckpt: RunCheckpoint, model_dir
         write_scalars(writer, last, step, "epoch")
         writer.flush()
         loop.on_epoch_end(epoch, last, is_best)
+        record.close(epoch, last)
         ckpt.save()
         parts = " ".join(f"{k} {v:.4f}" for k, v in last.items())
         print(f"epoch {epoch + 1}/{epochs} step {step}/{total} {parts} | "
               f"{n * data.global_batch_size / max(elapsed, 1e-9):.1f} slices/s | "
               f"ETA {format_duration((total - step) / max(rate, 1e-9))}", flush=True)
     writer.close()
-    return last
+    return dict(record.history[-1]) if record.history else {}
 
 
 def _status(logs: dict) -> str:

@@ -7,14 +7,14 @@ import os
 from typing import Callable
 
 from tl_keras.training import losses, steps
-from tl_keras.training.checkpointing import RunCheckpoint
+from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.class_weights import class_weights_for, ignored_class
 from tl_keras.training.config import PretrainConfig, validate_pretrain
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.optimizers import make_discriminator_optimizer
 from tl_keras.training.strategy import is_chief, work_dir
-from tl_keras.training.runs import (cached_json, make_optimizer, schedule, start_run,
-                                    weights_record)
+from tl_keras.training.runs import (cached_json, completed_result, finish_run, make_optimizer,
+                                    schedule, start_run, weights_record)
 
 ENCODER_BEST, ENCODER_LAST = "encoder_best", "encoder_last"
 
@@ -48,10 +48,12 @@ def build_pretrain_models(config: PretrainConfig, meta: dict):
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
-    """Pre-train (or resume) in ``config.model_dir``; return the last epoch's logs.
+    """Pre-train (or resume) in ``config.model_dir``; write and return ``result.json``.
 
     Exports ``encoder_last`` after every epoch and ``encoder_best`` whenever the
     validation loss improves, in the format of :func:`tl_keras.weights.save_encoder`.
+    The result (final epoch logs as ``final_*``, best epoch) of a resumed run
+    equals that of an uninterrupted one.
 
     Args:
       config: the run configuration.
@@ -59,6 +61,9 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     """
     from tl_keras.weights import save_encoder
     meta = validate_pretrain(config)
+    done = completed_result(config, extendable=True)
+    if done is not None:
+        return done
     strategy = start_run(config)
     steps_per_epoch, total = schedule(config, int(meta["splits"]["train"]["slices"]))
     class_weights = None
@@ -90,6 +95,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
                 tm.model, tm.discriminator, optimizer, d_opt, gb,
                 jit_compile=config.jit_compile), strategy)
             step_for = lambda step: gan if step >= config.disc_start_step else train  # noqa
+        if is_chief(strategy):
+            remove_debris(config.model_dir)
         ckpt = RunCheckpoint(work_dir(config.model_dir, strategy), objects,
                              config.keep_checkpoints)
         start = ckpt.restore_or_initialize()
@@ -111,4 +118,17 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
 
     loop = LoopSpec(steps_per_epoch, total, step_for, validate, export, config.log_every,
                     config.checkpoint_every)
-    return fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
+    fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
+    result = pretrain_result(config, ckpt.record.history, total)
+    if is_chief(strategy):
+        finish_run(config, result)
+    return result
+
+
+def pretrain_result(config: PretrainConfig, history: list, total_steps: int) -> dict:
+    """The record of a finished pre-training from its per-epoch logs."""
+    scores = [logs.get("val_loss", logs.get("loss", float("inf"))) for logs in history]
+    best = min(range(len(scores)), key=scores.__getitem__)  # first of equal scores
+    return {"task": config.task, "domain": config.domain, "seed": config.seed,
+            "steps": total_steps, "epochs": len(history), "best_epoch": best + 1,
+            "best_score": scores[best], **{f"final_{k}": v for k, v in history[-1].items()}}

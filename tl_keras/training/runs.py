@@ -1,12 +1,15 @@
 """Set-up shared by pre-training and fine-tuning runs."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 
 import keras
 import numpy as np
 
 from tl_keras.training import optimizers
+from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
                                         set_precision)
@@ -54,7 +57,6 @@ def make_optimizer(config: TrainConfig, boundaries=(), values=()):
 def cached_json(path: str, compute):
     """Return the JSON at ``path``, computing and writing it first if absent
     (keeps resumed runs from re-reading the data set for class weights)."""
-    import json
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
@@ -65,3 +67,36 @@ def cached_json(path: str, compute):
 
 def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:
     return {"method": method, "weights": [float(w) for w in weights], "slices": int(num_slices)}
+
+
+RESULT_FILE = "result.json"
+
+
+def completed_result(config: TrainConfig, extendable: bool = False) -> dict | None:
+    """The ``result.json`` of a complete run, else None.
+
+    Args:
+      config: the run configuration.
+      extendable: a complete run whose checkpoints are still there is resumed
+        (pre-training: a larger ``--max_steps`` continues it); its finishing
+        steps (export, records, clean-up) are idempotent and run again.
+    """
+    path = os.path.join(config.model_dir, RESULT_FILE)
+    checkpoints = os.path.join(config.model_dir, CHECKPOINT_DIR)
+    if not os.path.exists(path) or (extendable and os.path.isdir(checkpoints)):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    print(f"{config.model_dir}: already complete ({RESULT_FILE}); nothing to do", flush=True)
+    if not config.keep_checkpoints_after_done and os.path.isdir(checkpoints):
+        shutil.rmtree(checkpoints)  # a clean-up cut short by a kill
+    return result
+
+
+def finish_run(config: TrainConfig, result: dict) -> None:
+    """Write ``result.json`` (marks the run complete), then drop ``checkpoints/``
+    unless ``--keep_checkpoints_after_done`` (chief only)."""
+    write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
+    checkpoints = os.path.join(config.model_dir, CHECKPOINT_DIR)
+    if not config.keep_checkpoints_after_done and os.path.isdir(checkpoints):
+        shutil.rmtree(checkpoints)

@@ -183,6 +183,6 @@ def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
             print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
-            if not isinstance(e, ConfigError):
+            if not isinstance(e, (ConfigError, OSError)):  # both say what is wrong
                 traceback.print_exc()
     return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}

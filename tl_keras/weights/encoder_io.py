@@ -109,9 +109,16 @@ def read_encoder_meta(path: str) -> dict:
             meta = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise WeightLoadError(f"{meta_path}: unreadable encoder metadata: {e}") from e
+    if not isinstance(meta, dict):
+        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (a JSON "
+                              f"{type(meta).__name__}, expected an object)")
+    if meta.get("format") != FORMAT:
+        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (format "
+                              f"{meta.get('format')!r}, expected {FORMAT!r})")
     missing = [k for k in REQUIRED_META if k not in meta]
-    if missing or meta.get("format") != FORMAT:
-        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (missing keys {missing})")
+    if missing:
+        raise WeightLoadError(f"{meta_path}: {FORMAT} file without the key(s) "
+                              f"{', '.join(missing)}")
     if not os.path.isfile(os.path.join(d, WEIGHTS_FILE)):
         raise WeightLoadError(f"{d}: {WEIGHTS_FILE} is missing next to {META_FILE}")
     return meta
