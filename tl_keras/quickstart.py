@@ -41,8 +41,9 @@ class QuickstartConfig:
     workdir: str
     network: str = "compact"
     source_subjects: int = 12
-    target_subjects: int = 24      # split into train / test below
+    target_subjects: int = 27      # split into train / val / test below
     test_subjects: int = 6
+    val_subjects: int = 4          # settings are chosen on these (docs/decoders.md)
     natural_images: int = 48
     resolution: float = 4.0        # mm; the 4 mm MNI grid pads to 64 px slices
     pretrain_steps: int = 300
@@ -60,8 +61,8 @@ def plan(workdir: str, tiny: bool, network: str | None = None, **overrides) -> Q
     """The default study, or the ``--tiny`` one."""
     if tiny:
         base = QuickstartConfig(workdir, network="tiny", source_subjects=3, target_subjects=7,
-                                test_subjects=2, natural_images=8, pretrain_steps=6,
-                                finetune_steps=4, disc_start_step=3, batch_size=2,
+                                test_subjects=2, val_subjects=1, natural_images=8,
+                                pretrain_steps=6, finetune_steps=4, disc_start_step=3, batch_size=2,
                                 set_sizes=(2, 4), repeats=2, workers=1)
     else:
         base = QuickstartConfig(workdir)
@@ -74,15 +75,15 @@ def _log(msg: str) -> None:
     print(f"[quickstart {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int) -> str:
-    """A phantom cohort whose manifest has ``test`` test subjects, the rest train
-    (a fixed val subject keeps validation meaningful when n allows)."""
+def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: int) -> str:
+    """A phantom cohort whose manifest has ``test`` test and ``val`` validation subjects
+    (fewer when n is small: at least two stay for training), the rest train."""
     import pandas as pd
     from tfrecords_tools import phantoms
     from tl_keras.utils.io import write_csv_atomic
     path = phantoms.make_cohort(out_dir, n, lesions="stroke", seed=seed, resolution=resolution)
     frame = pd.read_csv(path)
-    splits = ["test"] * test + ["val"] * (1 if n - test > 2 else 0)
+    splits = ["test"] * test + ["val"] * max(min(val, n - test - 2), 0)
     frame["split"] = splits + ["train"] * (len(frame) - len(splits))
     out = os.path.join(out_dir, "quickstart_manifest.csv")
     write_csv_atomic(out, frame)
@@ -97,14 +98,16 @@ def build_data(c: QuickstartConfig) -> dict[str, str]:
     data = os.path.join(c.workdir, "data")
     dirs = {}
     # Slice cropping: the paper's BAHC (source) and stroke (target) defaults.
-    for name, n, seed, test, crop in (("t1_source", c.source_subjects, c.seed + 1, 0, 61),
-                                      ("stroke_target", c.target_subjects, c.seed + 2,
-                                       c.test_subjects, 29)):
+    for name, n, seed, test, val, crop in (
+            ("t1_source", c.source_subjects, c.seed + 1, 0, 1, 61),
+            ("stroke_target", c.target_subjects, c.seed + 2, c.test_subjects, c.val_subjects,
+             29)):
         pre = PreprocessConfig.for_resolution(c.resolution, crop_top=crop)
         out = os.path.join(data, name)
         if not _complete(out):
             _log(f"phantom cohort '{name}': {n} SYNTHETIC subjects, converting to shards")
-            manifest = _cohort(os.path.join(data, f"{name}_nifti"), n, seed, c.resolution, test)
+            manifest = _cohort(os.path.join(data, f"{name}_nifti"), n, seed, c.resolution, test,
+                               val)
             conv.convert(manifest, out, pre, workers=c.workers, num_shards=2,
                          split_seed=c.seed)
         dirs[name] = out

@@ -42,6 +42,40 @@ def weighted_cross_entropy(labels, logits, class_weights=None) -> tf.Tensor:
     return _per_example_mean(ce)
 
 
+def soft_dice_loss(labels, logits, smooth: float = 1.0) -> tf.Tensor:
+    """1 - soft Dice of the softmax probabilities, averaged over the foreground classes.
+
+    Per slice and class c >= 1: ``(2 sum p g + s) / (sum p + sum g + s)``. The smoothing
+    ``s`` (1 pixel) makes a slice without class c score 1 only when almost no pixel is
+    predicted as c, so empty slices penalise false positives.
+
+    Args:
+      labels: (B, H, W) integer class ids (class 0 = background).
+      logits: (B, H, W, K) with K >= 2.
+      smooth: additive smoothing, in pixels.
+
+    Returns:
+      (B,) float32 losses in [0, 1].
+    """
+    logits = tf.cast(logits, tf.float32)
+    k = logits.shape[-1]
+    probs = tf.nn.softmax(logits)[..., 1:]
+    truth = tf.one_hot(tf.cast(labels, tf.int32), k, dtype=tf.float32)[..., 1:]
+    axes = [1, 2]
+    overlap = tf.reduce_sum(probs * truth, axes)
+    total = tf.reduce_sum(probs, axes) + tf.reduce_sum(truth, axes)
+    dice = (2.0 * overlap + smooth) / (total + smooth)
+    return 1.0 - tf.reduce_mean(dice, axis=-1)
+
+
+def segmentation_loss(labels, logits, class_weights=None, dice: bool = False) -> tf.Tensor:
+    """Weighted cross-entropy, plus the soft Dice loss when ``dice`` (per example, (B,))."""
+    loss = weighted_cross_entropy(labels, logits, class_weights)
+    if dice:
+        loss = loss + soft_dice_loss(labels, logits)
+    return loss
+
+
 def multilabel_cross_entropy(labels, logits, softmax: bool = False) -> tf.Tensor:
     """Class-wise binary cross-entropy on sigmoid outputs (multi-label presence).
 
