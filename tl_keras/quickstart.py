@@ -40,6 +40,10 @@ class QuickstartConfig:
 
     workdir: str
     network: str = "compact"
+    decoder_variant: str = "unet"  # fine-tuning decoder; "paper" = the /16-latent decoder
+    loss: str = "cross_entropy_dice"
+    class_weights: str = "foreground"  # background 1, lesion 5 (docs/decoders.md)
+    mixed_precision: str = "none"  # explicit: float32 everywhere, on any CPU
     source_subjects: int = 12
     target_subjects: int = 27      # split into train / val / test below
     test_subjects: int = 6
@@ -153,6 +157,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                 domain=domain, batch_size=c.batch_size,
                                 max_steps=c.pretrain_steps, epochs=1,
                                 learning_rate=c.learning_rate,
+                                mixed_precision=c.mixed_precision,
                                 disc_start_step=c.disc_start_step, seed=c.seed,
                                 log_every=max(c.pretrain_steps // 4, 1),
                                 checkpoint_every=c.pretrain_steps)
@@ -170,6 +175,9 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
                               batch_size=c.batch_size, max_steps=c.finetune_steps, epochs=1,
                               learning_rate=c.learning_rate,
+                              decoder_variant=c.decoder_variant, loss=c.loss,
+                              class_weights=c.class_weights,
+                              mixed_precision=c.mixed_precision,
                               seed=c.seed, log_every=max(c.finetune_steps // 2, 1),
                               checkpoint_every=c.finetune_steps)
     config = SweepConfig(out_dir=os.path.join(c.workdir, "sweep"), sources=sources,
@@ -218,6 +226,9 @@ def define_flags() -> None:
     flags.DEFINE_bool("tiny", False, "Tiny study with the tiny network: a ~2 min check.")
     flags.DEFINE_enum("network", None, list(NETWORKS),
                       "compact (default), tiny (default with --tiny) or taskonomy (ResNet-50).")
+    flags.DEFINE_enum("decoder_variant", "unet", ["unet", "paper"],
+                      "Fine-tuning decoder: unet (skip-connected, default) or paper (the "
+                      "/16-latent decoder of the paper's experiments).")
     flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.")
     flags.DEFINE_integer("workers", None, "Conversion worker processes (default 2; 1 with --tiny).")
 
@@ -226,7 +237,7 @@ def main(argv) -> None:
     del argv
     if not FLAGS.workdir:
         sys.exit("quickstart: --workdir is required")
-    overrides = {"seed": FLAGS.seed}
+    overrides = {"seed": FLAGS.seed, "decoder_variant": FLAGS.decoder_variant}
     if FLAGS.workers:
         overrides["workers"] = FLAGS.workers
     config = plan(FLAGS.workdir, FLAGS.tiny, FLAGS.network, **overrides)
