@@ -73,9 +73,9 @@ def test_soft_dice_loss_matches_formula_and_scores_perfect_masks():
     labels = rng.integers(0, 3, size=(2, 4, 4))
     p = _softmax(logits)
     g = np.eye(3)[labels]
-    overlap = (p * g).sum((1, 2))[:, 1:]
-    total = (p.sum((1, 2)) + g.sum((1, 2)))[:, 1:]
-    expected = 1 - ((2 * overlap + 1) / (total + 1)).mean(-1)
+    overlap = (p * g).sum((0, 1, 2))[1:]
+    total = (p.sum((0, 1, 2)) + g.sum((0, 1, 2)))[1:]
+    expected = np.full(2, 1 - ((2 * overlap + 1) / (total + 1)).mean())  # over the batch
     np.testing.assert_allclose(losses.soft_dice_loss(labels, logits).numpy(), expected,
                                rtol=1e-5)
     perfect = 50.0 * (np.eye(3)[labels] - 0.5).astype(np.float32)

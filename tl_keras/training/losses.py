@@ -43,11 +43,13 @@ def weighted_cross_entropy(labels, logits, class_weights=None) -> tf.Tensor:
 
 
 def soft_dice_loss(labels, logits, smooth: float = 1.0) -> tf.Tensor:
-    """1 - soft Dice of the softmax probabilities, averaged over the foreground classes.
+    """1 - soft Dice of the softmax probabilities over the batch, mean over foreground classes.
 
-    Per slice and class c >= 1: ``(2 sum p g + s) / (sum p + sum g + s)``. The smoothing
-    ``s`` (1 pixel) makes a slice without class c score 1 only when almost no pixel is
-    predicted as c, so empty slices penalise false positives.
+    For each class c >= 1, over every pixel of the (per-replica) batch:
+    ``(2 sum p g + s) / (sum p + sum g + s)``. Pooling the batch rather than scoring each
+    slice keeps the many lesion-free slices from pulling every prediction towards
+    "nothing" (measured in docs/decoders.md); the smoothing ``s`` (1 pixel) makes a batch
+    without class c score 1 only when almost no pixel is predicted as c.
 
     Args:
       labels: (B, H, W) integer class ids (class 0 = background).
@@ -55,17 +57,18 @@ def soft_dice_loss(labels, logits, smooth: float = 1.0) -> tf.Tensor:
       smooth: additive smoothing, in pixels.
 
     Returns:
-      (B,) float32 losses in [0, 1].
+      (B,) float32: the batch's loss, in [0, 1], repeated for every example (so that the
+      global-batch average of ``tf.nn.compute_average_loss`` is the mean over replicas).
     """
     logits = tf.cast(logits, tf.float32)
     k = logits.shape[-1]
     probs = tf.nn.softmax(logits)[..., 1:]
     truth = tf.one_hot(tf.cast(labels, tf.int32), k, dtype=tf.float32)[..., 1:]
-    axes = [1, 2]
+    axes = [0, 1, 2]
     overlap = tf.reduce_sum(probs * truth, axes)
     total = tf.reduce_sum(probs, axes) + tf.reduce_sum(truth, axes)
-    dice = (2.0 * overlap + smooth) / (total + smooth)
-    return 1.0 - tf.reduce_mean(dice, axis=-1)
+    dice = tf.reduce_mean((2.0 * overlap + smooth) / (total + smooth))
+    return tf.fill([tf.shape(logits)[0]], 1.0 - dice)
 
 
 def segmentation_loss(labels, logits, class_weights=None, dice: bool = False) -> tf.Tensor:
