@@ -11,11 +11,14 @@ Stages (each resumes when rerun on the same ``--workdir``):
   3. Pre-training: T1 segmentation, T1 auto-encoding (L1 + GAN), T1
      classification, natural-image segmentation.
   4. A fine-tuning sweep on the lesion target: each source and scratch x set
-     sizes x repeats, each cell evaluated on the test split.
+     sizes x repeats, each cell evaluated on the test split. Fine-tuning uses the
+     skip-connected decoder (``--decoder_variant unet``, default; ``paper`` for the
+     /16-latent one) and cross-entropy (lesion weight 20) + soft Dice; these and the
+     step count were chosen on the validation split (docs/decoders.md).
   5. The report: tables (CSV, Markdown) and figures (PNG).
 
-Networks (``--network``): ``compact`` (default; a small conv encoder-decoder,
-/16 latent of ``latent_channels``, with the same interfaces as the Taskonomy
+Networks (``--network``): ``compact`` (default; a small conv encoder, /16
+latent of ``latent_channels``, with the same interfaces as the Taskonomy
 networks), ``tiny`` (the same 4x narrower; ``--tiny`` uses it) and ``taskonomy``
 (the ResNet-50 networks: tracing and training them costs ~100 s per fine-tuning
 run on 2 CPU cores, so the full study takes hours there). ``--tiny`` also uses
