@@ -11,7 +11,7 @@ from tl_keras.models.head import build_classification_head
 from tl_keras.models.unet import unet_model
 
 TASKS = ("segmentation", "autoencoding", "classification", "target")
-#: Why a skip decoder is refused for the other source tasks.
+#: Why a skip decoder is refused for auto-encoding.
 UNET_REFUSED = ("--decoder_variant=unet is for segmentation tasks; --task={task} keeps its own "
                 "decoder (a skip-connected auto-encoder learns the identity through the skips, "
                 "so its encoder would learn nothing)")
@@ -71,7 +71,7 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
         return TaskModels(keras.Model(inputs, head(latent), name=task), encoder, head=head)
     if decoder_variant == "unet" and task == "autoencoding":
         raise ValueError(UNET_REFUSED.format(task=task))
-    if decoder_variant == "unet" and task != "classification":
+    if decoder_variant == "unet":
         model, decoder = unet_model(encoder, num_classes, output_activation=output_activation,
                                     name=task)
         return TaskModels(model, encoder, decoder=decoder)

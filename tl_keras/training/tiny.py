@@ -57,7 +57,8 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
     batch is split over replicas (for strategy-equivalence tests). ``width``
     multiplies every layer's channels (the quickstart's "compact" network is 4).
     ``decoder_variant="unet"`` gives segmentation / target a skip-connected decoder fed
-    by the four stages (:mod:`tl_keras.models.unet`); any other value the plain decoder.
+    by the four stages (:mod:`tl_keras.models.unet`, always with BN); any other value the
+    plain decoder.
     """
     encoder = tiny_encoder(image_size, input_channels, latent_channels, batch_norm, width)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
