@@ -43,5 +43,4 @@ def test_compact_network_beats_a_location_prior(tmp_path):
     result = run_finetune(config, build_compact_models)
     baseline = _location_prior_dice(_masks(data, "train", meta), _masks(data, "test", meta))
     assert baseline < 0.2  # the cohort really has no fixed lesion location
-    print("GUARD", result["test_dice"], baseline)
     assert result["test_dice"] >= max(0.5, baseline + 0.3), (result["test_dice"], baseline)
