@@ -65,3 +65,26 @@ def test_losses_are_float32_for_mixed_precision(dtype):
     out = losses.weighted_cross_entropy(tf.zeros((1, 2, 2), tf.int32), logits)
     assert out.dtype == tf.float32
     np.testing.assert_allclose(out.numpy(), [np.log(2)], rtol=1e-5)
+
+
+def test_soft_dice_loss_matches_formula_and_scores_perfect_masks():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(size=(2, 4, 4, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=(2, 4, 4))
+    p = _softmax(logits)
+    g = np.eye(3)[labels]
+    overlap = (p * g).sum((0, 1, 2))[1:]
+    total = (p.sum((0, 1, 2)) + g.sum((0, 1, 2)))[1:]
+    expected = np.full(2, 1 - ((2 * overlap + 1) / (total + 1)).mean())  # over the batch
+    np.testing.assert_allclose(losses.soft_dice_loss(labels, logits).numpy(), expected,
+                               rtol=1e-5)
+    perfect = 50.0 * (np.eye(3)[labels] - 0.5).astype(np.float32)
+    np.testing.assert_allclose(losses.soft_dice_loss(labels, perfect).numpy(), 0, atol=1e-5)
+    # an empty slice predicted empty scores (almost) 0, one predicted full scores ~1
+    empty = np.zeros((1, 4, 4), int)
+    assert losses.soft_dice_loss(empty, 50.0 * (np.eye(2)[empty] - 0.5)).numpy()[0] < 1e-5
+    full = losses.soft_dice_loss(empty, 50.0 * (np.eye(2)[empty + 1] - 0.5)).numpy()[0]
+    np.testing.assert_allclose(full, 1 - 1 / 17, rtol=1e-4)  # 16 false positives
+    combined = losses.segmentation_loss(labels, logits, [1.0, 5.0, 5.0], dice=True).numpy()
+    np.testing.assert_allclose(combined, losses.weighted_cross_entropy(
+        labels, logits, [1.0, 5.0, 5.0]).numpy() + expected, rtol=1e-5)

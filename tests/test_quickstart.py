@@ -1,4 +1,5 @@
 """The quickstart end to end (--tiny): every output exists and every figure is finite."""
+import json
 import math
 import os
 
@@ -38,3 +39,7 @@ def test_tiny_quickstart_end_to_end(tmp_path):
               "natural_segmentation"):
         assert os.path.exists(tmp_path / "qs" / "pretrain" / d / "encoder_last" / "encoder.json")
     assert os.path.exists(tmp_path / "qs" / "quickstart.json")
+    # the fine-tuning cells ran with the study's decoder and loss (docs/decoders.md)
+    cell = json.load(open(os.path.join(sweep["run_dir"].iloc[0], "flags.json")))["flags"]
+    assert (cell["decoder_variant"], cell["loss"]) == (config.decoder_variant, config.loss)
+    assert cell["mixed_precision"] == config.mixed_precision == "none"

@@ -35,10 +35,20 @@ HIST = np.array([[90, 10, 0, 0], [50, 0, 50, 0]])  # two slices, class 3 never o
     ("median_frequency", [0.5 / 0.7, 0.5 / 0.1, 1.0, 0.0]),
     ("inverse", [200 / (4 * 140), 200 / (4 * 10), 200 / (4 * 50), 0.0]),
     ("enet", 1 / np.log(1.02 + np.array([0.7, 0.05, 0.25, 0.0]))),
+    ("foreground", [1, 5, 5, 5]),
     ("none", [1, 1, 1, 1]),
 ])
 def test_class_weights_on_known_histogram(method, expected):
     np.testing.assert_allclose(cw.compute_class_weights(HIST, method), expected, rtol=1e-6)
+
+
+def test_zero_weight_decay_is_plain_adam():
+    import keras
+    from tl_keras.training.optimizers import make_generator_optimizer
+    opt = make_generator_optimizer(1e-2, 0.0)
+    var = keras.Variable(np.ones(3, np.float32))
+    opt.apply([keras.ops.ones(3)], [var])
+    np.testing.assert_allclose(var.numpy(), 1 - 1e-2, rtol=1e-4)  # Adam's first step: -lr
 
 
 def test_class_weights_errors():

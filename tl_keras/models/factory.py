@@ -8,8 +8,13 @@ import keras
 from tl_keras.models.decoder import build_decoder
 from tl_keras.models.discriminator import build_discriminator
 from tl_keras.models.head import build_classification_head
+from tl_keras.models.unet import unet_model
 
 TASKS = ("segmentation", "autoencoding", "classification", "target")
+#: Why a skip decoder is refused for auto-encoding.
+UNET_REFUSED = ("--decoder_variant=unet is for segmentation tasks; --task={task} keeps its own "
+                "decoder (a skip-connected auto-encoder learns the identity through the skips, "
+                "so its encoder would learn nothing)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +49,8 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
         channels; ``num_classes`` is ignored) or ``classification`` (encoder + head).
       encoder: from :func:`tl_keras.models.build_encoder` (defines image size and C).
       num_classes: K output classes (segmentation, target, classification).
-      decoder_variant: ``taskonomy`` or ``paper``.
+      decoder_variant: ``taskonomy``, ``paper`` or ``unet`` (skip-connected, fed by the
+        encoder's stages; segmentation and target only, see docs/decoders.md).
       discriminator_variant: ``taskonomy`` or ``paper``.
       output_activation: segmentation decoder output, None (logits) or ``tanh``.
 
@@ -63,6 +69,12 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
     if task == "classification":
         head = build_classification_head(latent_shape, num_classes)
         return TaskModels(keras.Model(inputs, head(latent), name=task), encoder, head=head)
+    if decoder_variant == "unet" and task == "autoencoding":
+        raise ValueError(UNET_REFUSED.format(task=task))
+    if decoder_variant == "unet":
+        model, decoder = unet_model(encoder, num_classes, output_activation=output_activation,
+                                    name=task)
+        return TaskModels(model, encoder, decoder=decoder)
     if task == "autoencoding":
         decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
         discriminator = build_discriminator(image_shape[:2], 2 * channels, discriminator_variant)

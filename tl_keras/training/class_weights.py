@@ -13,7 +13,9 @@ import tensorflow as tf
 from tfrecords_tools import schema
 from tl_keras.data.dataset import list_shards, verify_shards
 
-METHODS = ("median_frequency", "inverse", "enet", "none")
+METHODS = ("median_frequency", "inverse", "enet", "foreground", "none")
+#: ``foreground`` weights: background 1, every other class this (docs/decoders.md).
+FOREGROUND_WEIGHT = 5.0
 COUNT_KEYS = {"tissue": (schema.TISSUE_COUNTS, "num_tissue_classes"),
               "mask": (schema.MASK_COUNTS, "num_mask_classes")}
 
@@ -46,7 +48,8 @@ def read_slice_counts(data_dir: str, split: str, labels: str, meta: dict,
     return np.asarray(rows, np.int64).reshape(-1, n)
 
 
-def compute_class_weights(slice_counts, method: str = "median_frequency") -> np.ndarray:
+def compute_class_weights(slice_counts, method: str = "median_frequency",
+                          foreground_weight: float = FOREGROUND_WEIGHT) -> np.ndarray:
     """Class weights from per-slice class histograms.
 
     Args:
@@ -57,7 +60,10 @@ def compute_class_weights(slice_counts, method: str = "median_frequency") -> np.
           pixels of the slices in which c occurs; ``w_c = median(freq) / freq_c``.
         - ``inverse``: ``w_c = N / (K * n_c)`` (the weighted mean weight per pixel is 1).
         - ``enet``: ``w_c = 1 / ln(1.02 + p_c)`` with ``p_c = n_c / N`` (ENet).
+        - ``foreground``: background 1, every other class ``foreground_weight``
+          (a fixed, moderate up-weighting of a rare lesion class).
         - ``none``: all ones.
+      foreground_weight: see ``foreground``.
       Classes that never occur get weight 0 (they have no pixels to weigh), except
       with ``enet``, whose formula is finite at p = 0.
 
@@ -70,6 +76,8 @@ def compute_class_weights(slice_counts, method: str = "median_frequency") -> np.
         raise ValueError(f"class_weights must be one of {METHODS}, got {method!r}")
     if method == "none":
         return np.ones(k, np.float32)
+    if method == "foreground":
+        return np.array([1.0] + [foreground_weight] * (k - 1), np.float32)
     n_c = counts.sum(axis=0)
     total = n_c.sum()
     if total <= 0:
@@ -100,7 +108,7 @@ def ignored_class(meta: dict, labels: str) -> int | None:
 
 
 def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method: str,
-                      subjects=None) -> np.ndarray:
+                      subjects=None, foreground_weight: float = FOREGROUND_WEIGHT) -> np.ndarray:
     """Read the histograms of ``subjects`` in ``split`` and compute weights by ``method``.
 
     The ignored class (``ignored_class``) gets weight 0 whatever the method,
@@ -115,7 +123,7 @@ def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method
             raise ValueError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
         if ignore is not None:
             counts[:, ignore] = 0
-        weights = compute_class_weights(counts, method)
+        weights = compute_class_weights(counts, method, foreground_weight)
     if ignore is not None:
         weights[ignore] = 0.0
     return weights

@@ -20,8 +20,10 @@ TARGETS = ("stroke", "ms", "anatomy")
 TARGET_EPOCHS = {"stroke": 30, "ms": 60, "anatomy": 300}
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "none", "bfloat16", "float16")
-CLASS_WEIGHTS = ("median_frequency", "inverse", "enet", "none")
-DECODER_VARIANTS = ("taskonomy", "paper")
+CLASS_WEIGHTS = ("median_frequency", "inverse", "enet", "foreground", "none")
+DECODER_VARIANTS = ("taskonomy", "paper", "unet")
+DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
+LOSSES = ("cross_entropy", "cross_entropy_dice")
 
 
 class ConfigError(ValueError):
@@ -46,6 +48,7 @@ class TrainConfig:
     lr_boundaries: tuple = ()
     lr_values: tuple = ()
     class_weights: str = "median_frequency"
+    foreground_weight: float = 5.0  # class_weights=foreground: weight of every non-background
     seed: int = 0
     deterministic: bool = False
     mixed_precision: str = "auto"           # bfloat16 where native (strategy.py)
@@ -82,6 +85,7 @@ class FinetuneConfig(TrainConfig):
     subset_seed: int = 0
     epochs: int = 0
     weight_decay: float = 2e-4
+    loss: str = "cross_entropy"    # the paper's; cross_entropy_dice adds soft Dice
     eval_split: str = "test"
     evaluate: bool = True
 
@@ -112,6 +116,8 @@ def _validate_common(c: TrainConfig) -> dict:
             raise ConfigError(f"--{name} must be >= 1, got {getattr(c, name)}")
     if c.max_steps < 0 or c.epochs < 0:
         raise ConfigError("--max_steps and --epochs must be >= 0")
+    if c.foreground_weight <= 0:
+        raise ConfigError(f"--foreground_weight must be > 0, got {c.foreground_weight}")
     if c.learning_rate <= 0 or c.weight_decay < 0:
         raise ConfigError("--learning_rate must be > 0 and --weight_decay >= 0")
     if len(c.lr_values) != (len(c.lr_boundaries) + 1 if c.lr_boundaries else 0):
@@ -143,7 +149,10 @@ def validate_pretrain(c: PretrainConfig) -> dict:
     """Validate a pre-training configuration and its data; return dataset.json."""
     _choice("task", c.task, PRETRAIN_TASKS)
     _choice("domain", c.domain, DOMAINS)
-    _choice("discriminator_variant", c.discriminator_variant, DECODER_VARIANTS)
+    _choice("discriminator_variant", c.discriminator_variant, DISCRIMINATOR_VARIANTS)
+    if c.task == "autoencoding" and c.decoder_variant == "unet":
+        from tl_keras.models.factory import UNET_REFUSED
+        raise ConfigError(UNET_REFUSED.format(task=c.task))
     meta = _validate_common(c)
     if c.epochs < 1 and c.max_steps < 1:
         raise ConfigError("--epochs or --max_steps must be >= 1")
@@ -161,6 +170,7 @@ def validate_pretrain(c: PretrainConfig) -> dict:
 def validate_finetune(c: FinetuneConfig) -> dict:
     """Validate a fine-tuning configuration and its data; return dataset.json."""
     _choice("target", c.target, TARGETS)
+    _choice("loss", c.loss, LOSSES)
     meta = _validate_common(c)
     if meta["num_mask_classes"] < 2:
         raise ConfigError(f"{c.data_dir}: num_mask_classes must be >= 2")

@@ -43,7 +43,8 @@ def source_of(init_from: str) -> dict:
 
 def _train_counts(config: FinetuneConfig, meta: dict, subjects) -> dict:
     counts = read_slice_counts(config.data_dir, "train", "mask", meta, subjects)
-    weights = compute_class_weights(counts, config.class_weights) if len(counts) else []
+    weights = (compute_class_weights(counts, config.class_weights, config.foreground_weight)
+               if len(counts) else [])
     return weights_record(np.asarray(weights), config.class_weights, len(counts))
 
 
@@ -116,9 +117,9 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     counts = cached_json(os.path.join(config.model_dir, "class_weights.json"),
                          lambda: _train_counts(config, meta, subjects))
     steps_per_epoch, total = schedule(config, counts["slices"])
-    loss_fn = functools.partial(losses.weighted_cross_entropy,
+    loss_fn = functools.partial(losses.segmentation_loss,
                                 class_weights=None if config.class_weights == "none"
-                                else counts["weights"])
+                                else counts["weights"], dice=config.loss == "cross_entropy_dice")
     with strategy.scope():
         tm = (build_models or build_finetune_models)(config, meta)
         optimizer = make_optimizer(config, [max(total // 2, 1)],

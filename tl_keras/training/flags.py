@@ -21,7 +21,8 @@ HELP = {
     "image_size": "slice size in px; 0 = take it from dataset.json (must match it)",
     "input_channels": "model input channels: 3 (grey repeated, Taskonomy/ImageNet) or 1",
     "latent_channels": "encoder compress1 channels (Taskonomy 8; the paper says 4)",
-    "decoder_variant": "taskonomy (15 layers) or paper (10 layers)",
+    "decoder_variant": "taskonomy (15 layers), paper (10 layers) or unet (skip-connected, "
+                       "fed by the encoder's stages; not for auto-encoding)",
     "batch_size": "global batch size (divided over replicas)",
     "epochs": "training epochs (fine-tuning: 0 = by target, stroke 30 / ms 60 / anatomy 300)",
     "max_steps": "if > 0, train exactly this many steps instead of --epochs",
@@ -29,7 +30,11 @@ HELP = {
     "weight_decay": "decoupled weight decay per step, w <- w - wd * w (not scaled by the LR)",
     "lr_boundaries": "comma-separated step boundaries of a piecewise-constant LR",
     "lr_values": "comma-separated LRs, one more than --lr_boundaries",
-    "class_weights": "median_frequency | inverse | enet | none (from the training set)",
+    "class_weights": "median_frequency | inverse | enet (from the training set) | "
+                     "foreground (background 1, others --foreground_weight) | none",
+    "foreground_weight": "--class_weights=foreground: weight of every non-background class",
+    "loss": "fine-tuning loss: cross_entropy (weighted, the paper's) | cross_entropy_dice "
+            "(plus soft Dice of the foreground classes)",
     "seed": "seed of weights init, data order and dropout",
     "deterministic": "deterministic TF ops (resumed runs reproduce uninterrupted ones)",
     "mixed_precision": "auto (bfloat16 where the CPU / GPU computes it natively, else none) "

@@ -42,6 +42,43 @@ def weighted_cross_entropy(labels, logits, class_weights=None) -> tf.Tensor:
     return _per_example_mean(ce)
 
 
+def soft_dice_loss(labels, logits, smooth: float = 1.0) -> tf.Tensor:
+    """1 - soft Dice of the softmax probabilities over the batch, mean over foreground classes.
+
+    For each class c >= 1, over every pixel of the (per-replica) batch:
+    ``(2 sum p g + s) / (sum p + sum g + s)``. Pooling the batch rather than scoring each
+    slice keeps the many lesion-free slices from pulling every prediction towards
+    "nothing" (measured in docs/decoders.md); the smoothing ``s`` (1 pixel) makes a batch
+    without class c score 1 only when almost no pixel is predicted as c.
+
+    Args:
+      labels: (B, H, W) integer class ids (class 0 = background).
+      logits: (B, H, W, K) with K >= 2.
+      smooth: additive smoothing, in pixels.
+
+    Returns:
+      (B,) float32: the batch's loss, in [0, 1], repeated for every example (so that the
+      global-batch average of ``tf.nn.compute_average_loss`` is the mean over replicas).
+    """
+    logits = tf.cast(logits, tf.float32)
+    k = logits.shape[-1]
+    probs = tf.nn.softmax(logits)[..., 1:]
+    truth = tf.one_hot(tf.cast(labels, tf.int32), k, dtype=tf.float32)[..., 1:]
+    axes = [0, 1, 2]
+    overlap = tf.reduce_sum(probs * truth, axes)
+    total = tf.reduce_sum(probs, axes) + tf.reduce_sum(truth, axes)
+    dice = tf.reduce_mean((2.0 * overlap + smooth) / (total + smooth))
+    return tf.fill([tf.shape(logits)[0]], 1.0 - dice)
+
+
+def segmentation_loss(labels, logits, class_weights=None, dice: bool = False) -> tf.Tensor:
+    """Weighted cross-entropy, plus the soft Dice loss when ``dice`` (per example, (B,))."""
+    loss = weighted_cross_entropy(labels, logits, class_weights)
+    if dice:
+        loss = loss + soft_dice_loss(labels, logits)
+    return loss
+
+
 def multilabel_cross_entropy(labels, logits, softmax: bool = False) -> tf.Tensor:
     """Class-wise binary cross-entropy on sigmoid outputs (multi-label presence).
 

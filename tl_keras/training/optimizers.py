@@ -66,8 +66,12 @@ def make_generator_optimizer(learning_rate, weight_decay: float, *, loss_scale: 
     ``learning_rate`` is a float or a Keras schedule. With ``loss_scale`` (float16
     mixed precision) the optimizer is wrapped in a dynamic ``LossScaleOptimizer``.
     """
-    opt = DecoupledAdamW(learning_rate=learning_rate, weight_decay=weight_decay or None,
-                         beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    if weight_decay:
+        opt = DecoupledAdamW(learning_rate=learning_rate, weight_decay=weight_decay,
+                             beta_1=0.9, beta_2=0.999, epsilon=1e-8)
+    else:  # Keras' AdamW refuses weight_decay=None
+        opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999,
+                                    epsilon=1e-8)
     return keras.optimizers.LossScaleOptimizer(opt) if loss_scale else opt
 
 

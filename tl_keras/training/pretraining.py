@@ -73,7 +73,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
         record = cached_json(
             os.path.join(config.model_dir, "class_weights.json"),
             lambda: weights_record(class_weights_for(config.data_dir, "train", "tissue", meta,
-                                                     config.class_weights),
+                                                     config.class_weights,
+                                                     foreground_weight=config.foreground_weight),
                                    config.class_weights, meta["splits"]["train"]["slices"]))
         class_weights = record["weights"]
     loss_fn = _loss_fn(config, class_weights)

@@ -12,6 +12,8 @@ import keras
 
 from tl_keras.models import TaskModels
 from tl_keras.models.batchnorm import BatchNormalization
+from tl_keras.models.factory import UNET_REFUSED
+from tl_keras.models.unet import unet_model
 
 
 def _conv(x, filters, stride=1, name=None, batch_norm=True):
@@ -48,12 +50,16 @@ def tiny_decoder(latent_shape, out_channels: int, activation=None, width: int = 
 
 def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
                      num_classes: int | None = None, batch_norm: bool = True,
-                     width: int = 1, latent_channels: int = 8) -> TaskModels:
+                     width: int = 1, latent_channels: int = 8,
+                     decoder_variant: str = "paper") -> TaskModels:
     """Tiny encoder + decoder / discriminator / head for ``task``.
 
     ``batch_norm=False`` gives networks whose result does not depend on how the
     batch is split over replicas (for strategy-equivalence tests). ``width``
     multiplies every layer's channels (the quickstart's "compact" network is 4).
+    ``decoder_variant="unet"`` gives segmentation / target a skip-connected decoder fed
+    by the four stages (:mod:`tl_keras.models.unet`, always with BN); any other value the
+    plain decoder.
     """
     encoder = tiny_encoder(image_size, input_channels, latent_channels, batch_norm, width)
     inputs = keras.Input((image_size, image_size, input_channels), name="image")
@@ -64,6 +70,8 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
             keras.layers.Flatten()(h))
         head = keras.Model(h, logits, name="head")
         return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
+    if task == "autoencoding" and decoder_variant == "unet":
+        raise ValueError(UNET_REFUSED.format(task=task))
     if task == "autoencoding":
         decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
         d_in = keras.Input((image_size, image_size, 2 * input_channels))
@@ -72,6 +80,9 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
         disc = keras.Model(d_in, d_out, name="discriminator")
         return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
                           discriminator=disc)
+    if decoder_variant == "unet":
+        model, decoder = unet_model(encoder, num_classes, widths=(4 * width, 16 * width))
+        return TaskModels(model, encoder, decoder=decoder)
     decoder = tiny_decoder(encoder.output_shape[1:], num_classes, width=width)
     return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
 
@@ -82,7 +93,7 @@ def build_tiny_models(config, meta: dict, batch_norm: bool = True) -> TaskModels
     num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
            "classification": len(meta.get("presence_labels", []))}.get(task)
     return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
-                            batch_norm)
+                            batch_norm, decoder_variant=config.decoder_variant)
 
 
 def build_compact_models(config, meta: dict) -> TaskModels:
@@ -92,4 +103,5 @@ def build_compact_models(config, meta: dict) -> TaskModels:
     num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
            "classification": len(meta.get("presence_labels", []))}.get(task)
     return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
-                            width=4, latent_channels=config.latent_channels)
+                            width=4, latent_channels=config.latent_channels,
+                            decoder_variant=config.decoder_variant)
