@@ -66,7 +66,7 @@ def test_two_workers_match_one_process(tmp_path):
     _one_slice_dataset(data)
     common = dict(data_dir=data, batch_size=4, max_steps=3, learning_rate=1e-2, seed=3,
                   class_weights="none", validate=False, evaluate=False,
-                  mixed_precision="none")
+                  mixed_precision="none", keep_checkpoints_after_done=True)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     args = json.dumps({**common, "model_dir": str(tmp_path / "two")})

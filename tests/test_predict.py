@@ -135,7 +135,7 @@ def test_constant_scan_is_refused_in_one_line(phantom, tmp_path, capsys):
                      f"--output={tmp_path / 'seg.nii.gz'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"tl_keras.predict: error: subject zero: {zero}: the image is constant "
-                   "(every voxel 0); nothing to segment"]
+                   "(every voxel is 0); not a scan"]
     assert not os.path.exists(tmp_path / "seg.nii.gz")
 
 

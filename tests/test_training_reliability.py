@@ -15,7 +15,10 @@ from tests.helpers import in_mount_namespace, needs_mount, read_only_error_lines
 from tl_keras.training.config import FinetuneConfig, PretrainConfig
 
 # epochs=2 of 6 steps (12 training slices, batch 2); checkpoints at steps 4, 6, 8, 12.
-PRETRAIN = dict(batch_size=2, epochs=2, checkpoint_every=4, deterministic=True, seed=1)
+# float32 in the test process and in the driver subprocesses alike (the conftest fixture
+# that makes ``auto`` float32 does not reach a subprocess or a module-scoped fixture).
+PRETRAIN = dict(batch_size=2, epochs=2, checkpoint_every=4, deterministic=True, seed=1,
+                mixed_precision="none")
 
 
 def _drive(kind, config, kill=None, prefix=()):
@@ -83,7 +86,8 @@ def test_finetune_killed_after_its_last_checkpoint_finishes_on_rerun(tiny_data_d
     from tl_keras.training import run_finetune
     from tl_keras.training.tiny import build_tiny_models
     base = FinetuneConfig(data_dir=tiny_data_dir, batch_size=2, epochs=1, checkpoint_every=4,
-                          deterministic=True, evaluate=False, model_dir=str(tmp_path / "ref"))
+                          deterministic=True, evaluate=False, model_dir=str(tmp_path / "ref"),
+                          mixed_precision="none")
     expected = run_finetune(base, build_tiny_models)
     config = dataclasses.replace(base, model_dir=str(tmp_path / "run"))
     killed = _drive("finetune", config,

@@ -37,8 +37,6 @@ from absl import app, flags
 from tl_keras.utils import console
 
 NETWORKS = ("compact", "tiny", "taskonomy")
-#: float32 on every machine, so the study's numbers do not depend on the CPU's bfloat16 units.
-PRECISION = "none"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +49,8 @@ class QuickstartConfig:
     loss: str = "cross_entropy_dice"
     class_weights: str = "foreground"  # background 1, lesion foreground_weight
     foreground_weight: float = 20.0    # chosen on the val split (docs/decoders.md)
-    mixed_precision: str = "none"  # explicit: float32 everywhere, on any CPU
+    # float32 on every machine, so the study's numbers do not depend on the CPU's bfloat16 units
+    mixed_precision: str = "none"
     source_subjects: int = 12
     target_subjects: int = 27      # split into train / val / test below
     test_subjects: int = 6
@@ -168,8 +167,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                 mixed_precision=c.mixed_precision,
                                 disc_start_step=c.disc_start_step, seed=c.seed,
                                 log_every=max(c.pretrain_steps // 4, 1),
-                                checkpoint_every=c.pretrain_steps,
-                                mixed_precision=PRECISION)
+                                checkpoint_every=c.pretrain_steps)
         run_pretrain(config, _build_models(c.network))
         best = os.path.join(model_dir, ENCODER_BEST)
         encoders[name] = best if os.path.isdir(best) else os.path.join(model_dir, ENCODER_LAST)
@@ -189,7 +187,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
                               foreground_weight=c.foreground_weight,
                               mixed_precision=c.mixed_precision,
                               seed=c.seed, log_every=max(c.finetune_steps // 2, 1),
-                              checkpoint_every=c.finetune_steps, mixed_precision=PRECISION)
+                              checkpoint_every=c.finetune_steps)
     config = SweepConfig(out_dir=os.path.join(c.workdir, "sweep"), sources=sources,
                          set_sizes=tuple(c.set_sizes), repeats=c.repeats, finetune=finetune)
     n = len(sources) * len(c.set_sizes) * c.repeats

@@ -133,20 +133,15 @@ def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: i
 
 def _prepare(image: str, config):
     """``prepare_scan``, with SimpleITK's failures (raw C++ text) turned into an
-    :class:`InputError` that says what is wrong with the scan."""
+    :class:`InputError` that says what is wrong with the scan (implausible scans, e.g.
+    constant ones, are refused by ``prepare_scan``'s own checks)."""
     from tfrecords_tools.errors import InputError, itk_reason
     from tfrecords_tools.preprocess import prepare_scan
     try:
         return prepare_scan(image, config)
-    except RuntimeError as e:
-        import nibabel as nib
-        data = np.asarray(nib.load(image).dataobj)
-        if data.size and np.ptp(data) == 0:
-            problem = (f"the image is constant (every voxel {data.flat[0]:g}); "
-                       "nothing to segment")
-        else:  # keep ITK's own sentence, drop its source path and object address
-            problem = "pre-processing failed: " + itk_reason(e)
-        raise InputError(_stem(image), image, problem) from None
+    except RuntimeError as e:  # keep ITK's own sentence, not its source path and address
+        raise InputError(_stem(image), image,
+                         "pre-processing failed: " + itk_reason(e)) from None
 
 
 def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8,
