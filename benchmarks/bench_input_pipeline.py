@@ -39,7 +39,7 @@ flags.DEFINE_integer("workers", 2, "Conversion worker processes.")
 flags.DEFINE_string("out_json", "", "Also write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
-CROP_TOP = 29  # stroke default (paper_spec section 3)
+CROP_TOP = 29  # stroke default (docs/method.md section 3)
 SIZE = 256
 
 

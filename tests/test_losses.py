@@ -1,4 +1,4 @@
-"""Losses against NumPy formulas (paper_spec sections 4 and 6)."""
+"""Losses against NumPy formulas (docs/method.md sections 4 and 6)."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""Per-scan pre-processing (paper_spec section 3) and source/target label generation.
+"""Per-scan pre-processing (docs/method.md section 3) and source/target label generation.
 
 Pipeline: load and validate (nibabel) -> reorient to RAS -> register rigid then
 affine to the MNI152 2009 template (SimpleITK) -> resample image (linear) and

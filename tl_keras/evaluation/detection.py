@@ -9,7 +9,7 @@ Volumes are (slices, H, W) with the axial slice first. Connectivity 4 or 8
 labels each axial slice on its own (a 3D structuring element whose neighbouring
 slices are empty, so a single label call still suffices); 6, 18 or 26 is 3D.
 
-Definitions (paper_spec section 7):
+Definitions (docs/method.md section 7):
 
 - a lesion *counts* at volume cutoff ``v`` when its volume (voxels times the
   voxel volume) is >= ``v`` mL (with a 1e-9 mL tolerance for rounding);

@@ -41,7 +41,7 @@ class EvalConfig:
     Attributes:
       split: data split to evaluate.
       batch_size: slices per forward pass.
-      empty_policy: empty-slice policy of ``metrics`` (paper_spec section 7).
+      empty_policy: empty-slice policy of ``metrics`` (docs/method.md section 7).
       include_background: average the background class in mIoU.
       connectivity: lesion connectivity (4 / 8 per slice, 6 / 18 / 26 in 3D).
       overlap_cutoffs: detection overlap cutoffs (fractions).
@@ -151,7 +151,7 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
       data_dir: converted data set (shards + dataset.json).
       split: split to evaluate (overrides ``config.split``).
       out_dir: where the CSVs go (created).
-      config: options; defaults follow paper_spec section 7.
+      config: options; defaults follow docs/method.md section 7.
 
     Returns:
       The tables by name (``per_slice``, ``per_subject``, ``per_lesion``,

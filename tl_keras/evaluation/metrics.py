@@ -1,4 +1,4 @@
-"""Overlap metrics per axial slice and per volume (paper_spec section 7).
+"""Overlap metrics per axial slice and per volume (docs/method.md section 7).
 
 All functions take integer label arrays shaped (slices, H, W) (a single 2D
 slice is accepted as (H, W)) and are vectorised: one pass of ``np.bincount``

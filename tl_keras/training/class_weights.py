@@ -1,4 +1,4 @@
-"""Class weights for the weighted cross-entropy (paper_spec section 6).
+"""Class weights for the weighted cross-entropy (docs/method.md section 6).
 
 The paper cites a method it does not name; four are offered. All are computed
 from the per-slice class histograms stored in the shards (``tissue/counts`` for

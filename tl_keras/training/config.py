@@ -64,7 +64,7 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig(TrainConfig):
-    """Source-task pre-training (paper_spec section 4)."""
+    """Source-task pre-training (docs/method.md section 4)."""
 
     task: str = "segmentation"
     domain: str = "t1"
@@ -77,7 +77,7 @@ class PretrainConfig(TrainConfig):
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
-    """Target-task fine-tuning (paper_spec section 6); ``epochs`` 0 = by target."""
+    """Target-task fine-tuning (docs/method.md section 6); ``epochs`` 0 = by target."""
 
     target: str = "stroke"
     init_from: str = "scratch"

@@ -1,4 +1,4 @@
-"""Target-task fine-tuning (paper_spec section 6): pre-trained encoder, random
+"""Target-task fine-tuning (docs/method.md section 6): pre-trained encoder, random
 decoder, weighted cross-entropy, LR / 10 after half the steps; export, then
 evaluate the test split."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-example losses of the source and target tasks (paper_spec sections 4 and 6).
+"""Per-example losses of the source and target tasks (docs/method.md sections 4 and 6).
 
 Every function returns one loss value per example (shape ``(B,)``) computed in
 float32, so that the training step can scale it for the global batch with

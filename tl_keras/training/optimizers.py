@@ -1,4 +1,4 @@
-"""Optimizers with the paper's weight-decay semantics (paper_spec section 6).
+"""Optimizers with the paper's weight-decay semantics (docs/method.md section 6).
 
 The original code used TensorFlow Addons' AdamW: after each step every variable
 is shrunk by a *fixed* coefficient, ``w <- w - wd * w`` (plus the Adam update).

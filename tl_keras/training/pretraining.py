@@ -1,4 +1,4 @@
-"""Source-task pre-training (paper_spec section 4): segmentation, auto-encoding
+"""Source-task pre-training (docs/method.md section 4): segmentation, auto-encoding
 (L1 + conditional GAN) or multi-label classification, exporting the encoder."""
 from __future__ import annotations
 
