@@ -35,7 +35,7 @@ def _finetune_cli(data_dir, model_dir, *args):
 
 def _error_line(proc) -> str:
     assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("tl_keras.finetune: error:")]
     assert len(lines) == 1, proc.stderr
     return lines[0]
 

@@ -20,6 +20,7 @@ from typing import Callable
 import tensorflow as tf
 
 from tl_keras.training.config import ConfigError
+from tl_keras.utils.io import remove_temp_debris
 
 log = logging.getLogger("tl_keras.training")
 CHECKPOINT_DIR = "checkpoints"
@@ -74,14 +75,12 @@ def remove_debris(model_dir: str) -> list[str]:
 
     Only safe while no other process writes into ``model_dir`` (one run per folder).
     """
-    patterns = [os.path.join(model_dir, CHECKPOINT_DIR, "*_temp"),
-                os.path.join(model_dir, ".tmp-*"), os.path.join(model_dir, "*", ".tmp-*")]
-    removed = sorted(p for pattern in patterns for p in glob.glob(pattern))
-    for path in removed:
-        if os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
+    temp_saves = glob.glob(os.path.join(model_dir, CHECKPOINT_DIR, "*_temp"))
+    for path in temp_saves:
+        shutil.rmtree(path, ignore_errors=True)
+    folders = [model_dir] + sorted(p for p in glob.glob(os.path.join(model_dir, "*"))
+                                   if os.path.isdir(p))
+    removed = sorted(temp_saves + remove_temp_debris(folders))
     if removed:
         print(f"{model_dir}: removed {len(removed)} temporary file(s) of an interrupted run",
               flush=True)
