@@ -36,7 +36,7 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "pytest-xdist>=3.5"],
         # benchmarks/bench_vs_torch.py only: the toolkit itself never imports torch.
         "bench": ["torch>=2.13,<2.14"],
     },
