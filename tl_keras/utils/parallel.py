@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from tfrecords_tools import workers as worker_processes
 from tl_keras.utils.progress import Progress
 
 #: Set to 1 in every worker: TensorFlow's thread pools, and OpenMP's should a library use it.
@@ -51,12 +52,20 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, log_dir: str,
     os.makedirs(log_dir, exist_ok=True)
     logs = [os.path.join(log_dir, f"job{i}.log") for i in range(len(jobs))]
     print(f"{desc}: {len(jobs)} jobs in {workers} processes; logs in {log_dir}/", flush=True)
-    context = multiprocessing.get_context("spawn")  # no forked TensorFlow state
-    with futures.ProcessPoolExecutor(workers, mp_context=context,
-                                     initializer=_single_threaded) as pool:
-        pending = {pool.submit(_logged, fn, args, log): log
-                   for (fn, args), log in zip(jobs, logs)}
-        errors = _watch(pending, desc, unit, done, total or len(jobs))
+    # Spawned (no forked TensorFlow state) and bound to this process as the conversion's
+    # workers are: they die with it, and SIGTERM / Ctrl-C here kills them at once (a rerun
+    # resumes every run from its last checkpoint).
+    pool = futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(os.getpid(),))
+    try:
+        with worker_processes.stop_on_signals():
+            pending = {pool.submit(_logged, fn, args, log): log
+                       for (fn, args), log in zip(jobs, logs)}
+            errors = _watch(pending, desc, unit, done, total or len(jobs))
+    except BaseException:
+        worker_processes.stop_pool(pool)
+        raise
+    pool.shutdown()
     if errors:
         log, error = errors[0]
         raise RuntimeError(f"{desc}: {len(errors)} of {len(jobs)} jobs failed; first: "
@@ -81,11 +90,13 @@ def _watch(pending: dict, desc: str, unit: str, done: Callable[[], int],
     return errors
 
 
-def _single_threaded() -> None:
+def _init_worker(parent_pid: int) -> None:
     """Pool initializer: one intra-op and one inter-op thread for TensorFlow in this process
-    (read from the environment when its runtime starts, i.e. before the first op)."""
+    (read from the environment when its runtime starts, i.e. before the first op); die
+    with the parent."""
     for name in THREAD_VARIABLES:
         os.environ[name] = "1"
+    worker_processes.init_worker(parent_pid)
 
 
 def _logged(fn: Callable, args: tuple, log: str):
