@@ -103,7 +103,7 @@ def main(argv):
         status = "ok" if figures[key] <= target else "ABOVE TARGET"
         print(f"{key}: {figures[key]:.2f} (target <= {target:g}) {status}")
     if FLAGS.out_json:
-        from tl_keras.utils.io import write_json_atomic
+        from tl_common.io import write_json_atomic
         write_json_atomic(FLAGS.out_json, figures)
     return 0
 

@@ -22,8 +22,8 @@ import pandas as pd
 from tfrecords_tools import schema, shards
 from tfrecords_tools.manifest import Manifest, split_of
 from tfrecords_tools.subject_cache import cache_path, load_cache, read_cache_meta
-from tl_keras.utils.io import sha256_file, write_csv_atomic, write_json_atomic
-from tl_keras.utils.runinfo import package_versions
+from tl_common.io import sha256_file, write_csv_atomic, write_json_atomic
+from tl_common.runinfo import package_versions
 
 RECORD_DIR = ".shards"
 ERRORS_CSV = "errors.csv"

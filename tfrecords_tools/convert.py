@@ -25,8 +25,8 @@ from typing import Callable, Iterable, Mapping
 
 from tfrecords_tools import assemble, manifest as mf, outdir, releases, subject_cache
 from tfrecords_tools import workers as workers_lib
-from tl_keras.utils.io import remove_temp_debris
-from tl_keras.utils.runinfo import record_run
+from tl_common.io import remove_temp_debris
+from tl_common.runinfo import TOOL_VERSION, record_run
 
 ON_ERROR = ("fail", "skip")
 
@@ -195,7 +195,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
       manifest.ManifestError: unusable manifest or missing files (all listed).
       ConversionError: a subject failed and ``on_error='fail'``.
       outdir.OutDirError: ``out_dir`` unusable, or other parameters without ``overwrite``.
-      tl_keras.utils.lock.LockError: another conversion is writing into ``out_dir``.
+      tl_common.lock.LockError: another conversion is writing into ``out_dir``.
       workers.Stopped: SIGTERM / SIGINT (workers killed, temporary files removed).
     """
     from tfrecords_tools.preprocess import PreprocessConfig
@@ -227,7 +227,6 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
 def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num_shards,
                     shard_job, progress) -> dict:
     """``convert`` once ``out_dir`` is claimed (see there)."""
-    import tl_keras
     config_dict = params["preprocessing"]
     info = class_info(config)
     plans = assemble.plan_shards(manifest, num_shards)
@@ -246,7 +245,7 @@ def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num
         assemble.remove_stale_shards(out_dir, plans)
     return assemble.write_metadata(out_dir, manifest, plans, info, preprocessing=config_dict,
                                    image_size=int(config.slice_size), errors=errors,
-                                   tool_version=tl_keras.__version__)
+                                   tool_version=TOOL_VERSION)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -401,7 +400,7 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
 
 def main(argv) -> None:
     from absl import flags
-    from tfrecords_tools.errors import run_cli
+    from tl_common.cli import run_cli
     if len(argv) > 1:
         raise SystemExit(f"convert: error: unexpected arguments {argv[1:]}")
     meta = run_cli("convert", lambda: run_flags(flags_to_config(flags.FLAGS)))

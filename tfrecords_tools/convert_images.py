@@ -35,7 +35,8 @@ import pandas as pd
 from tfrecords_tools import manifest as mf, schema, shards
 from tfrecords_tools.errors import InputError
 from tfrecords_tools.taskonomy_layout import taskonomy_pairs
-from tl_keras.utils.io import write_csv_atomic, write_json_atomic
+from tl_common.io import write_csv_atomic, write_json_atomic
+from tl_common.runinfo import TOOL_VERSION
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IGNORE_CLASS = "ignore"  # name of the class whose pixels the loss leaves out
@@ -217,7 +218,6 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
                         synthetic: bool = False, preprocessing: dict | None = None,
                         progress: bool = True) -> dict:
     """Assign splits, write shards (skipping unchanged ones) and the metadata files."""
-    import tl_keras
     from tqdm import tqdm
     subjects = tuple(mf.Subject(it.subject_id, it.source) for it in items)
     # The size bound guards the scan presets' counts; image folders keep the plain remainder rule.
@@ -255,7 +255,7 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
             "presence_labels": list(presence_labels), "splits": splits,
             "ignore_class": (list(seg_classes).index(IGNORE_CLASS)
                              if IGNORE_CLASS in seg_classes else None),
-            "preprocessing": preprocessing or {}, "tool_version": tl_keras.__version__,
+            "preprocessing": preprocessing or {}, "tool_version": TOOL_VERSION,
             "quant_max": schema.DEFAULT_QUANT_MAX, "synthetic": bool(synthetic),
             "complete": True, "errors": 0}
     shards.write_dataset_json(out_dir, meta)
@@ -376,8 +376,8 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise SystemExit(f"convert_images: error: unexpected arguments {argv[1:]}")
     from tfrecords_tools import outdir
-    from tfrecords_tools.errors import run_cli
-    from tl_keras.utils import lock
+    from tl_common.cli import run_cli
+    from tl_common import lock
     names = [f.name for f in dataclasses.fields(ImageFlags)]
     cfg = ImageFlags(**{n: getattr(flags.FLAGS, n) for n in names})
 

@@ -315,7 +315,7 @@ def select_subjects(manifest: Manifest, path: str) -> Manifest:
 
 def write_manifest(manifest: Manifest, path: str) -> None:
     """Write a manifest as CSV (absolute paths; ``;`` between several files)."""
-    from tl_keras.utils.io import write_csv_atomic
+    from tl_common.io import write_csv_atomic
     rows = []
     for s in manifest.subjects:
         row = {"subject_id": s.subject_id, "image": s.image, "split": s.split or "",

@@ -1,6 +1,6 @@
 """Claiming a conversion's ``--out_dir``: lock, parameter check, temp debris.
 
-One conversion at a time writes into a folder (``tl_keras.utils.lock``). Shard
+One conversion at a time writes into a folder (``tl_common.lock``). Shard
 jobs (``--shard_job I/N``) of one conversion run side by side by design, so each
 takes its own lock ``.lock-jobIofN`` and the whole-manifest run takes ``.lock``;
 each kind refuses to start while the other is held. A folder that already holds
@@ -15,8 +15,8 @@ import json
 import os
 
 from tfrecords_tools import schema
-from tl_keras.utils import lock
-from tl_keras.utils.io import remove_temp_debris
+from tl_common import lock
+from tl_common.io import remove_temp_debris
 
 # The conversion parameters that decide the content of the shards (a changed
 # manifest, --workers or --on_error may resume the same conversion).

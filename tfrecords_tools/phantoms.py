@@ -255,7 +255,7 @@ def write_subject(phantom: Phantom, out_dir: str, subject_id: str) -> dict:
               "structures": phantom.structures, "brain": (phantom.tissue > 0).astype(np.uint8),
               "anatomy": phantom.anatomy}
     files = subject_files(out_dir, subject_id)
-    from tl_keras.utils.io import write_json_atomic
+    from tl_common.io import write_json_atomic
     write_json_atomic(os.path.join(out_dir, f"{subject_id}_truth.json"), {
         "native_to_mni_affine": phantom.native_to_mni.tolist(),
         "note": "SYNTHETIC phantom: affine part of the native-to-MNI mapping "
@@ -282,7 +282,7 @@ def make_cohort(out_dir: str, subjects: int, lesions: str = "stroke", seed: int 
     """
     import pandas as pd
     from tqdm import tqdm
-    from tl_keras.utils.io import write_csv_atomic, write_text_atomic
+    from tl_common.io import write_csv_atomic, write_text_atomic
     if lesions not in ("stroke", "ms"):
         raise ValueError(f"lesions must be 'stroke' or 'ms', got {lesions!r}")
     if subjects < 1:

@@ -387,7 +387,7 @@ def save_transform(subject_id, transform, geometry, transform_dir):
     """Write ``{subject}.tfm`` and ``{subject}.geometry.json``; returns the .tfm path."""
     if transform_dir is None:
         return None
-    from tl_keras.utils.io import write_json_atomic
+    from tl_common.io import write_json_atomic
     path = os.path.join(transform_dir, f"{subject_id}.tfm")
     reg.write_transform(transform, path)
     write_json_atomic(os.path.join(transform_dir, f"{subject_id}.geometry.json"), geometry)

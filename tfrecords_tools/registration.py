@@ -238,7 +238,7 @@ def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
 def write_atomic(path: str, write) -> None:
     """Call ``write(tmp)`` on a temporary name with ``path``'s extension, then rename.
 
-    Unlike ``tl_keras.utils.io.atomic_path`` the temporary name keeps the
+    Unlike ``tl_common.io.atomic_path`` the temporary name keeps the
     extension, which SimpleITK and nibabel use to pick the file format.
     """
     directory, name = os.path.split(os.path.abspath(path))

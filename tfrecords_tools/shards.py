@@ -6,7 +6,7 @@ import os
 from typing import Iterable
 
 from tfrecords_tools import schema
-from tl_keras.utils.io import atomic_path, write_json_atomic
+from tl_common.io import atomic_path, write_json_atomic
 
 
 def write_shard(path: str, examples: Iterable[bytes]) -> int:

@@ -22,7 +22,7 @@ import zipfile
 import numpy as np
 
 from tfrecords_tools import schema
-from tl_keras.utils.io import atomic_path
+from tl_common.io import atomic_path
 
 CACHE_DIR = "subjects"
 # Disk full, quota, read-only: the output folder fails every subject alike.

@@ -34,7 +34,7 @@ import time
 
 from absl import app, flags
 
-from tl_keras.utils import console
+from tl_common import console
 
 NETWORKS = ("compact", "tiny", "taskonomy")
 
@@ -91,7 +91,7 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
     (fewer when n is small: at least two stay for training), the rest train."""
     import pandas as pd
     from tfrecords_tools import phantoms
-    from tl_keras.utils.io import write_csv_atomic
+    from tl_common.io import write_csv_atomic
     path = phantoms.make_cohort(out_dir, n, lesions="stroke", seed=seed, resolution=resolution)
     frame = pd.read_csv(path)
     splits = ["test"] * test + ["val"] * max(min(val, n - test - 2), 0)
@@ -209,7 +209,7 @@ def report(c: QuickstartConfig) -> dict[str, str]:
 
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
-    from tl_keras.utils.runinfo import record_run
+    from tl_common.runinfo import record_run
     if c.network not in NETWORKS:
         raise ValueError(f"--network must be one of {NETWORKS}, got {c.network!r}")
     t0 = time.time()

@@ -8,7 +8,7 @@ from absl import app, flags
 
 from tl_keras.training.config import FinetuneConfig
 from tl_keras.training.flags import config_from_flags, define_config_flags, run_app, run_cli
-from tl_keras.utils import console
+from tl_common import console
 
 flags.DEFINE_string("out_dir", "", "sweep directory: one run directory per cell, "
                     "sweep_results.csv")

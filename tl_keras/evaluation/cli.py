@@ -10,14 +10,14 @@ import sys
 
 from absl import flags
 
-from tl_keras.utils import console
+from tl_common import console
 
 
 def parse_flags(flag_values: flags.FlagValues, argv, usage: str,
                 allow_positional: bool = False, tensorflow: bool = False):
     """Parse ``argv`` into ``flag_values`` (with ``--verbosity``, and apply it).
 
-    ``tensorflow``: the CLI uses TensorFlow (loaded quietly, ``utils.console``).
+    ``tensorflow``: the CLI uses TensorFlow (loaded quietly, ``tl_common.console``).
 
     Returns:
       The positional arguments, or an exit code: 0 after printing help,
@@ -47,9 +47,9 @@ def run_cli(prog: str, fn) -> int:
     Expected errors are bad inputs (missing files, wrong shapes, unknown
     options) and OS / TensorFlow / SimpleITK errors (read-only or full disk):
     the message names the file and the problem, so a traceback would only hide
-    it (:func:`tfrecords_tools.errors.run_cli`).
+    it (:func:`tl_common.cli.run_cli`).
     """
-    from tfrecords_tools.errors import run_cli as run_one_line
+    from tl_common.cli import run_cli as run_one_line
 
     def run():
         try:

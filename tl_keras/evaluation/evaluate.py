@@ -26,8 +26,8 @@ import pandas as pd
 
 from tl_keras.evaluation import metrics, tables
 from tl_keras.evaluation.collect import predict_split
-from tl_keras.utils.io import atomic_path, write_csv_atomic, write_json_atomic
-from tl_keras.utils.progress import Progress
+from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
+from tl_common.progress import Progress
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
@@ -200,7 +200,7 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     if config.num_examples:
         examples.save(os.path.join(out_dir, "examples.npz"), config.num_examples, run,
                       class_names)
-    from tl_keras.utils.runinfo import record_run
+    from tl_common.runinfo import record_run
     record_run(out_dir, state, seed=run["seed"],
                name="evaluate_run.json")  # configuration, seed and package versions
     write_json_atomic(os.path.join(out_dir, STATE_FILE), state)

@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from tl_keras.evaluation import stats
-from tl_keras.utils.io import atomic_path
+from tl_common.io import atomic_path
 
 
 def _pyplot():

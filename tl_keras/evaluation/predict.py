@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from tl_keras.utils.progress import Progress
+from tl_common.progress import Progress
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -154,7 +154,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       jobs: scans and output paths.
       batch_size: slices per forward pass.
       overwrite: redo finished scans.
-      verbose: show progress (``tl_keras.utils.progress``).
+      verbose: show progress (``tl_common.progress``).
       predict_fn: optional ``(slices (N, S, S) in [0, 1]) -> (N, S, S, K)``
         probabilities replacing the exported model's forward pass (ensembles,
         test-time augmentation, tests); the model's pre-processing still applies.

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tl_keras.evaluation import stats, summary
-from tl_keras.utils.io import write_csv_atomic, write_text_atomic
+from tl_common.io import write_csv_atomic, write_text_atomic
 from tl_keras.weights.report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, source_label as spec_source_label
 

@@ -21,7 +21,7 @@ REQUIRED_META = ("image_size", "input_channels", "num_classes")
 
 def save_exported(model, model_dir: str, meta: dict) -> str:
     """Save ``model`` and ``meta`` under ``model_dir/export`` (atomically)."""
-    from tl_keras.utils.io import atomic_path, write_json_atomic
+    from tl_common.io import atomic_path, write_json_atomic
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"export metadata is missing {missing}")

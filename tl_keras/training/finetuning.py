@@ -19,7 +19,7 @@ from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (RESULT_FILE, cached_json, completed_result,  # noqa: F401
                                     finish_run, make_optimizer, schedule, start_run,
                                     weights_record)
-from tl_keras.utils.io import atomic_path
+from tl_common.io import atomic_path
 from tl_keras.weights.spec import InitSpec
 
 

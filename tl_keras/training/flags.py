@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from tl_keras.utils import console
+from tl_common import console
 from tl_keras.weights.spec import SPEC_HELP
 
 HELP = {
@@ -181,8 +181,8 @@ def run_app(main) -> None:
 def run_cli(fn, prog: str) -> None:
     """Run ``fn``; expected errors (bad flags or data, OS and TensorFlow errors) become
     one line ``prog: error: ...`` naming the file and the problem, exit status 1
-    (see :func:`tfrecords_tools.errors.run_cli`)."""
-    from tfrecords_tools.errors import run_cli as run_one_line
+    (see :func:`tl_common.cli.run_cli`)."""
+    from tl_common.cli import run_cli as run_one_line
     run_one_line(prog, fn)
 
 

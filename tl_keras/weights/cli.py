@@ -5,7 +5,7 @@ import sys
 
 from absl import flags
 
-from tl_keras.utils import console
+from tl_common import console
 
 from tl_keras.weights.report import WeightLoadError
 

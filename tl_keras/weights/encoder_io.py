@@ -12,7 +12,7 @@ import json
 import os
 
 import tl_keras
-from tl_keras.utils.io import atomic_path, write_json_atomic
+from tl_common.io import atomic_path, write_json_atomic
 from tl_keras.weights.report import WeightLoadError
 
 WEIGHTS_FILE = "encoder.weights.h5"

@@ -68,7 +68,7 @@ def sha256_file(path: str, chunk: int = 1 << 22) -> str:
 def remove_temp_debris(folders) -> list[str]:
     """Delete ``.tmp-*`` files that interrupted atomic writes left in ``folders``.
 
-    Only safe while the caller holds the folder's lock (tl_keras.utils.lock):
+    Only safe while the caller holds the folder's lock (tl_common.lock):
     otherwise another run's temporary file could be in use.
     """
     removed = []

@@ -7,7 +7,10 @@ import importlib.metadata
 import platform
 import sys
 
-from tl_keras.utils.io import write_json_atomic
+from tl_common.io import write_json_atomic
+
+#: The version of tl_keras and tfrecords_tools (one distribution, setup.py reads it here).
+TOOL_VERSION = "0.1.0"
 
 _PACKAGES = ("tensorflow", "keras", "numpy", "scipy", "nibabel", "SimpleITK", "nilearn",
              "scikit-image", "pandas", "absl-py", "matplotlib", "tl_keras")
