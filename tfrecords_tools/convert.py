@@ -25,13 +25,17 @@ from typing import Callable, Iterable, Mapping
 
 from tfrecords_tools import assemble, manifest as mf, outdir, releases, subject_cache
 from tfrecords_tools import workers as workers_lib
+from absl import flags
+
+from tl_common import cli
+from tl_common.cli import UserError
 from tl_common.io import remove_temp_debris
 from tl_common.runinfo import TOOL_VERSION, record_run
 
 ON_ERROR = ("fail", "skip")
 
 
-class ConversionError(RuntimeError):
+class ConversionError(UserError, RuntimeError):
     """Subjects failed with ``on_error='fail'``; ``errors`` holds (subject, file, problem)."""
 
     def __init__(self, errors: list[dict]):
@@ -281,48 +285,51 @@ _PREPROCESS_FLAGS = ("resolution", "slice_size", "crop_top", "crop_bottom",
                      "clip_percentiles", "skip_registration", "mask_mode", "label_mapping")
 
 
-def define_flags() -> None:
-    """Define the absl flags of the CLI (once)."""
-    from absl import flags
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """Define the absl flags of the CLI on ``flag_values``."""
+    fv = {"flag_values": flag_values}
     f = flags
     f.DEFINE_string("manifest", "", "CSV manifest subject_id,image[,label,split,tissue,"
-                    "structures,brain,anatomy,synthetic]; several files per cell with ';'.")
+                    "structures,brain,anatomy,synthetic]; several files per cell with ';'.", **fv)
     f.DEFINE_string("preset", "", f"Data-set preset: {sorted(releases.PRESETS)}. Sets cropping, "
                     "registration and split defaults; with --root builds the manifest "
-                    "from the published layout.")
-    f.DEFINE_string("root", "", "Data root for a preset layout (instead of --manifest).")
-    f.DEFINE_string("image_glob", "", "glob preset: image pattern under --root (** allowed).")
-    f.DEFINE_string("label_glob", "", "glob preset: label pattern; {subject} = subject id.")
+                    "from the published layout.", **fv)
+    f.DEFINE_string("root", "", "Data root for a preset layout (instead of --manifest).", **fv)
+    f.DEFINE_string("image_glob", "", "glob preset: image pattern under --root (** allowed).", **fv)
+    f.DEFINE_string("label_glob", "", "glob preset: label pattern; {subject} = subject id.", **fv)
     f.DEFINE_string("subject_regex", "", "glob preset: regex on the image path relative to "
-                    "--root; group 'subject' is the id (default: file name).")
-    f.DEFINE_string("out_dir", None, "Output folder (shards, dataset.json, subjects.csv).")
-    f.DEFINE_integer("workers", 1, "Worker processes.")
+                    "--root; group 'subject' is the id (default: file name).", **fv)
+    f.DEFINE_string("out_dir", None, "Output folder (shards, dataset.json, subjects.csv).", **fv)
+    f.DEFINE_integer("workers", 1, "Worker processes.", **fv)
     f.DEFINE_enum("on_error", "fail", list(ON_ERROR), "Bad subject: stop (fail) or leave it "
-                  "out and go on (skip); both write errors.csv.")
-    f.DEFINE_integer("num_shards", 4, "Shards per split (at most one per subject).")
-    f.DEFINE_string("shard_job", "", "I/N: process only shards k with k % N == I.")
+                  "out and go on (skip); both write errors.csv.", **fv)
+    f.DEFINE_integer("num_shards", 4, "Shards per split (at most one per subject).", **fv)
+    f.DEFINE_string("shard_job", "", "I/N: process only shards k with k % N == I.", **fv)
     f.DEFINE_string("splits", "", "Split of subjects without one: counts 'train=200,test=104' "
                     "or fractions 'train=0.8,val=0.1,test=0.1' "
-                    "(default: preset, else 0.8/0.1/0.1).")
-    f.DEFINE_integer("split_seed", 0, "Seed of the random split.")
+                    "(default: preset, else 0.8/0.1/0.1).", **fv)
+    f.DEFINE_integer("split_seed", 0, "Seed of the random split.", **fv)
     f.DEFINE_string("subjects_csv", "", "Convert only the subjects listed in this CSV "
-                    "(column subject_id, optional split), e.g. the 870 BAHC scans.")
+                    "(column subject_id, optional split), e.g. the 870 BAHC scans.", **fv)
     f.DEFINE_boolean("allow_large_last_split", False, "Accept a last split (from counts) more "
-                     "than 10% larger than its count, e.g. all remaining scans as test.")
-    f.DEFINE_boolean("synthetic", None, "Mark the data set synthetic (default: from manifest).")
-    f.DEFINE_boolean("progress", True, "Show progress bars.")
+                     "than 10% larger than its count, e.g. all remaining scans as test.", **fv)
+    f.DEFINE_boolean("synthetic", None, "Mark the data set synthetic (default: from manifest).",
+                     **fv)
+    f.DEFINE_boolean("progress", True, "Show progress bars.", **fv)
     f.DEFINE_boolean("overwrite", False, "Replace a conversion with other parameters in "
-                     "--out_dir (otherwise refused).")
-    f.DEFINE_string("write_manifest", "", "Also save the (preset-built) manifest to this CSV.")
-    f.DEFINE_float("resolution", None, "Template grid in mm (1.0 = 197x233x189).")
-    f.DEFINE_integer("slice_size", None, "Axial slices zero-padded to this size (256).")
-    f.DEFINE_integer("crop_top", None, "Axial slices dropped from the top (preset default).")
-    f.DEFINE_integer("crop_bottom", None, "Axial slices dropped from the bottom (preset default).")
-    f.DEFINE_list("clip_percentiles", None, "Intensity clip percentiles, e.g. 1,99.")
-    f.DEFINE_boolean("skip_registration", None, "Data already in MNI space (preset default).")
+                     "--out_dir (otherwise refused).", **fv)
+    f.DEFINE_string("write_manifest", "", "Also save the (preset-built) manifest to this CSV.",
+                    **fv)
+    f.DEFINE_float("resolution", None, "Template grid in mm (1.0 = 197x233x189).", **fv)
+    f.DEFINE_integer("slice_size", None, "Axial slices zero-padded to this size (256).", **fv)
+    f.DEFINE_integer("crop_top", None, "Axial slices dropped from the top (preset default).", **fv)
+    f.DEFINE_integer("crop_bottom", None, "Axial slices dropped from the bottom (preset default).",
+                     **fv)
+    f.DEFINE_list("clip_percentiles", None, "Intensity clip percentiles, e.g. 1,99.", **fv)
+    f.DEFINE_boolean("skip_registration", None, "Data already in MNI space (preset default).", **fv)
     f.DEFINE_enum("mask_mode", None, ["binary", "multiclass"], "Target mask: binary lesion "
-                  "union, or classes via --label_mapping.")
-    f.DEFINE_string("label_mapping", None, "CSV label,class[,name] for multiclass masks.")
+                  "union, or classes via --label_mapping.", **fv)
+    f.DEFINE_string("label_mapping", None, "CSV label,class[,name] for multiclass masks.", **fv)
 
 
 def flags_to_config(values) -> ConvertFlags:
@@ -398,12 +405,9 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
                    overwrite=flags_cfg.overwrite)
 
 
-def main(argv) -> None:
-    from absl import flags
-    from tl_common.cli import run_cli
-    if len(argv) > 1:
-        raise SystemExit(f"convert: error: unexpected arguments {argv[1:]}")
-    meta = run_cli("convert", lambda: run_flags(flags_to_config(flags.FLAGS)))
+def run(f: flags.FlagValues, args) -> None:
+    """Convert as the flags say; print the split counts and the state."""
+    meta = run_flags(flags_to_config(f))
     counts = ", ".join(f"{k}: {v['slices']} slices / {len(v['subjects'])} subjects"
                        for k, v in sorted(meta["splits"].items()))
     if meta["errors"]:
@@ -412,11 +416,13 @@ def main(argv) -> None:
         state = "complete"
     else:
         state = "partial (run once more without --shard_job to finish)"
-    print(f"convert: {flags.FLAGS.out_dir}: {counts}; {state}")
+    print(f"convert: {f.out_dir}: {counts}; {state}")
 
+
+FLAGS = flags.FlagValues()
+define_flags(FLAGS)
+flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
+main = cli.make_main("convert", FLAGS, __doc__, run)
 
 if __name__ == "__main__":
-    from absl import app, flags as _flags
-    define_flags()
-    _flags.mark_flag_as_required("out_dir")
-    app.run(main)
+    sys.exit(main())

@@ -31,10 +31,12 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from absl import flags
 
-from tfrecords_tools import manifest as mf, schema, shards
+from tfrecords_tools import manifest as mf, outdir, schema, shards
 from tfrecords_tools.errors import InputError
 from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+from tl_common import cli, lock
 from tl_common.io import write_csv_atomic, write_json_atomic
 from tl_common.runinfo import TOOL_VERSION
 
@@ -285,32 +287,35 @@ def _remove_stale(out_dir: str, wanted: set[str]) -> None:
 # ----------------------------------------------------------------------------- CLI
 
 
-def define_flags() -> None:
-    from absl import flags
-    flags.DEFINE_string("image_dir", "", "Folder of RGB images (png, jpg, bmp, tif).")
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """Define the absl flags of the CLI on ``flag_values``."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("image_dir", "", "Folder of RGB images (png, jpg, bmp, tif).", **fv)
     flags.DEFINE_string("mask_dir", "", "Segmentation masks with the images' file stems "
-                        "(2D integer PNG, class per pixel).")
+                        "(2D integer PNG, class per pixel).", **fv)
     flags.DEFINE_string("labels_csv", "", "CSV file,class of image class labels "
-                        "(several rows per file: multi-label).")
+                        "(several rows per file: multi-label).", **fv)
     flags.DEFINE_boolean("from_skimage_samples", False, "Build the offline example from "
-                         "scikit-image's bundled photographs instead of --image_dir.")
-    flags.DEFINE_integer("num_images", 64, "Images generated from the skimage samples.")
-    flags.DEFINE_integer("num_seg_classes", 8, "Colour-cluster classes of the skimage samples.")
-    flags.DEFINE_string("out_dir", None, "Output folder.")
-    flags.DEFINE_integer("image_size", 256, "Output side in pixels.")
-    flags.DEFINE_integer("num_shards", 4, "Shards per split.")
-    flags.DEFINE_string("splits", "train=0.8,val=0.1,test=0.1", "Split counts or fractions.")
-    flags.DEFINE_integer("seed", 0, "Seed of the split (and of the sample augmentation).")
-    flags.DEFINE_boolean("synthetic", False, "Mark a folder data set synthetic.")
-    flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+                         "scikit-image's bundled photographs instead of --image_dir.", **fv)
+    flags.DEFINE_integer("num_images", 64, "Images generated from the skimage samples.", **fv)
+    flags.DEFINE_integer("num_seg_classes", 8, "Colour-cluster classes of the skimage samples.",
+                         **fv)
+    flags.DEFINE_string("out_dir", None, "Output folder.", **fv)
+    flags.DEFINE_integer("image_size", 256, "Output side in pixels.", **fv)
+    flags.DEFINE_integer("num_shards", 4, "Shards per split.", **fv)
+    flags.DEFINE_string("splits", "train=0.8,val=0.1,test=0.1", "Split counts or fractions.", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the split (and of the sample augmentation).", **fv)
+    flags.DEFINE_boolean("synthetic", False, "Mark a folder data set synthetic.", **fv)
+    flags.DEFINE_boolean("progress", True, "Show a progress bar.", **fv)
     flags.DEFINE_string("taskonomy_dir", "", "Taskonomy folder (one folder per domain in each "
-                        "building, point_<i>_view_<j>_domain_<d>.png), instead of --image_dir.")
-    flags.DEFINE_string("image_domain", "rgb", "--taskonomy_dir: domain of the images.")
+                        "building, point_<i>_view_<j>_domain_<d>.png), instead of --image_dir.",
+                        **fv)
+    flags.DEFINE_string("image_domain", "rgb", "--taskonomy_dir: domain of the images.", **fv)
     flags.DEFINE_string("mask_domain", "segmentsemantic", "--taskonomy_dir: domain of the "
-                        "segmentation labels ('' = none).")
+                        "segmentation labels ('' = none).", **fv)
     flags.DEFINE_integer("ignore_label", None, "Mask value whose pixels are left out of the "
                          "loss (stored as the last class, 'ignore'). Default: none; 0 with "
-                         "--taskonomy_dir (Taskonomy's unlabelled pixels); -1 = none.")
+                         "--taskonomy_dir (Taskonomy's unlabelled pixels); -1 = none.", **fv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -371,27 +376,22 @@ def run_flags(cfg: ImageFlags) -> dict:
                                synthetic=cfg.synthetic, preprocessing=pre, **common)
 
 
-def main(argv) -> None:
-    from absl import flags
-    if len(argv) > 1:
-        raise SystemExit(f"convert_images: error: unexpected arguments {argv[1:]}")
-    from tfrecords_tools import outdir
-    from tl_common.cli import run_cli
-    from tl_common import lock
-    names = [f.name for f in dataclasses.fields(ImageFlags)]
-    cfg = ImageFlags(**{n: getattr(flags.FLAGS, n) for n in names})
-
-    def run():  # one conversion at a time per --out_dir (docs/conversion.md, Reliability)
-        outdir.check_folder(os.path.abspath(cfg.out_dir))
-        with lock.acquire(os.path.abspath(cfg.out_dir)):
-            return run_flags(cfg)
-    meta = run_cli("convert_images", run)
+def run(f: flags.FlagValues, args) -> None:
+    """Convert as the flags say, one conversion at a time per --out_dir
+    (docs/conversion.md, Reliability)."""
+    cfg = ImageFlags(**{field.name: getattr(f, field.name)
+                        for field in dataclasses.fields(ImageFlags)})
+    outdir.check_folder(os.path.abspath(cfg.out_dir))
+    with lock.acquire(os.path.abspath(cfg.out_dir)):
+        meta = run_flags(cfg)
     counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))
-    print(f"convert_images: {flags.FLAGS.out_dir}: {counts} images")
+    print(f"convert_images: {f.out_dir}: {counts} images")
 
+
+FLAGS = flags.FlagValues()
+define_flags(FLAGS)
+flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
+main = cli.make_main("convert_images", FLAGS, __doc__, run)
 
 if __name__ == "__main__":
-    from absl import app, flags as _flags
-    define_flags()
-    _flags.mark_flag_as_required("out_dir")
-    app.run(main)
+    sys.exit(main())

@@ -25,6 +25,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tl_common.cli import UserError
+
 # Manifest column -> key of the ``labels`` dict given to preprocess_subject.
 LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
                  "structures": "structures", "brain": "brain"}
@@ -37,7 +39,7 @@ MAX_REMAINDER_EXCESS = 0.1
 _TRUE = {"1", "true", "yes", "y", "t"}
 
 
-class ManifestError(ValueError):
+class ManifestError(UserError, ValueError):
     """A manifest that cannot be used; the message names the file(s) and the problem."""
 
 

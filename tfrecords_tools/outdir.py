@@ -16,6 +16,7 @@ import os
 
 from tfrecords_tools import schema
 from tl_common import lock
+from tl_common.cli import UserError
 from tl_common.io import remove_temp_debris
 
 # The conversion parameters that decide the content of the shards (a changed
@@ -26,7 +27,7 @@ RECORD_NAME = "convert.json"
 TEMP_FOLDERS = ("", ".shards", "subjects", "transforms")
 
 
-class OutDirError(ValueError):
+class OutDirError(UserError, ValueError):
     """The output folder cannot be used (message: one line naming it)."""
 
 

@@ -27,13 +27,16 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 
 import nibabel as nib
 import numpy as np
+from absl import flags
 from scipy import ndimage
 
 from tfrecords_tools import labels as labels_lib
 from tfrecords_tools.native import save_nifti_atomic
+from tl_common import cli
 
 DESCRIPTION = b"SYNTHETIC phantom (tl_keras), not patient data"
 MANIFEST_NAME = "synthetic_manifest.csv"
@@ -309,26 +312,22 @@ def make_cohort(out_dir: str, subjects: int, lesions: str = "stroke", seed: int 
     return path
 
 
-def main(argv):
-    import sys
-    del argv
-    from absl import flags
-    f = flags.FLAGS
-    try:
-        path = make_cohort(f.out_dir, f.subjects, lesions=f.lesions, seed=f.seed,
-                           resolution=f.resolution)
-    except (ValueError, OSError) as e:
-        print(f"phantoms: error: {e}", file=sys.stderr)
-        sys.exit(1)
+def run(f: flags.FlagValues, args) -> None:
+    """Write the cohort the flags describe."""
+    path = make_cohort(f.out_dir, f.subjects, lesions=f.lesions, seed=f.seed,
+                       resolution=f.resolution)
     print(f"wrote SYNTHETIC cohort manifest {path}")
 
 
+FLAGS = flags.FlagValues()
+_F = {"flag_values": FLAGS}
+flags.DEFINE_string("out_dir", None, "Output directory of the synthetic cohort.", **_F)
+flags.DEFINE_integer("subjects", 6, "Number of synthetic subjects.", **_F)
+flags.DEFINE_enum("lesions", "stroke", ["stroke", "ms"], "Lesion type painted in.", **_F)
+flags.DEFINE_integer("seed", 0, "Cohort seed (deterministic output).", **_F)
+flags.DEFINE_float("resolution", 1.0, "Native voxel size in mm.", **_F)
+flags.mark_flag_as_required("out_dir", **_F)
+main = cli.make_main("phantoms", FLAGS, __doc__, run)
+
 if __name__ == "__main__":
-    from absl import app, flags as _flags
-    _flags.DEFINE_string("out_dir", None, "Output directory of the synthetic cohort.")
-    _flags.DEFINE_integer("subjects", 6, "Number of synthetic subjects.")
-    _flags.DEFINE_enum("lesions", "stroke", ["stroke", "ms"], "Lesion type painted in.")
-    _flags.DEFINE_integer("seed", 0, "Cohort seed (deterministic output).")
-    _flags.DEFINE_float("resolution", 1.0, "Native voxel size in mm.")
-    _flags.mark_flag_as_required("out_dir")
-    app.run(main)
+    sys.exit(main())

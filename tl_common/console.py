@@ -29,6 +29,7 @@ from absl import logging as _absl_logging  # also defines --verbosity on FLAGS
 
 #: absl's default --verbosity (WARNING).
 QUIET = -1
+_applied = [QUIET]  # the verbosity set_verbosity applied last (for load_tensorflow)
 
 
 def set_verbosity(flag_values: flags.FlagValues = flags.FLAGS, tensorflow: bool = True) -> int:
@@ -54,16 +55,19 @@ def set_verbosity(flag_values: flags.FlagValues = flags.FLAGS, tensorflow: bool 
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.getLogger("tensorflow").setLevel(logging.INFO if verbosity >= 0
                                              else logging.WARNING)
+    _applied[0] = verbosity
     if tensorflow:
         load_tensorflow(verbosity)
     return verbosity
 
 
-def load_tensorflow(verbosity: int) -> None:
+def load_tensorflow(verbosity: int | None = None) -> None:
     """Import TensorFlow now: silently when ``verbosity`` < 0 (module docstring).
 
-    CLIs that check their flags before loading TensorFlow call this after the checks.
+    CLIs that check their flags before loading TensorFlow call this after the checks;
+    ``verbosity`` defaults to the one :func:`set_verbosity` applied.
     """
+    verbosity = _applied[0] if verbosity is None else verbosity
     if verbosity < 0 and "tensorflow" not in sys.modules:
         import_tensorflow_silently()
 

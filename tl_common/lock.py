@@ -25,10 +25,12 @@ try:
 except ImportError:  # Windows: existence of the lock file is the lock
     fcntl = None
 
+from tl_common.cli import UserError
+
 LOCK_NAME = ".lock"
 
 
-class LockError(RuntimeError):
+class LockError(UserError, RuntimeError):
     """The folder is locked by another live process (message: one line)."""
 
 

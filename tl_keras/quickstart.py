@@ -32,9 +32,9 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from tl_common import console
+from tl_common import cli
 
 NETWORKS = ("compact", "tiny", "taskonomy")
 
@@ -226,36 +226,34 @@ def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     return written
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("workdir", None, "Output folder (a rerun resumes).")
-    flags.DEFINE_bool("tiny", False, "Tiny study with the tiny network: a ~2 min check.")
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """Define the absl flags of the CLI on ``flag_values``."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("workdir", None, "Output folder (a rerun resumes).", **fv)
+    flags.DEFINE_bool("tiny", False, "Tiny study with the tiny network: a ~2 min check.", **fv)
     flags.DEFINE_enum("network", None, list(NETWORKS),
-                      "compact (default), tiny (default with --tiny) or taskonomy (ResNet-50).")
+                      "compact (default), tiny (default with --tiny) or taskonomy (ResNet-50).",
+                      **fv)
     flags.DEFINE_enum("decoder_variant", "unet", ["unet", "paper"],
                       "Fine-tuning decoder: unet (skip-connected, default) or paper (the "
-                      "/16-latent decoder of the paper's experiments).")
-    flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.")
-    flags.DEFINE_integer("workers", None, "Conversion worker processes (default 2; 1 with --tiny).")
+                      "/16-latent decoder of the paper's experiments).", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.", **fv)
+    flags.DEFINE_integer("workers", None,
+                         "Conversion worker processes (default 2; 1 with --tiny).", **fv)
+    flags.mark_flag_as_required("workdir", **fv)
 
 
-def main(argv) -> None:
-    del argv
-    console.set_verbosity()
-    if not FLAGS.workdir:
-        sys.exit("quickstart: --workdir is required")
-    overrides = {"seed": FLAGS.seed, "decoder_variant": FLAGS.decoder_variant}
-    if FLAGS.workers:
-        overrides["workers"] = FLAGS.workers
-    config = plan(FLAGS.workdir, FLAGS.tiny, FLAGS.network, **overrides)
-    try:
-        run_quickstart(config)
-    except (OSError, ValueError, RuntimeError) as e:
-        sys.exit(f"quickstart: {type(e).__name__}: {e}")
+def run(f: flags.FlagValues, args) -> None:
+    """Plan the study from the flags and run every stage."""
+    overrides = {"seed": f.seed, "decoder_variant": f.decoder_variant}
+    if f.workers:
+        overrides["workers"] = f.workers
+    run_quickstart(plan(f.workdir, f.tiny, f.network, **overrides))
 
+
+FLAGS = flags.FlagValues()
+define_flags(FLAGS)
+main = cli.make_main("quickstart", FLAGS, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    sys.exit(main())

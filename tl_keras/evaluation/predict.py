@@ -15,12 +15,13 @@ import os
 
 import numpy as np
 
+from tl_common.cli import UserError
 from tl_common.progress import Progress
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-class UnreproducibleError(ValueError):
+class UnreproducibleError(UserError, ValueError):
     """The model's pre-processing cannot be rebuilt for a new scan."""
 
 

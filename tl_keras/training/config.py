@@ -11,6 +11,7 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
+from tl_common.cli import UserError
 from tl_keras.weights.report import WeightLoadError
 from tl_keras.weights.spec import InitSpec
 
@@ -26,7 +27,7 @@ DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
 LOSSES = ("cross_entropy", "cross_entropy_dice")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid flag combination or missing data (message: one line)."""
 
 

@@ -20,7 +20,8 @@ import time
 
 from absl import flags
 
-from tl_keras.weights import cli
+from tl_common import cli
+
 from tl_keras.weights.checkpoint import PARTS, read_shapes
 from tl_keras.weights.encoder_io import META_FILE, atomic_weights, read_encoder_meta, save_encoder
 from tl_keras.weights.report import WeightLoadError
@@ -162,24 +163,17 @@ def convert(config: ConvertConfig, log=print):
     return report
 
 
-def main(argv=None) -> int:
-    args = cli.parse(FV, argv, __doc__)
-    if isinstance(args, int):
-        return args
-    if args or not FV.out:
-        print("convert: error: --out is required and positional arguments are not accepted",
-              file=sys.stderr)
-        return 2
-    config = ConvertConfig(out=FV.out, taskonomy=FV.taskonomy, imagenet=FV.imagenet,
-                           parts=tuple(FV.parts), input_channels=int(FV.input_channels),
-                           image_size=FV.image_size, strict=FV.strict,
-                           source_task=FV.source_task, domain=FV.domain, overwrite=FV.overwrite)
-    try:
-        convert(config)
-    except cli.USER_ERRORS as e:
-        return cli.fail("convert", e)
-    return 0
+def run(f: flags.FlagValues, args) -> None:
+    """Convert the checkpoint the flags name."""
+    if not f.out:
+        raise cli.UsageError("--out is required")
+    convert(ConvertConfig(out=f.out, taskonomy=f.taskonomy, imagenet=f.imagenet,
+                          parts=tuple(f.parts), input_channels=int(f.input_channels),
+                          image_size=f.image_size, strict=f.strict,
+                          source_task=f.source_task, domain=f.domain, overwrite=f.overwrite))
 
+
+main = cli.make_main("convert", FV, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,8 @@ import sys
 
 from absl import flags
 
-from tl_keras.weights import cli
+from tl_common import cli
+
 from tl_keras.weights.checkpoint import PARTS, read_shapes, read_tensors
 from tl_keras.weights.imagenet import RANDOM_OK, SLIM_RENAMES, is_slim, slim_skip
 from tl_keras.weights.mapping import weight_map
@@ -81,22 +82,17 @@ def inspect_checkpoint(config: InspectConfig) -> tuple[list[str], bool]:
     return lines, clean
 
 
-def main(argv=None) -> int:
-    args = cli.parse(FV, argv, __doc__)
-    if isinstance(args, int):
-        return args
+def run(f: flags.FlagValues, args) -> int:
+    """Print the listing; exit code 0 when every tensor maps cleanly, else 3."""
     if len(args) != 1:
-        print("inspect: error: give exactly one checkpoint (prefix, file or directory)",
-              file=sys.stderr)
-        return 2
-    config = InspectConfig(args[0], tuple(FV.parts), FV.image_size, FV.input_channels)
-    try:
-        lines, clean = inspect_checkpoint(config)
-    except cli.USER_ERRORS as e:
-        return cli.fail("inspect", e)
+        raise cli.UsageError("give exactly one checkpoint (prefix, file or directory)")
+    lines, clean = inspect_checkpoint(
+        InspectConfig(args[0], tuple(f.parts), f.image_size, f.input_channels))
     print("\n".join(lines))
     return 0 if clean else 3
 
+
+main = cli.make_main("inspect", FV, __doc__, run, tensorflow=True, positional=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from tl_common.cli import UserError
 
-class WeightLoadError(ValueError):
+
+class WeightLoadError(UserError, ValueError):
     """A weight source does not fit the target model (strict mode) or cannot be read."""
 
 
