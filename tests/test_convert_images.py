@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from tfrecords_tools import convert_images as ci, manifest as mf, schema
+from tfrecords_tools.images import dataset as images
 
 
 def _folder(tmp_path, n=5):
@@ -30,13 +31,13 @@ def _folder(tmp_path, n=5):
 def test_folder_with_masks_and_labels_round_trip(tmp_path):
     from tl_keras.data.dataset import build_dataset
     _folder(tmp_path)
-    items, seg, presence = ci.folder_items(str(tmp_path / "img"), 32,
+    items, seg, presence = images.folder_items(str(tmp_path / "img"), 32,
                                            mask_dir=str(tmp_path / "mask"),
                                            labels_csv=str(tmp_path / "labels.csv"))
     assert seg == ["class_0", "class_1", "class_2", "class_3"] and presence == ["cat", "dog"]
     assert items[0].presence == (1.0, 1.0) and items[1].presence == (1.0, 0.0)
     out = str(tmp_path / "out")
-    meta = ci.write_image_dataset(items, out, seg_classes=seg, presence_labels=presence,
+    meta = images.write_image_dataset(items, out, seg_classes=seg, presence_labels=presence,
                                   image_size=32, num_shards=2, split_counts={"train": 3,
                                                                              "test": 2},
                                   progress=False)
@@ -64,7 +65,7 @@ def test_missing_masks_and_labels_reported_together(tmp_path):
     os.remove(tmp_path / "mask" / "im1.png")
     pd.DataFrame([{"file": "im0.png", "class": "x"}]).to_csv(tmp_path / "l.csv", index=False)
     with pytest.raises(mf.ManifestError) as err:
-        ci.folder_items(str(tmp_path / "img"), 32, mask_dir=str(tmp_path / "mask"),
+        images.folder_items(str(tmp_path / "img"), 32, mask_dir=str(tmp_path / "mask"),
                         labels_csv=str(tmp_path / "l.csv"))
     assert "3 problem(s)" in str(err.value) and "im1: no mask" in str(err.value)
 
@@ -194,8 +195,8 @@ def test_ignored_pixels_are_left_out_of_the_loss(tmp_path, method):
     from tl_keras.training.losses import weighted_cross_entropy
     truth = _taskonomy_tree(tmp_path / "t")
     pairs = taskonomy_pairs(str(tmp_path / "t"))
-    items, seg, presence = ci.image_items(pairs, 24, ignore_label=0)
-    meta = ci.write_image_dataset(items, str(tmp_path / "out"), seg_classes=seg,
+    items, seg, presence = images.image_items(pairs, 24, ignore_label=0)
+    meta = images.write_image_dataset(items, str(tmp_path / "out"), seg_classes=seg,
                                   presence_labels=presence, image_size=24, num_shards=1,
                                   split_counts={"train": 4}, progress=False)
     weights = class_weights_for(str(tmp_path / "out"), "train", "tissue", meta, method)

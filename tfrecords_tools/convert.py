@@ -23,10 +23,11 @@ import os
 import sys
 from typing import Callable, Iterable, Mapping
 
-from tfrecords_tools import assemble, manifest as mf, outdir, releases, subject_cache
-from tfrecords_tools import workers as workers_lib
 from absl import flags
+from tqdm import tqdm
 
+from tfrecords_tools import (assemble, labels, manifest as mf, outdir, releases, subject_cache,
+                             workers as workers_lib)
 from tl_common import cli
 from tl_common.cli import UserError
 from tl_common.io import remove_temp_debris
@@ -47,7 +48,6 @@ class ConversionError(UserError, RuntimeError):
 
 def class_info(config) -> assemble.ClassInfo:
     """Class names for dataset.json, from the pre-processing's label definitions."""
-    from tfrecords_tools import labels
     return assemble.ClassInfo(mask_classes=tuple(config.mask_classes),
                               tissue_classes=tuple(labels.TISSUE_CLASSES),
                               presence_labels=tuple(labels.PRESENCE_LABELS))
@@ -74,7 +74,6 @@ def _run(fn: Callable, items: Iterable, pool: cf.Executor | None, *, desc: str, 
     pending items are cancelled and the running ones allowed to finish, so no
     cache or shard is left half done.
     """
-    from tqdm import tqdm
     items = list(items)
     results = []
     bar = tqdm(total=len(items), desc=desc, unit=unit, file=sys.stderr,
@@ -359,9 +358,8 @@ def preprocess_config(preset: releases.Preset, overrides: Mapping[str, object]):
         values["label_mapping"] = preset.label_mapping
     values.update(overrides)
     if values.get("label_mapping"):
-        from tfrecords_tools.labels import read_label_mapping
         values["label_mapping"], values["mask_class_names"] = \
-            read_label_mapping(values["label_mapping"])
+            labels.read_label_mapping(values["label_mapping"])
     resolution = float(values.pop("resolution", 1.0))
     # nilearn's template loader takes an int resolution: keep whole numbers integral.
     resolution = int(resolution) if resolution.is_integer() else resolution

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tl_common.cli import UserError
+from tl_common.io import write_csv_atomic
 
 # Manifest column -> key of the ``labels`` dict given to preprocess_subject.
 LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
@@ -317,7 +318,6 @@ def select_subjects(manifest: Manifest, path: str) -> Manifest:
 
 def write_manifest(manifest: Manifest, path: str) -> None:
     """Write a manifest as CSV (absolute paths; ``;`` between several files)."""
-    from tl_common.io import write_csv_atomic
     rows = []
     for s in manifest.subjects:
         row = {"subject_id": s.subject_id, "image": s.image, "split": s.split or "",

@@ -18,7 +18,7 @@ import hashlib
 
 import numpy as np
 
-from tfrecords_tools.convert_images import ImageItem, resize_rgb, write_image_dataset
+from tfrecords_tools.images.dataset import ImageItem, resize_rgb, write_image_dataset
 
 # Colour photographs bundled with scikit-image (no pooch download needed).
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -91,7 +91,7 @@ def convert_skimage_samples(out_dir: str, *, num_images: int = 64, num_classes: 
                             **kwargs) -> dict:
     """Write the skimage-sample data set to ``out_dir``; returns dataset.json contents.
 
-    ``kwargs`` go to ``convert_images.write_image_dataset`` (num_shards,
+    ``kwargs`` go to ``images.dataset.write_image_dataset`` (num_shards,
     split_counts, split_fractions, progress).
     """
     if num_images < 1 or num_classes < 2:

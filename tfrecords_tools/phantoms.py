@@ -33,10 +33,12 @@ import nibabel as nib
 import numpy as np
 from absl import flags
 from scipy import ndimage
+from tqdm import tqdm
 
 from tfrecords_tools import labels as labels_lib
 from tfrecords_tools.native import save_nifti_atomic
 from tl_common import cli
+from tl_common.io import write_csv_atomic, write_json_atomic, write_text_atomic
 
 DESCRIPTION = b"SYNTHETIC phantom (tl_keras), not patient data"
 MANIFEST_NAME = "synthetic_manifest.csv"
@@ -258,7 +260,6 @@ def write_subject(phantom: Phantom, out_dir: str, subject_id: str) -> dict:
               "structures": phantom.structures, "brain": (phantom.tissue > 0).astype(np.uint8),
               "anatomy": phantom.anatomy}
     files = subject_files(out_dir, subject_id)
-    from tl_common.io import write_json_atomic
     write_json_atomic(os.path.join(out_dir, f"{subject_id}_truth.json"), {
         "native_to_mni_affine": phantom.native_to_mni.tolist(),
         "note": "SYNTHETIC phantom: affine part of the native-to-MNI mapping "
@@ -284,8 +285,6 @@ def make_cohort(out_dir: str, subjects: int, lesions: str = "stroke", seed: int 
       Path of ``synthetic_manifest.csv`` (columns ``MANIFEST_COLUMNS``, absolute paths).
     """
     import pandas as pd
-    from tqdm import tqdm
-    from tl_common.io import write_csv_atomic, write_text_atomic
     if lesions not in ("stroke", "ms"):
         raise ValueError(f"lesions must be 'stroke' or 'ms', got {lesions!r}")
     if subjects < 1:

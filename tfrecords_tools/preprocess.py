@@ -22,12 +22,11 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from tfrecords_tools import checks
-from tfrecords_tools import labels as labels_lib
-from tfrecords_tools import registration as reg
+from tfrecords_tools import checks, labels as labels_lib, registration as reg
 from tfrecords_tools.errors import InputError, itk_reason
 from tfrecords_tools.native import (PreparedScan, load_prepared, load_volume,  # noqa: F401
                                     native_geometry, template_to_native, write_native)
+from tl_common.io import write_json_atomic
 
 AFFINE_TOLERANCE_MM = 1e-3
 MASK_MODES = ("binary", "multiclass")
@@ -387,7 +386,6 @@ def save_transform(subject_id, transform, geometry, transform_dir):
     """Write ``{subject}.tfm`` and ``{subject}.geometry.json``; returns the .tfm path."""
     if transform_dir is None:
         return None
-    from tl_common.io import write_json_atomic
     path = os.path.join(transform_dir, f"{subject_id}.tfm")
     reg.write_transform(transform, path)
     write_json_atomic(os.path.join(transform_dir, f"{subject_id}.geometry.json"), geometry)

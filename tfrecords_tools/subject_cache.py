@@ -22,6 +22,7 @@ import zipfile
 import numpy as np
 
 from tfrecords_tools import schema
+from tfrecords_tools.errors import InputError
 from tl_common.io import atomic_path
 
 CACHE_DIR = "subjects"
@@ -143,7 +144,6 @@ def run_task(task: Task) -> dict:
     take down a long conversion silently. A full or read-only disk is raised:
     it is not the subject's fault and would fail every one of them.
     """
-    from tfrecords_tools.errors import InputError
     from tfrecords_tools.preprocess import PreprocessConfig, preprocess_subject
     start = time.perf_counter()
     try:

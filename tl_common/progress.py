@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Callable
 
+from tqdm import tqdm
+
 #: Seconds between log lines when stderr is not a terminal.
 LOG_INTERVAL = 30.0
 #: Seconds between status refreshes of a terminal bar.
@@ -53,7 +55,6 @@ class Progress:
         self.next_show = self.t0 + (BAR_INTERVAL if self._tty() else interval)
         self.bar = None
         if enabled and self._tty():
-            from tqdm import tqdm
             self.bar = tqdm(total=total, desc=desc, unit=unit, initial=initial,
                             file=self.stream, dynamic_ncols=True, leave=False)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import importlib.metadata
+import os
 import platform
 import sys
 
@@ -36,6 +37,5 @@ def record_run(run_dir: str, config, seed: int | None = None, name: str = "flags
     record = {"flags": dict(config), "seed": seed, "versions": package_versions(),
               "written": datetime.datetime.now(datetime.timezone.utc).isoformat(),
               "argv": sys.argv}
-    import os
     write_json_atomic(os.path.join(run_dir, name), record)
     return record

@@ -9,6 +9,7 @@ import sys
 from absl import flags
 
 from tl_common import cli, console
+from tl_keras.training import run_finetune
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.flags import config_from_flags, define_config_flags
 
@@ -21,7 +22,6 @@ def run(flag_values: flags.FlagValues, args) -> None:
     config = config_from_flags(FinetuneConfig, flag_values)
     validate_finetune(config)
     console.load_tensorflow()
-    from tl_keras.training import run_finetune  # loads TensorFlow
     print(f"done: {run_finetune(config)}")
 
 

@@ -8,6 +8,7 @@ import sys
 from absl import flags
 
 from tl_common import cli, console
+from tl_keras.training import run_pretrain
 from tl_keras.training.config import PretrainConfig, validate_pretrain
 from tl_keras.training.flags import config_from_flags, define_config_flags
 
@@ -20,7 +21,6 @@ def run(flag_values: flags.FlagValues, args) -> None:
     config = config_from_flags(PretrainConfig, flag_values)
     validate_pretrain(config)
     console.load_tensorflow()
-    from tl_keras.training import run_pretrain  # loads TensorFlow
     print(f"done: {run_pretrain(config)}")
 
 

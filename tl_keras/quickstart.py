@@ -35,6 +35,9 @@ import time
 from absl import flags
 
 from tl_common import cli
+from tl_common.io import write_csv_atomic
+from tl_common.runinfo import record_run
+from tl_keras.training.config import FinetuneConfig, PretrainConfig
 
 NETWORKS = ("compact", "tiny", "taskonomy")
 
@@ -91,7 +94,6 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
     (fewer when n is small: at least two stay for training), the rest train."""
     import pandas as pd
     from tfrecords_tools import phantoms
-    from tl_common.io import write_csv_atomic
     path = phantoms.make_cohort(out_dir, n, lesions="stroke", seed=seed, resolution=resolution)
     frame = pd.read_csv(path)
     splits = ["test"] * test + ["val"] * max(min(val, n - test - 2), 0)
@@ -154,7 +156,6 @@ PRETRAIN_RUNS = (("t1_segmentation", "t1_source", "segmentation", "t1"),
 
 def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
     """Stage 3: pre-train each source; returns source name -> encoder directory."""
-    from tl_keras.training.config import PretrainConfig
     from tl_keras.training.pretraining import ENCODER_BEST, ENCODER_LAST, run_pretrain
     encoders = {}
     for i, (name, data, task, domain) in enumerate(PRETRAIN_RUNS, 1):
@@ -176,7 +177,6 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
 
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
-    from tl_keras.training.config import FinetuneConfig
     from tl_keras.training.sweeps import SweepConfig, run_sweep
     sources = tuple(encoders.items()) + (("scratch", "scratch"),)
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
@@ -209,7 +209,6 @@ def report(c: QuickstartConfig) -> dict[str, str]:
 
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
-    from tl_common.runinfo import record_run
     if c.network not in NETWORKS:
         raise ValueError(f"--network must be one of {NETWORKS}, got {c.network!r}")
     t0 = time.time()

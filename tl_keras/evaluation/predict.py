@@ -15,8 +15,10 @@ import os
 
 import numpy as np
 
+from tfrecords_tools.errors import InputError, itk_reason
 from tl_common.cli import UserError
 from tl_common.progress import Progress
+from tl_keras.models.export import load_exported, read_exported_meta
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -136,7 +138,6 @@ def _prepare(image: str, config):
     """``prepare_scan``, with SimpleITK's failures (raw C++ text) turned into an
     :class:`InputError` that says what is wrong with the scan (implausible scans, e.g.
     constant ones, are refused by ``prepare_scan``'s own checks)."""
-    from tfrecords_tools.errors import InputError, itk_reason
     from tfrecords_tools.preprocess import prepare_scan
     try:
         return prepare_scan(image, config)
@@ -168,7 +169,6 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       tfrecords_tools.errors.InputError: a scan cannot be used (names it).
     """
     from tfrecords_tools.preprocess import write_native
-    from tl_keras.models.export import load_exported, read_exported_meta
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
     if predict_fn is None:

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import json
 import os
 import sys
 
 import numpy as np
 import pandas as pd
 
-from tl_keras.evaluation import stats, summary
+from tl_keras.evaluation import plots, stats, summary
 from tl_common.io import write_csv_atomic, write_text_atomic
 from tl_keras.weights.report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, source_label as spec_source_label
@@ -256,6 +257,20 @@ def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_examples(paths) -> dict:
+    """examples.npz per source (first run of each source, sorted by path)."""
+    by_source = {}
+    for path in sorted(paths):
+        with np.load(path) as z:
+            run = json.loads(str(z["run"]))
+            data = {k: z[k] for k in ("subject_id", "slice_index", "image", "gt", "pred")}
+            data["num_classes"] = int(z["num_classes"]) if "num_classes" in z else 2
+            data["class_names"] = (z["class_names"].tolist() if "class_names" in z else
+                                   [f"class {k}" for k in range(data["num_classes"])])
+        by_source.setdefault(source_label(run), data)
+    return by_source
+
+
 def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[str, str]:
     """Write tables (CSV + Markdown) and figures (PNG) into ``out_dir``.
 
@@ -263,7 +278,6 @@ def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[s
       Output name -> path of what was written (figures lacking data are skipped
       with a note).
     """
-    from tl_keras.evaluation import plots
     os.makedirs(out_dir, exist_ok=True)
     written = {}
 
@@ -295,7 +309,7 @@ def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[s
         written["detection_png"] = plots.plot_detection(det,
                                                         os.path.join(out_dir, "detection.png"))
     if results.examples:
-        written["examples_png"] = plots.plot_examples(results.examples,
+        written["examples_png"] = plots.plot_examples(load_examples(results.examples),
                                                       os.path.join(out_dir, "examples.png"))
     for name, path in written.items():
         note(f"wrote {name}: {path}")

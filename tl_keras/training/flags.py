@@ -10,6 +10,7 @@ import dataclasses
 
 from absl import flags
 
+from tl_keras.training.config import ConfigError
 from tl_keras.weights.spec import SPEC_HELP
 
 HELP = {
@@ -101,7 +102,6 @@ def config_from_flags(config_cls, flag_values=flags.FLAGS, **extra):
             try:
                 value = tuple(cast(v) for v in value)
             except ValueError:
-                from tl_keras.training.config import ConfigError
                 raise ConfigError(f"--{field.name}={','.join(value)}: not a list of numbers")
         values[field.name] = value
     return config_cls(**values, **extra)
