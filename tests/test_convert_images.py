@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfrecords_tools import convert_images as ci, manifest as mf, schema
+from tfrecords_tools import convert_images as ci, schema
 from tfrecords_tools.images import dataset as images
+from tfrecords_tools.manifests import manifest as mf
 
 
 def _folder(tmp_path, n=5):
@@ -95,7 +96,7 @@ def test_skimage_samples_cli(tmp_path):
 
 
 def test_skimage_sample_labels_deterministic_and_varied():
-    from tfrecords_tools import natural_samples as ns
+    from tfrecords_tools.synthetic import natural_samples as ns
     a = ns.sample_items(4, 32, 4, seed=3)
     b = ns.sample_items(4, 32, 4, seed=3)
     assert [i.key for i in a] == [i.key for i in b]
@@ -164,7 +165,7 @@ def test_taskonomy_layout_pairs_by_building_point_view_with_ignore_label(tmp_pat
 
 
 def test_omnidata_layout_pairs_the_same_way(tmp_path):
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     truth = _taskonomy_tree(tmp_path, omnidata=True)
     pairs = taskonomy_pairs(str(tmp_path))
     assert [p[0] for p in pairs] == sorted(truth)
@@ -177,7 +178,7 @@ def test_omnidata_layout_pairs_the_same_way(tmp_path):
 
 
 def test_taskonomy_missing_labels_listed(tmp_path):
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     _taskonomy_tree(tmp_path)
     os.remove(tmp_path / "beechwood" / "segmentsemantic" /
               "point_0_view_0_domain_segmentsemantic.png")
@@ -190,7 +191,7 @@ def test_taskonomy_missing_labels_listed(tmp_path):
 def test_ignored_pixels_are_left_out_of_the_loss(tmp_path, method):
     """Class weight 0 for the ignore class: the loss does not change with the logits there."""
     import tensorflow as tf
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     from tl_keras.training.class_weights import class_weights_for
     from tl_keras.training.losses import weighted_cross_entropy
     truth = _taskonomy_tree(tmp_path / "t")

@@ -14,7 +14,9 @@ import pytest
 
 from tests.helpers import needs_mount, read_only_error_lines
 from tests.test_convert import _config, make_mni_cohort
-from tfrecords_tools import assemble, convert as cv, outdir, schema, subject_cache
+from tfrecords_tools import schema
+from tfrecords_tools.conversion import outdir, pipeline as cv, subject_cache
+from tfrecords_tools.shards import assemble
 from tl_common import lock
 from tl_common.io import sha256_file
 
@@ -154,7 +156,7 @@ def test_shard_record_holds_the_fingerprints_actually_read(cohort, tmp_path):
 
 
 def _manifest(path):
-    from tfrecords_tools import manifest as mf
+    from tfrecords_tools.manifests import manifest as mf
     return mf.assign_splits(mf.read_manifest(path))
 
 
@@ -195,7 +197,7 @@ def test_disk_full_while_writing_a_shard_names_the_shard(cohort, tmp_path, monke
     """ResourceExhaustedError from the TFRecord writer becomes an OSError naming the
     shard (not its temporary file) and leaves nothing behind."""
     import tensorflow as tf
-    from tfrecords_tools import shards
+    from tfrecords_tools.shards import writer as shards
     from tl_common.cli import one_line
 
     class FullWriter:

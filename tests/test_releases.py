@@ -12,7 +12,8 @@ import zipfile
 
 import pytest
 
-from tfrecords_tools import labels, manifest as mf, releases
+from tfrecords_tools.manifests import manifest as mf, releases
+from tfrecords_tools.scans import labels
 
 ODD = (".DS_Store", "README.txt", "readme.md", "notes.json")
 

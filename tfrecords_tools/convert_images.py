@@ -27,10 +27,11 @@ import sys
 
 from absl import flags
 
-from tfrecords_tools import manifest as mf, outdir
+from tfrecords_tools.conversion import outdir
 from tfrecords_tools.images.dataset import folder_items, image_items, write_image_dataset
-from tfrecords_tools.natural_samples import convert_skimage_samples
-from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
+from tfrecords_tools.manifests import manifest as mf
+from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
 from tl_common import cli, lock
 
 

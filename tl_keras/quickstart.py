@@ -34,6 +34,7 @@ import time
 
 from absl import flags
 
+from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common import cli
 from tl_common.io import write_csv_atomic
 from tl_common.runinfo import record_run
@@ -93,7 +94,7 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
     """A phantom cohort whose manifest has ``test`` test and ``val`` validation subjects
     (fewer when n is small: at least two stay for training), the rest train."""
     import pandas as pd
-    from tfrecords_tools import phantoms
+    from tfrecords_tools.synthetic import phantoms
     path = phantoms.make_cohort(out_dir, n, lesions="stroke", seed=seed, resolution=resolution)
     frame = pd.read_csv(path)
     splits = ["test"] * test + ["val"] * max(min(val, n - test - 2), 0)
@@ -105,9 +106,8 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
 
 def build_data(c: QuickstartConfig) -> dict[str, str]:
     """Stages 1-2: phantom cohorts and natural images to shards; returns data dirs."""
-    from tfrecords_tools import convert as conv
-    from tfrecords_tools.natural_samples import convert_skimage_samples
-    from tfrecords_tools.preprocess import PreprocessConfig
+    from tfrecords_tools.conversion import pipeline as conv
+    from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
     data = os.path.join(c.workdir, "data")
     dirs = {}
     # Slice cropping: the paper's BAHC (source) and stroke (target) defaults.

@@ -27,8 +27,10 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from tfrecords_tools import manifest as mf, schema, shards
+from tfrecords_tools import schema
 from tfrecords_tools.errors import InputError
+from tfrecords_tools.manifests import manifest as mf
+from tfrecords_tools.shards import writer as shards
 from tl_common.io import write_csv_atomic, write_json_atomic
 from tl_common.runinfo import TOOL_VERSION
 

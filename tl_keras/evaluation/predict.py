@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from tfrecords_tools.errors import InputError, itk_reason
+from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common.cli import UserError
 from tl_common.progress import Progress
 from tl_keras.models.export import load_exported, read_exported_meta
@@ -37,7 +38,6 @@ def preprocess_config_for(meta: dict, model_dir: str):
     Raises:
       UnreproducibleError: one line naming the model directory and the reason.
     """
-    from tfrecords_tools.preprocess import PreprocessConfig
     where = f"{model_dir}: cannot reproduce the model's pre-processing"
     data_meta = meta.get("dataset_meta") or {}
     params = data_meta.get("preprocessing")
@@ -138,7 +138,7 @@ def _prepare(image: str, config):
     """``prepare_scan``, with SimpleITK's failures (raw C++ text) turned into an
     :class:`InputError` that says what is wrong with the scan (implausible scans, e.g.
     constant ones, are refused by ``prepare_scan``'s own checks)."""
-    from tfrecords_tools.preprocess import prepare_scan
+    from tfrecords_tools.scans.preprocess import prepare_scan
     try:
         return prepare_scan(image, config)
     except RuntimeError as e:  # keep ITK's own sentence, not its source path and address
@@ -168,7 +168,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       UnreproducibleError: the model's pre-processing cannot be rebuilt.
       tfrecords_tools.errors.InputError: a scan cannot be used (names it).
     """
-    from tfrecords_tools.preprocess import write_native
+    from tfrecords_tools.scans.preprocess import write_native
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
     if predict_fn is None:

@@ -19,9 +19,10 @@ import os
 
 import pandas as pd
 
-from tfrecords_tools import schema, shards
-from tfrecords_tools.manifest import Manifest, split_of
-from tfrecords_tools.subject_cache import cache_path, load_cache, read_cache_meta
+from tfrecords_tools import schema
+from tfrecords_tools.conversion.subject_cache import cache_path, load_cache, read_cache_meta
+from tfrecords_tools.manifests.manifest import Manifest, split_of
+from tfrecords_tools.shards import writer as shards
 from tl_common.io import sha256_file, write_csv_atomic, write_json_atomic
 from tl_common.runinfo import package_versions
 

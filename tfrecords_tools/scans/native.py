@@ -13,12 +13,12 @@ import dataclasses
 import json
 import os
 
+import SimpleITK as sitk
 import nibabel as nib
 import numpy as np
-import SimpleITK as sitk
 
-from tfrecords_tools import registration as reg
 from tfrecords_tools.errors import InputError
+from tfrecords_tools.scans import registration as reg
 
 _RAS = np.array([[0, 1], [1, 1], [2, 1]], dtype=float)
 

@@ -16,7 +16,7 @@ import glob
 import os
 import re
 
-from tfrecords_tools.manifest import ManifestError
+from tfrecords_tools.manifests.manifest import ManifestError
 
 # Folder names that are never a building: Taskonomy domains as folders, in both layouts.
 _NOT_BUILDINGS = {"taskonomy", "segment_semantic"}

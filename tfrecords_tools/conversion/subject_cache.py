@@ -23,6 +23,7 @@ import numpy as np
 
 from tfrecords_tools import schema
 from tfrecords_tools.errors import InputError
+from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common.io import atomic_path
 
 CACHE_DIR = "subjects"
@@ -144,7 +145,7 @@ def run_task(task: Task) -> dict:
     take down a long conversion silently. A full or read-only disk is raised:
     it is not the subject's fault and would fail every one of them.
     """
-    from tfrecords_tools.preprocess import PreprocessConfig, preprocess_subject
+    from tfrecords_tools.scans.preprocess import preprocess_subject
     start = time.perf_counter()
     try:
         config = PreprocessConfig.from_dict(task.config)

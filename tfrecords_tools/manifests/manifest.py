@@ -13,7 +13,7 @@ them together). A cell may hold several files separated by ``;``.
 Relative paths are resolved against the CSV file's folder.
 
 The per-data-set presets and the builders of the published layouts are in
-``tfrecords_tools.releases``.
+``tfrecords_tools.manifests.releases``.
 """
 from __future__ import annotations
 

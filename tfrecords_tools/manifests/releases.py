@@ -16,9 +16,10 @@ import os
 import re
 from typing import Callable, Mapping
 
-from tfrecords_tools.manifest import Manifest, ManifestError, Subject, validate
+from tfrecords_tools.manifests.manifest import Manifest, ManifestError, Subject, validate
 
-LABEL_MAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "label_maps")
+LABEL_MAP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "label_maps")
 MICCAI2012_6CLASS = os.path.join(LABEL_MAP_DIR, "miccai2012_6class.csv")
 
 
