@@ -7,17 +7,8 @@
     python -m tfrecords_tools.convert_images --taskonomy_dir T --out_dir O --image_size 256
     python -m tfrecords_tools.convert_images --from_skimage_samples --num_images 64 --out_dir O
 
-One example per image (``slice_index`` 0, subject id = file stem, or
-``<building>_point_<i>_view_<j>`` for Taskonomy, see ``taskonomy_layout``): ``image``
-(S, S, 3) in [0, 1], ``tissue`` = semantic segmentation labels (from a mask
-PNG with the same stem), ``presence`` = class vector (one-hot, or multi-hot
-when a file has several rows in the labels CSV; without a CSV, the
-segmentation classes present), ``mask`` all zeros. Images are resized like
-Taskonomy's loader: ``skimage.transform.resize`` bilinear (order 1, no
-anti-aliasing) to S x S; masks nearest (order 0). Splits are drawn by seed.
-An ignore label (Taskonomy: 0, unlabelled) is stored as the last class,
-``ignore``, named in dataset.json ``ignore_class``; the pre-training loss
-weighs it 0 (``tl_keras.training.class_weights``).
+What each example holds, how images are resized and the ignore label:
+``tfrecords_tools.images.dataset`` and docs/conversion.md.
 """
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
 
 def report(c: QuickstartConfig) -> dict[str, str]:
     """Stage 5: tables and figures from every cell's evaluation."""
-    from tl_keras.evaluation.report import load_results, write_report
+    from tl_keras.evaluation.study_report import load_results, write_report
     out = os.path.join(c.workdir, "report")
     return write_report(load_results([os.path.join(c.workdir, "sweep")]), out)
 

@@ -32,7 +32,7 @@ flags.mark_flags_as_required(["results", "out_dir"], **_F)
 
 def run(f: flags.FlagValues, args) -> None:
     """Write the report of --results (and positional paths) into --out_dir."""
-    from tl_keras.evaluation.report import load_results, write_report
+    from tl_keras.evaluation.study_report import load_results, write_report
     write_report(load_results(list(f.results) + list(args)), f.out_dir, f.verbose)
 
 

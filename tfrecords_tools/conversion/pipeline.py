@@ -1,14 +1,14 @@
 """Convert NIfTI scans listed in a manifest into TFRecord slice shards: ``convert``.
 
-The library of ``python -m tfrecords_tools.convert`` (docs/conversion.md). Stages: (1) read and check the manifest (every missing file reported at
-once), assign splits, claim ``out_dir`` (lock, parameter check, temp debris:
-``outdir``); (2) pre-process each subject not yet cached in a
-worker process (spawned, so TensorFlow is never forked) and cache it under
-``out_dir/subjects``; (3) write the shards whose subjects are all done, each
-atomically; (4) rewrite ``dataset.json`` and ``subjects.csv`` from the shards
-present. Every stage skips work already complete, so a rerun resumes; a
-damaged shard (SHA-256) is re-created. Workers die with this process, and
-SIGTERM / SIGINT stop it cleanly (``workers``).
+The library of ``python -m tfrecords_tools.convert`` (docs/conversion.md). Stages: (1)
+read and check the manifest (every missing file reported at once), assign splits, claim
+``out_dir`` (lock, parameter check, temp debris: ``outdir``); (2) pre-process each
+subject not yet cached in a worker process (spawned, so TensorFlow is never forked) and
+cache it under ``out_dir/subjects``; (3) write the shards whose subjects are all done,
+each atomically; (4) rewrite ``dataset.json`` and ``subjects.csv`` from the shards
+present. Every stage skips work already complete, so a rerun resumes; a damaged shard
+(SHA-256) is re-created. Workers die with this process, and SIGTERM / SIGINT stop it
+cleanly (``workers``).
 """
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def _process(out_dir, todo, mine, fps, info, *, workers, on_error, shard_job,
     pool = workers_lib.make_pool(min(workers, len(todo)) if todo else 1)
     try:
         with workers_lib.stop_on_signals():
-            results = _run(subject_cache.run_task, sorted(todo, key=lambda t: t.subject_id),
+            results = _run(subject_cache.cache_subject, sorted(todo, key=lambda t: t.subject_id),
                            pool, desc="pre-processing", unit="scan", progress=progress,
                            stop=lambda r: on_error == "fail" and r["status"] == "error")
             errors = _finish_errors(out_dir, results, shard_job, on_error)
@@ -232,7 +232,7 @@ def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num
     by_id = {s.subject_id: s for s in manifest.subjects}
     fps = {sid: subject_cache.fingerprint(config_dict, by_id[sid].files())
            for p in mine for sid in p.subjects}
-    todo = [subject_cache.Task(sid, by_id[sid].image, by_id[sid].label_dict(config.mask_mode),
+    todo = [subject_cache.SubjectJob(sid, by_id[sid].image, by_id[sid].label_dict(config.mask_mode),
                                config_dict,
                                out_dir, fps[sid])
             for p in mine for sid in p.subjects

@@ -33,8 +33,9 @@ TRANSFORM_DIR = "transforms"
 
 
 @dataclasses.dataclass(frozen=True)
-class Task:
-    """Everything a worker needs for one subject (picklable, no TF objects)."""
+class SubjectJob:
+    """Everything a worker needs to pre-process and cache one subject (picklable, no TF
+    objects)."""
     subject_id: str
     image: str
     labels: dict
@@ -135,7 +136,7 @@ def _jsonable(obj):
     return obj
 
 
-def run_task(task: Task) -> dict:
+def cache_subject(job: SubjectJob) -> dict:
     """Pre-process one subject and cache it; runs in a worker process.
 
     Never raises for a bad subject: returns ``{"status": "error", "subject",
@@ -148,30 +149,30 @@ def run_task(task: Task) -> dict:
     from tfrecords_tools.scans.preprocess import preprocess_subject
     start = time.perf_counter()
     try:
-        config = PreprocessConfig.from_dict(task.config)
-        transform_dir = os.path.join(task.out_dir, TRANSFORM_DIR)
+        config = PreprocessConfig.from_dict(job.config)
+        transform_dir = os.path.join(job.out_dir, TRANSFORM_DIR)
         os.makedirs(transform_dir, exist_ok=True)
-        result = preprocess_subject(task.subject_id, task.image, task.labels, config,
+        result = preprocess_subject(job.subject_id, job.image, job.labels, config,
                                     transform_dir)
         if np.asarray(result.image).shape[0] == 0:
-            raise InputError(task.subject_id, task.image,
+            raise InputError(job.subject_id, job.image,
                              "no axial slices left after cropping; lower --crop_top/--crop_bottom")
-        meta = save_cache(cache_path(task.out_dir, task.subject_id), result,
-                          subject_id=task.subject_id, fp=task.fingerprint, out_dir=task.out_dir,
-                          extra={"image_file": task.image, "label_files": task.labels})
+        meta = save_cache(cache_path(job.out_dir, job.subject_id), result,
+                          subject_id=job.subject_id, fp=job.fingerprint, out_dir=job.out_dir,
+                          extra={"image_file": job.image, "label_files": job.labels})
     except InputError as e:
         return {"status": "error", "subject": e.subject, "file": e.file, "problem": e.problem}
     except OSError as e:
         if e.errno in _OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
             raise
-        return _unexpected(task, e)
+        return _unexpected(job, e)
     except Exception as e:  # noqa: BLE001 - reported per subject, see docstring
-        return _unexpected(task, e)
-    return {"status": "done", "subject": task.subject_id, "slices": meta["slices"],
+        return _unexpected(job, e)
+    return {"status": "done", "subject": job.subject_id, "slices": meta["slices"],
             "seconds": time.perf_counter() - start}
 
 
-def _unexpected(task: Task, error: Exception) -> dict:
+def _unexpected(job: SubjectJob, error: Exception) -> dict:
     problem = " ".join(f"unexpected {type(error).__name__}: {error}".split())
-    return {"status": "error", "subject": task.subject_id, "file": task.image,
+    return {"status": "error", "subject": job.subject_id, "file": job.image,
             "problem": problem}

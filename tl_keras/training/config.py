@@ -12,7 +12,7 @@ import os
 
 from tfrecords_tools import schema
 from tl_common.cli import UserError
-from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec
 
 PRETRAIN_TASKS = ("segmentation", "autoencoding", "classification")

@@ -20,7 +20,7 @@ from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.finetuning import RESULT_FILE
 from tl_common import lock
 from tl_common.io import write_csv_atomic
-from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, checkpoint_task
 
 RESULTS_CSV = "sweep_results.csv"

@@ -13,7 +13,7 @@ import os
 
 import tl_keras
 from tl_common.io import atomic_path, write_json_atomic
-from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.taskonomy import build_parts, head_image_size
 
 WEIGHTS_FILE = "encoder.weights.h5"

@@ -26,7 +26,7 @@ import pandas as pd
 
 from tl_keras.evaluation import plots, stats, summary
 from tl_common.io import write_csv_atomic, write_text_atomic
-from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, source_label as spec_source_label
 
 GROUP_COLUMNS = ("target", "source", "source_domain", "source_task")

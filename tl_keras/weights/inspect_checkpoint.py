@@ -1,6 +1,7 @@
 """List the tensors of a TF checkpoint and what each maps to in the Keras models.
 
-Usage: ``python -m tl_keras.weights.inspect CKPT [--parts encoder,decoder] [--image_size 256]``
+Usage: ``python -m tl_keras.weights.inspect_checkpoint CKPT [--parts encoder,decoder]
+[--image_size 256]`` (named so, not ``inspect``, so it cannot shadow the standard library).
 
 Each line: tensor name, shape, then ``-> <keras variable path>``, ``skip: <reason>``,
 ``UNEXPECTED`` (no such layer) or ``SHAPE MISMATCH``; model weights the checkpoint lacks
@@ -92,7 +93,7 @@ def run(f: flags.FlagValues, args) -> int:
     return 0 if clean else 3
 
 
-main = cli.make_main("inspect", FV, __doc__, run, tensorflow=True, positional=True)
+main = cli.make_main("inspect_checkpoint", FV, __doc__, run, tensorflow=True, positional=True)
 
 if __name__ == "__main__":
     sys.exit(main())
