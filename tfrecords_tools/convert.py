@@ -185,7 +185,8 @@ def run(f: flags.FlagValues, args) -> None:
 FLAGS = flags.FlagValues()
 define_flags(FLAGS)
 flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
-main = cli.make_main("convert", FLAGS, __doc__, run)
+# tensorflow=True: load TensorFlow quietly before the shards are written (its start-up lines).
+main = cli.make_main("convert", FLAGS, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -129,7 +129,7 @@ def run(f: flags.FlagValues, args) -> None:
 FLAGS = flags.FlagValues()
 define_flags(FLAGS)
 flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
-main = cli.make_main("convert_images", FLAGS, __doc__, run)
+main = cli.make_main("convert_images", FLAGS, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -172,7 +172,7 @@ def _score(gt, pred, num_classes: int) -> str:
 def plot_examples(by_source: dict, path: str, max_rows: int = 4) -> str:
     """Rows: slices shared by every source; columns: scan, ground truth, predictions.
 
-    ``by_source``: source -> examples.npz contents (``report.load_examples``).
+    ``by_source``: source -> examples.npz contents (``study_report.load_examples``).
     """
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
