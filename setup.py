@@ -5,8 +5,8 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
-VERSION = re.search(r'__version__ = "([^"]+)"',
-                    (HERE / "tl_keras" / "__init__.py").read_text()).group(1)
+VERSION = re.search(r'TOOL_VERSION = "([^"]+)"',
+                    (HERE / "tl_common" / "runinfo.py").read_text()).group(1)
 
 setup(
     name="tl_keras",
@@ -16,7 +16,7 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["tl_keras", "tl_keras.*",
+    packages=find_packages(include=["tl_common", "tl_common.*", "tl_keras", "tl_keras.*",
                                     "tfrecords_tools", "tfrecords_tools.*"]),
     # Label mappings the presets use by default (releases.MICCAI2012_6CLASS).
     package_data={"tfrecords_tools": ["label_maps/*.csv"]},

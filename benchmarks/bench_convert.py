@@ -45,7 +45,8 @@ TARGETS = {"registration_s": 30.0, "rest_s": 2.0, "bytes_per_slice": 48 * 1024}
 
 def slice_bytes(result, config, quant_max=None) -> list[int]:
     """Serialised size of every kept slice of a ``SubjectResult``."""
-    from tfrecords_tools import labels, schema
+    from tfrecords_tools import schema
+    from tfrecords_tools.scans import labels
     quant_max = quant_max or schema.DEFAULT_QUANT_MAX
     sizes = []
     for n, index in enumerate(result.slice_indices):
@@ -62,7 +63,8 @@ def run(work_dir: str, subjects: int, lesions: str, crop_top: int, threads: int,
         quant_max: int | None = None) -> dict:
     """Pre-process the cohort and return the measured figures."""
     import pandas as pd
-    from tfrecords_tools import phantoms, preprocess
+    from tfrecords_tools.synthetic import phantoms
+    from tfrecords_tools.scans import preprocess
     manifest = phantoms.make_cohort(os.path.join(work_dir, "cohort"), subjects, lesions, seed=0)
     config = preprocess.PreprocessConfig(crop_top=crop_top, reg_threads=threads)
     rows, sizes = [], []
@@ -103,7 +105,7 @@ def main(argv):
         status = "ok" if figures[key] <= target else "ABOVE TARGET"
         print(f"{key}: {figures[key]:.2f} (target <= {target:g}) {status}")
     if FLAGS.out_json:
-        from tl_keras.utils.io import write_json_atomic
+        from tl_common.io import write_json_atomic
         write_json_atomic(FLAGS.out_json, figures)
     return 0
 

@@ -47,7 +47,7 @@ def make_cohort(folder: str, n: int) -> str:
     """n scans on the 1 mm MNI grid with a lesion ball each; returns the manifest path."""
     import nibabel as nib
     import pandas as pd
-    from tfrecords_tools import registration as reg
+    from tfrecords_tools.scans import registration as reg
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "manifest.csv")
     if os.path.exists(path):
@@ -117,8 +117,8 @@ def timed(fn, epochs: int) -> float:
 
 def main(argv):
     del argv
-    from tfrecords_tools import convert as cv
-    from tfrecords_tools.preprocess import PreprocessConfig
+    from tfrecords_tools.conversion import pipeline as cv
+    from tfrecords_tools.scans.config import PreprocessConfig
     manifest = make_cohort(os.path.join(FLAGS.work_dir, "scans"), FLAGS.subjects)
     out = os.path.join(FLAGS.work_dir, "shards")
     config = PreprocessConfig(skip_registration=True, crop_top=CROP_TOP)

@@ -267,7 +267,7 @@ def bench_precision(precision: str, x_np, y_np) -> dict:
 
 def main(argv):
     del argv
-    from tl_keras.utils import console
+    from tl_common import console
     console.set_verbosity()
     import numpy as np
     import torch

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from tfrecords_tools import schema, shards
+from tfrecords_tools import schema
+from tfrecords_tools.shards import writer as shards
 
 
 def make_tiny_dataset(out_dir, *, size=32, channels=1, splits=None, slices_per_subject=3,

@@ -1,4 +1,4 @@
-"""A quiet console by default, everything with -v 0 (tl_keras.utils.console)."""
+"""A quiet console by default, everything with -v 0 (tl_common.console)."""
 import os
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     from absl import app, logging
-    from tl_keras.utils import console
+    from tl_common import console
 
     def main(argv):
         console.set_verbosity()

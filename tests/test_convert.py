@@ -9,23 +9,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfrecords_tools import assemble, convert as cv, schema, subject_cache
+from tfrecords_tools import convert as convert_cli, schema
+from tfrecords_tools.conversion import pipeline as cv, subject_cache
+from tfrecords_tools.shards import assemble
 
 RES = 4  # template grid 50 x 59 x 48, slices padded to 64
 
 
 def _config(**kw):
-    from tfrecords_tools.preprocess import PreprocessConfig
+    from tfrecords_tools.scans.config import PreprocessConfig
     return PreprocessConfig.for_resolution(RES, skip_registration=True, crop_top=80,
                                            crop_bottom=60, **kw)
 
 
 def make_mni_cohort(folder, n=4, seed=0, nan_subject=None):
     """n subjects on the 4 mm MNI grid: template * random gain + noise, a lesion ball each."""
-    from tfrecords_tools import registration as reg
+    from tfrecords_tools.scans import registration as reg
     tpl = reg.template_image(RES)
     # Template intensities are in [0, 1]: scale them so the noise (sd 2) stays noise and
-    # the scans pass the template-correlation check (tfrecords_tools.checks).
+    # the scans pass the template-correlation check (tfrecords_tools.scans.checks).
     data = np.asarray(tpl.dataobj, np.float32) * 1000
     rng = np.random.default_rng(seed)
     grid = np.indices(data.shape)
@@ -203,11 +205,11 @@ def test_cli_parallel_workers_skip_bad_subject(tmp_path):
 
 def test_phantom_cohort_registered_multiclass_anatomy(tmp_path):
     """The phantom manifest (label + anatomy columns, SYNTHETIC marker), registration on."""
-    from tfrecords_tools import phantoms
-    from tfrecords_tools.releases import get_preset
+    from tfrecords_tools.synthetic import phantoms
+    from tfrecords_tools.manifests.releases import get_preset
     manifest = phantoms.make_cohort(str(tmp_path / "ph"), 2, lesions="stroke", seed=0,
                                     resolution=4)
-    config = cv.preprocess_config(get_preset("stroke"), {
+    config = convert_cli.preprocess_config(get_preset("stroke"), {
         "resolution": 4.0, "mask_mode": "multiclass",
         "label_mapping": str(tmp_path / "ph" / "anatomy_mapping.csv")})
     assert not config.skip_registration and config.crop_top == 29

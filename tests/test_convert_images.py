@@ -7,7 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfrecords_tools import convert_images as ci, manifest as mf, schema
+from tfrecords_tools import convert_images as ci, schema
+from tfrecords_tools.images import dataset as images
+from tfrecords_tools.manifests import manifest as mf
 
 
 def _folder(tmp_path, n=5):
@@ -30,13 +32,13 @@ def _folder(tmp_path, n=5):
 def test_folder_with_masks_and_labels_round_trip(tmp_path):
     from tl_keras.data.dataset import build_dataset
     _folder(tmp_path)
-    items, seg, presence = ci.folder_items(str(tmp_path / "img"), 32,
+    items, seg, presence = images.folder_items(str(tmp_path / "img"), 32,
                                            mask_dir=str(tmp_path / "mask"),
                                            labels_csv=str(tmp_path / "labels.csv"))
     assert seg == ["class_0", "class_1", "class_2", "class_3"] and presence == ["cat", "dog"]
     assert items[0].presence == (1.0, 1.0) and items[1].presence == (1.0, 0.0)
     out = str(tmp_path / "out")
-    meta = ci.write_image_dataset(items, out, seg_classes=seg, presence_labels=presence,
+    meta = images.write_image_dataset(items, out, seg_classes=seg, presence_labels=presence,
                                   image_size=32, num_shards=2, split_counts={"train": 3,
                                                                              "test": 2},
                                   progress=False)
@@ -64,7 +66,7 @@ def test_missing_masks_and_labels_reported_together(tmp_path):
     os.remove(tmp_path / "mask" / "im1.png")
     pd.DataFrame([{"file": "im0.png", "class": "x"}]).to_csv(tmp_path / "l.csv", index=False)
     with pytest.raises(mf.ManifestError) as err:
-        ci.folder_items(str(tmp_path / "img"), 32, mask_dir=str(tmp_path / "mask"),
+        images.folder_items(str(tmp_path / "img"), 32, mask_dir=str(tmp_path / "mask"),
                         labels_csv=str(tmp_path / "l.csv"))
     assert "3 problem(s)" in str(err.value) and "im1: no mask" in str(err.value)
 
@@ -94,7 +96,7 @@ def test_skimage_samples_cli(tmp_path):
 
 
 def test_skimage_sample_labels_deterministic_and_varied():
-    from tfrecords_tools import natural_samples as ns
+    from tfrecords_tools.synthetic import natural_samples as ns
     a = ns.sample_items(4, 32, 4, seed=3)
     b = ns.sample_items(4, 32, 4, seed=3)
     assert [i.key for i in a] == [i.key for i in b]
@@ -163,7 +165,7 @@ def test_taskonomy_layout_pairs_by_building_point_view_with_ignore_label(tmp_pat
 
 
 def test_omnidata_layout_pairs_the_same_way(tmp_path):
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     truth = _taskonomy_tree(tmp_path, omnidata=True)
     pairs = taskonomy_pairs(str(tmp_path))
     assert [p[0] for p in pairs] == sorted(truth)
@@ -176,7 +178,7 @@ def test_omnidata_layout_pairs_the_same_way(tmp_path):
 
 
 def test_taskonomy_missing_labels_listed(tmp_path):
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     _taskonomy_tree(tmp_path)
     os.remove(tmp_path / "beechwood" / "segmentsemantic" /
               "point_0_view_0_domain_segmentsemantic.png")
@@ -189,13 +191,13 @@ def test_taskonomy_missing_labels_listed(tmp_path):
 def test_ignored_pixels_are_left_out_of_the_loss(tmp_path, method):
     """Class weight 0 for the ignore class: the loss does not change with the logits there."""
     import tensorflow as tf
-    from tfrecords_tools.taskonomy_layout import taskonomy_pairs
+    from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
     from tl_keras.training.class_weights import class_weights_for
     from tl_keras.training.losses import weighted_cross_entropy
     truth = _taskonomy_tree(tmp_path / "t")
     pairs = taskonomy_pairs(str(tmp_path / "t"))
-    items, seg, presence = ci.image_items(pairs, 24, ignore_label=0)
-    meta = ci.write_image_dataset(items, str(tmp_path / "out"), seg_classes=seg,
+    items, seg, presence = images.image_items(pairs, 24, ignore_label=0)
+    meta = images.write_image_dataset(items, str(tmp_path / "out"), seg_classes=seg,
                                   presence_labels=presence, image_size=24, num_shards=1,
                                   split_counts={"train": 4}, progress=False)
     weights = class_weights_for(str(tmp_path / "out"), "train", "tissue", meta, method)

@@ -14,9 +14,11 @@ import pytest
 
 from tests.helpers import needs_mount, read_only_error_lines
 from tests.test_convert import _config, make_mni_cohort
-from tfrecords_tools import assemble, convert as cv, outdir, schema, subject_cache
-from tl_keras.utils import lock
-from tl_keras.utils.io import sha256_file
+from tfrecords_tools import schema
+from tfrecords_tools.conversion import outdir, pipeline as cv, subject_cache
+from tfrecords_tools.shards import assemble
+from tl_common import lock
+from tl_common.io import sha256_file
 
 CLI = [sys.executable, "-m", "tfrecords_tools.convert", "--resolution", "4",
        "--crop_bottom", "60", "--num_shards", "1", "--noprogress"]
@@ -44,7 +46,7 @@ def test_convert_refused_while_locked_and_stale_lock_taken_over(cohort, tmp_path
     holder the lock is stale and taken over with a message."""
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tl_keras.utils import lock; "
+        [sys.executable, "-c", "import sys, time; from tl_common import lock; "
          "lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(300)", str(out)],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -154,7 +156,7 @@ def test_shard_record_holds_the_fingerprints_actually_read(cohort, tmp_path):
 
 
 def _manifest(path):
-    from tfrecords_tools import manifest as mf
+    from tfrecords_tools.manifests import manifest as mf
     return mf.assign_splits(mf.read_manifest(path))
 
 
@@ -195,8 +197,8 @@ def test_disk_full_while_writing_a_shard_names_the_shard(cohort, tmp_path, monke
     """ResourceExhaustedError from the TFRecord writer becomes an OSError naming the
     shard (not its temporary file) and leaves nothing behind."""
     import tensorflow as tf
-    from tfrecords_tools import shards
-    from tfrecords_tools.errors import one_line
+    from tfrecords_tools.shards import writer as shards
+    from tl_common.cli import one_line
 
     class FullWriter:
         def __init__(self, path):
@@ -294,7 +296,7 @@ def test_disk_full_while_caching_stops_naming_the_file(cohort, tmp_path, monkeyp
 
     import numpy as np
 
-    from tfrecords_tools.errors import one_line
+    from tl_common.cli import one_line
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -45,7 +45,7 @@ def test_flagfile_parses_with_its_cli_from_any_folder(path, tmp_path):
 
 
 def test_flagfile_includes_resolve_beside_the_including_file(tmp_path, monkeypatch):
-    from tl_keras.training.flags import FlagfileError, expand_flagfiles
+    from tl_common.cli import FlagfileError, expand_flagfiles
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "base.flags").write_text("# base\n--epochs=3\n--seed=1\n")
     (tmp_path / "sub" / "top.flags").write_text("--flagfile=base.flags\n  --seed=2\n")

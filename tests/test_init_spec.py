@@ -82,7 +82,8 @@ def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_pa
 
     from tl_keras.training import config as cfg
     from tl_keras.training.tiny import tiny_encoder
-    from tl_keras.weights import InitSpec, WeightLoadError, convert, inspect, load_taskonomy
+    from tl_keras.weights import InitSpec, WeightLoadError, convert, load_taskonomy
+    from tl_keras.weights import inspect_checkpoint as inspect
     copy = tmp_path / "autoencoder"
     shutil.copytree(os.path.dirname(small_ckpts["taskonomy/autoencoder"]), copy)
     prefix = str(copy / "model.permanent-ckpt")
@@ -120,7 +121,7 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
     """On main every Taskonomy checkpoint was ("taskonomy", "natural"): one report row."""
     import pandas as pd
 
-    from tl_keras.evaluation.report import source_table
+    from tl_keras.evaluation.study_report import source_table
     from tl_keras.training.finetuning import source_of
     from tl_keras.training.sweeps import SweepConfig, merge_results, parse_sources
     records = {t: source_of("taskonomy:" + small_ckpts[f"taskonomy/{t}"] + ".index")
@@ -147,7 +148,7 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
                  "train_subjects": 4, "test_dice": 0.1 * (i + 1) + 0.01 * r}))
     frame = pd.read_csv(merge_results(config))
     assert sorted(set(frame["source_label"])) == sorted(f"Taskonomy {t}" for t in TASKS)
-    from tl_keras.evaluation.report import load_results
+    from tl_keras.evaluation.study_report import load_results
     table = source_table(load_results([os.path.join(str(tmp_path), "sweep_results.csv")]).runs)
     means = dict(zip(table["source"], table["mean"]))
     assert means == pytest.approx({"Taskonomy segmentsemantic": 0.105,

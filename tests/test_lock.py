@@ -1,4 +1,4 @@
-"""tl_keras.utils.lock: exclusive folder locks (the flock path and the pid fallback)."""
+"""tl_common.lock: exclusive folder locks (the flock path and the pid fallback)."""
 import json
 import os
 import socket
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tl_keras.utils import lock
+from tl_common import lock
 
 
 def _dead_pid() -> int:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tfrecords_tools import manifest as mf
+from tfrecords_tools.manifests import manifest as mf
 
 
 def _touch(path):

@@ -18,7 +18,8 @@ import pytest
 import tensorflow as tf
 
 from tests.helpers import make_tiny_dataset
-from tfrecords_tools import schema, shards
+from tfrecords_tools import schema
+from tfrecords_tools.shards import writer as shards
 
 WORKER = textwrap.dedent("""
     import sys

@@ -5,8 +5,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfrecords_tools import phantoms
-from tfrecords_tools import preprocess as pp
+from tfrecords_tools.scans import preprocess as pp
+from tfrecords_tools.synthetic import phantoms
 
 RES = 4.0
 

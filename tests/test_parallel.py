@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tl_keras.utils import parallel
+from tl_keras.training import parallel
 
 
 def _job(out_dir, name, fail=False):
@@ -41,7 +41,7 @@ def test_a_failed_job_names_its_log_and_the_others_finish(tmp_path):
     out.mkdir()
     jobs = [(_job, (str(out), "ok0")), (_job, (str(out), "bad", True)),
             (_job, (str(out), "ok2"))]
-    with pytest.raises(RuntimeError, match=r"1 of 3 jobs failed.*was told to fail.*job1\.log"):
+    with pytest.raises(parallel.JobsFailed, match=r"1 of 3 jobs failed.*was told to fail.*job1\.log"):
         parallel.run_jobs(jobs, 2, str(tmp_path / "logs"), "test jobs", "job",
                           _done(str(out)))
     assert sorted(os.listdir(out)) == ["ok0.done", "ok2.done"]

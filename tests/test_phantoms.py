@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tfrecords_tools import labels as labels_lib
-from tfrecords_tools import phantoms
+from tfrecords_tools.scans import labels as labels_lib
+from tfrecords_tools.synthetic import phantoms
 
 
 def _arrays(manifest):

@@ -13,8 +13,8 @@ from tests.helpers import needs_mount, read_only_error_lines
 
 @pytest.fixture(scope="module")
 def phantom(tmp_path_factory):
-    from tfrecords_tools.phantoms import make_cohort
-    from tfrecords_tools.preprocess import PreprocessConfig
+    from tfrecords_tools.synthetic.phantoms import make_cohort
+    from tfrecords_tools.scans.config import PreprocessConfig
     root = tmp_path_factory.mktemp("predict")
     manifest = make_cohort(str(root / "cohort"), 1, lesions="stroke", seed=0, resolution=4.0)
     row = pd.read_csv(manifest).iloc[0]
@@ -60,7 +60,7 @@ def test_single_scan_native_geometry(phantom, tmp_path):
 
 def test_ground_truth_round_trip_through_predict(phantom, tmp_path):
     """Slices predicted as the pre-processed ground truth come back as the native label."""
-    from tfrecords_tools.preprocess import preprocess_subject
+    from tfrecords_tools.scans.preprocess import preprocess_subject
     from tl_keras.evaluation.predict import PredictJob, predict_scans
     label_path = phantom["label"]
     res = preprocess_subject("synthetic000", phantom["image"], {"mask": [label_path]},

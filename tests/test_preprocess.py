@@ -6,9 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from tfrecords_tools import preprocess as pp
-from tfrecords_tools import registration as reg
 from tfrecords_tools.errors import InputError
+from tfrecords_tools.scans import preprocess as pp, registration as reg
 
 RES = 4.0  # 50 x 59 x 48 template grid: fast, and registration is skipped here
 

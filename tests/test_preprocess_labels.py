@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 
-from tfrecords_tools import labels as labels_lib
-from tfrecords_tools import registration as reg
+from tfrecords_tools.scans import labels as labels_lib, registration as reg
 
 
 def test_presence_order_and_values():

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfrecords_tools import schema
 from tl_keras.training.checkpointing import RunCheckpoint
 from tl_keras.training.loop import DataSpec, LoopSpec, fit
-from tl_keras.utils.progress import Progress
+from tl_common.progress import Progress
 
 
 class _Clock:

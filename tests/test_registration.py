@@ -1,13 +1,13 @@
 """Registration: recovery of a known affine, determinism, geometry and transform I/O."""
 import os
 
+import SimpleITK as sitk
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
-from tfrecords_tools import phantoms
-from tfrecords_tools import registration as reg
+from tfrecords_tools.scans import registration as reg
+from tfrecords_tools.synthetic import phantoms
 
 
 def _register_phantom(resolution, seed=3):
@@ -78,7 +78,7 @@ def _rotation(axis, degrees):
 def test_head_rotated_in_world_space_registers():
     """A head rotated by 30 degrees (x) and 20 degrees (z) in world space lands where the
     unrotated copy does (lesion Dice; the identity start used to give 0.59 here)."""
-    from tfrecords_tools import checks
+    from tfrecords_tools.scans import checks
     res = 4.0
     ph = phantoms.synthesise(3, 0, "stroke", res, elastic_mm=0.0)
     centre = ph.affine[:3, :3] @ (np.array(ph.image.shape) - 1) / 2 + ph.affine[:3, 3]

@@ -12,7 +12,8 @@ import zipfile
 
 import pytest
 
-from tfrecords_tools import labels, manifest as mf, releases
+from tfrecords_tools.manifests import manifest as mf, releases
+from tfrecords_tools.scans import labels
 
 ODD = (".DS_Store", "README.txt", "readme.md", "notes.json")
 
@@ -152,7 +153,7 @@ def test_miccai2012_label_map_is_installed_with_the_package(tmp_path):
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("tl_keras", "tfrecords_tools"):
+    for name in ("tl_common", "tl_keras", "tfrecords_tools"):
         shutil.copytree(os.path.join(repo, name), src / name, ignore=ignore)
     for name in ("setup.py", "README.md"):
         shutil.copy(os.path.join(repo, name), src / name)

@@ -66,7 +66,7 @@ def test_report_tables_and_figures(results_dir, tmp_path):
 
 
 def test_report_errors(tmp_path):
-    from tl_keras.evaluation.report import load_results
+    from tl_keras.evaluation.study_report import load_results
     with pytest.raises(FileNotFoundError, match="no such"):
         load_results([str(tmp_path / "missing.csv")])
     with pytest.raises(FileNotFoundError, match="summary.csv"):
@@ -78,7 +78,7 @@ def test_report_errors(tmp_path):
 
 
 def test_sweep_csv_columns(tmp_path):
-    from tl_keras.evaluation.report import load_results, source_table
+    from tl_keras.evaluation.study_report import load_results, source_table
     sweep = tmp_path / "sweep_results.csv"
     pd.DataFrame({"source": ["t1_seg", "t1_seg", "imnet"], "init_from": ["a.h5", "a.h5",
                                                                           "imagenet:b.h5"],
@@ -93,7 +93,7 @@ def test_sweep_csv_columns(tmp_path):
 
 
 def test_source_labels():
-    from tl_keras.evaluation.report import source_label
+    from tl_keras.evaluation.study_report import source_label
     assert source_label({"source_task": "segmentation", "source_domain": "t1",
                          "init": "x.h5"}) == "t1 segmentation"
     assert source_label({"source_task": None, "source_domain": None,

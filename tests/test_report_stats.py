@@ -52,7 +52,7 @@ def test_wilcoxon_needs_six_pairs():
 
 
 def _runs(tmp_path, frame, name="sweep_results.csv"):
-    from tl_keras.evaluation.report import load_results
+    from tl_keras.evaluation.study_report import load_results
     frame.to_csv(tmp_path / name, index=False)
     return load_results([str(tmp_path / name)]).runs
 
@@ -62,7 +62,7 @@ def _by_key(table):
 
 
 def test_known_better_equal_worse(tmp_path):
-    from tl_keras.evaluation.report import source_table
+    from tl_keras.evaluation.study_report import source_table
     table = _by_key(source_table(_runs(tmp_path, constructed_runs())))
     for n in (4, 8, 16):
         assert table.loc[("scratch", n), "verdict"] == "reference"
@@ -87,7 +87,7 @@ def test_known_better_equal_worse(tmp_path):
 
 
 def test_summary_states_what_transferred(tmp_path):
-    from tl_keras.evaluation.report import source_table
+    from tl_keras.evaluation.study_report import source_table
     from tl_keras.evaluation.summary import summary_markdown
     text = summary_markdown(source_table(_runs(tmp_path, constructed_runs())))
     assert "at least 6 pairs" in text and "entirely above 0" in text  # the rule is stated
@@ -101,7 +101,7 @@ def test_summary_states_what_transferred(tmp_path):
 
 
 def test_too_few_repeats(tmp_path):
-    from tl_keras.evaluation.report import markdown_table, source_table
+    from tl_keras.evaluation.study_report import markdown_table, source_table
     from tl_keras.evaluation.summary import summary_markdown
     table = source_table(_runs(tmp_path, constructed_runs(repeats=5)))
     sources = table[table["source"] != "scratch"]
@@ -163,7 +163,7 @@ def test_pairs_follow_subset_seed_not_row_order(tmp_path):
 
 def test_curve_has_bootstrap_band(tmp_path):
     from tl_keras.evaluation import plots
-    from tl_keras.evaluation.report import curve_table, source_table
+    from tl_keras.evaluation.study_report import curve_table, source_table
     runs = _runs(tmp_path, constructed_runs())
     curve = curve_table(runs)
     assert list(curve.columns[-2:]) == ["ci_low", "ci_high"]

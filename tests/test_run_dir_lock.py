@@ -10,7 +10,7 @@ import pytest
 
 from tl_keras.training import rundir
 from tl_keras.training.config import ConfigError, FinetuneConfig
-from tl_keras.utils import lock
+from tl_common import lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny fine-tuning run that never ends by itself (killed by the test).

@@ -166,7 +166,7 @@ def test_slim_resnet_v1_50_imagenet_checkpoint(ckpts, enc64):
 def test_inspect_cli_lists_each_tensor_and_its_target(ckpts, capsys):
     import re
 
-    from tl_keras.weights import inspect
+    from tl_keras.weights import inspect_checkpoint as inspect
     assert inspect.main(["inspect", ckpts["paths"]["ae"], "--parts", "encoder,discriminator"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"^encoder/conv1/weights +\[7, 7, 3, 64\] +-> encoder__conv1/kernel$", out, re.M)
@@ -214,7 +214,8 @@ def test_slim_v1_checkpoint_file_loads_exactly(ckpts, enc64, tmp_path, capsys):
     through to the Keras .h5 loader."""
     import os
 
-    from tl_keras.weights import convert, init_encoder, inspect, weight_map
+    from tl_keras.weights import convert, init_encoder, weight_map
+    from tl_keras.weights import inspect_checkpoint as inspect
     v1 = ckpts["paths"]["slim_v1/resnet_v1_50.ckpt"]
     assert sorted(os.listdir(os.path.dirname(v1))) == ["resnet_v1_50.ckpt"]
     report = init_encoder(enc64, "imagenet:" + os.path.dirname(v1))  # the folder holding it

@@ -1,11 +1,10 @@
-"""The one exception type for bad input scans and label files, and the CLIs' one-line errors."""
+"""The one exception type for bad input scans and label files (CLI convention: tl_common.cli)."""
 from __future__ import annotations
 
-import signal
-import sys
+from tl_common.cli import UserError
 
 
-class InputError(Exception):
+class InputError(UserError):
     """A scan or label file that cannot be used, with the subject and file it concerns.
 
     ``str(error)`` is a single line, ``subject S: FILE: problem``, so a CLI can
@@ -25,50 +24,6 @@ class InputError(Exception):
 
     def __str__(self) -> str:
         return f"subject {self.subject}: {self.file}: {self.problem}"
-
-
-def one_line(error: BaseException) -> str:
-    """A CLI's one-line text for an expected error.
-
-    ``OSError`` becomes ``FILE: problem`` (e.g. ``/out: Read-only file system``),
-    a TensorFlow ``OpError`` its class and message without the op trace, the
-    rest ``str(error)``; whitespace is collapsed to single spaces.
-    """
-    if isinstance(error, OSError) and error.filename and error.strerror:
-        text = f"{error.filename}: {error.strerror}"
-    elif hasattr(error, "op") and hasattr(error, "message"):  # tf.errors.OpError
-        text = f"{type(error).__name__}: {error.message}"
-    else:
-        text = str(error)
-    return " ".join(text.split())
-
-
-def _expected(error: BaseException) -> bool:
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(error, tf.errors.OpError):
-        return True
-    # RuntimeError: lock held, SimpleITK failures; ValueError: bad flags or data.
-    return isinstance(error, (InputError, OSError, ValueError, RuntimeError))
-
-
-def run_cli(prog: str, fn):
-    """Call ``fn()``; expected errors become ``prog: error: ...`` and exit status 1.
-
-    SIGTERM / SIGINT (KeyboardInterrupt, ``workers.Stopped``) print one line and
-    exit with 128 + the signal number; unexpected errors keep their traceback.
-    """
-    try:
-        return fn()
-    except KeyboardInterrupt as e:
-        signum = int(getattr(e, "signum", signal.SIGINT))
-        print(f"{prog}: stopped by {signal.Signals(signum).name}; temporary files removed, "
-              "rerun the same command to resume", file=sys.stderr)
-        sys.exit(128 + signum)
-    except Exception as e:  # noqa: BLE001 - filtered by _expected
-        if not _expected(e):
-            raise
-        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
-        sys.exit(1)
 
 
 def itk_reason(error: Exception) -> str:

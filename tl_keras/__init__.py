@@ -1,2 +1,2 @@
 """tl_keras: domain- and task-specific transfer learning for medical segmentation."""
-__version__ = "0.1.0"
+from tl_common.runinfo import TOOL_VERSION as __version__  # noqa: F401 - the public version

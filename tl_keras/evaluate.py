@@ -12,7 +12,7 @@ import sys
 
 from absl import flags
 
-from tl_keras.evaluation.cli import floats, parse_flags, run_cli
+from tl_common import cli
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -42,31 +42,27 @@ flags.DEFINE_bool("verbose", True, "Progress lines on stderr.", **_F)
 flags.mark_flags_as_required(["model_dir", "data_dir", "out_dir"], **_F)
 
 
-def main(argv=None) -> int:
-    """Parse ``argv`` (default ``sys.argv``), evaluate, return the exit code."""
-    args = parse_flags(FLAGS, argv, __doc__, tensorflow=True)
-    if isinstance(args, int):
-        return args
+def run(f: flags.FlagValues, args) -> None:
+    """Evaluate --model_dir on --split of --data_dir into --out_dir."""
     from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+    config = EvalConfig(
+        split=f.split, batch_size=f.batch_size, empty_policy=f.empty_policy,
+        include_background=f.include_background, connectivity=int(f.connectivity),
+        overlap_cutoffs=cli.floats(f.overlap_cutoffs),
+        volume_cutoffs_ml=cli.floats(f.volume_cutoffs_ml),
+        presets=tuple(f.presets), num_examples=f.num_examples,
+        overwrite=f.overwrite, verbose=f.verbose)
+    out = evaluate_model_dir(f.model_dir, f.data_dir, f.split, f.out_dir, config)
+    summary = out["summary"].iloc[0]
+    metric = summary["metric"]
+    print(f"{f.out_dir}: {metric} {summary[metric]:.4f} "
+          f"(sd {summary[metric + '_sd']:.4f}) over {summary['n_slices']} slices of "
+          f"{summary['n_subjects']} subjects")
 
-    def run():
-        config = EvalConfig(
-            split=FLAGS.split, batch_size=FLAGS.batch_size, empty_policy=FLAGS.empty_policy,
-            include_background=FLAGS.include_background,
-            connectivity=int(FLAGS.connectivity),
-            overlap_cutoffs=floats(FLAGS.overlap_cutoffs),
-            volume_cutoffs_ml=floats(FLAGS.volume_cutoffs_ml),
-            presets=tuple(FLAGS.presets), num_examples=FLAGS.num_examples,
-            overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
-        out = evaluate_model_dir(FLAGS.model_dir, FLAGS.data_dir, FLAGS.split, FLAGS.out_dir,
-                                 config)
-        summary = out["summary"].iloc[0]
-        metric = summary["metric"]
-        print(f"{FLAGS.out_dir}: {metric} {summary[metric]:.4f} "
-              f"(sd {summary[metric + '_sd']:.4f}) over {summary['n_slices']} slices of "
-              f"{summary['n_subjects']} subjects")
-    return run_cli("tl_keras.evaluate", run)
 
+# KeyError: a field missing from a JSON or CSV input.
+main = cli.make_main("tl_keras.evaluate", FLAGS, __doc__, run, tensorflow=True,
+                     expected=(KeyError,))
 
 if __name__ == "__main__":
     sys.exit(main())

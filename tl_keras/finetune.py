@@ -4,13 +4,28 @@ Usage: ``python -m tl_keras.finetune --flagfile experiments/finetune_stroke.flag
 --init_from runs/t1_seg/encoder_best --train_subjects 50 --subset_seed 3``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.FinetuneConfig`.
 """
+import sys
 
+from absl import flags
+
+from tl_common import cli, console
+from tl_keras.training import run_finetune
 from tl_keras.training.config import FinetuneConfig, validate_finetune
-from tl_keras.training.flags import config_main, define_config_flags, run_app
+from tl_keras.training.flags import config_from_flags, define_config_flags
 
-define_config_flags(FinetuneConfig)
-main = config_main(FinetuneConfig, validate_finetune, "run_finetune")
+FLAGS = flags.FlagValues()
+define_config_flags(FinetuneConfig, flag_values=FLAGS)
 
+
+def run(flag_values: flags.FlagValues, args) -> None:
+    """Validate the config before TensorFlow loads (bad flags fail in a second), train."""
+    config = config_from_flags(FinetuneConfig, flag_values)
+    validate_finetune(config)
+    console.load_tensorflow()
+    print(f"done: {run_finetune(config)}")
+
+
+main = cli.make_main("tl_keras.finetune", FLAGS, __doc__, run)
 
 if __name__ == "__main__":
-    run_app(main)
+    sys.exit(main())

@@ -16,7 +16,7 @@ import sys
 
 from absl import flags
 
-from tl_keras.evaluation.cli import parse_flags, run_cli
+from tl_common import cli
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -38,34 +38,31 @@ flags.DEFINE_bool("verbose", True, "A progress line per scan on stderr.", **_F)
 flags.mark_flag_as_required("model_dir", **_F)
 
 
-def _jobs():
+def _jobs(f: flags.FlagValues):
     from tl_keras.evaluation import predict as lib
-    modes = [m for m in ("input", "input_dir", "manifest") if getattr(FLAGS, m)]
+    modes = [m for m in ("input", "input_dir", "manifest") if getattr(f, m)]
     if len(modes) != 1:
         raise ValueError("give exactly one of --input, --input_dir, --manifest")
-    if FLAGS.input:
-        if not FLAGS.output:
+    if f.input:
+        if not f.output:
             raise ValueError("--input needs --output")
-        return [lib.PredictJob(FLAGS.input, FLAGS.output, FLAGS.probabilities)]
-    if not FLAGS.output_dir:
+        return [lib.PredictJob(f.input, f.output, f.probabilities)]
+    if not f.output_dir:
         raise ValueError(f"--{modes[0]} needs --output_dir")
-    make = lib.jobs_from_dir if FLAGS.input_dir else lib.jobs_from_manifest
-    return make(FLAGS.input_dir or FLAGS.manifest, FLAGS.output_dir, FLAGS.save_probabilities)
+    make = lib.jobs_from_dir if f.input_dir else lib.jobs_from_manifest
+    return make(f.input_dir or f.manifest, f.output_dir, f.save_probabilities)
 
 
-def main(argv=None) -> int:
-    """Parse ``argv`` (default ``sys.argv``), segment, return the exit code."""
-    args = parse_flags(FLAGS, argv, __doc__, tensorflow=True)
-    if isinstance(args, int):
-        return args
+def run(f: flags.FlagValues, args) -> None:
+    """Segment the scans the flags name."""
     from tl_keras.evaluation.predict import predict_scans
+    written = predict_scans(f.model_dir, _jobs(f), batch_size=f.batch_size,
+                            overwrite=f.overwrite, verbose=f.verbose)
+    print(f"predict: {len(written)} label map(s) in native space, e.g. {written[0]}")
 
-    def run():
-        written = predict_scans(FLAGS.model_dir, _jobs(), batch_size=FLAGS.batch_size,
-                                overwrite=FLAGS.overwrite, verbose=FLAGS.verbose)
-        print(f"predict: {len(written)} label map(s) in native space, e.g. {written[0]}")
-    return run_cli("tl_keras.predict", run)
 
+main = cli.make_main("tl_keras.predict", FLAGS, __doc__, run, tensorflow=True,
+                     expected=(KeyError,))
 
 if __name__ == "__main__":
     sys.exit(main())

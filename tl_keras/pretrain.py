@@ -3,13 +3,28 @@
 Usage: ``python -m tl_keras.pretrain --flagfile experiments/pretrain_t1_segmentation.flags``
 (see docs/training.md). Flags mirror :class:`tl_keras.training.PretrainConfig`.
 """
+import sys
 
+from absl import flags
+
+from tl_common import cli, console
+from tl_keras.training import run_pretrain
 from tl_keras.training.config import PretrainConfig, validate_pretrain
-from tl_keras.training.flags import config_main, define_config_flags, run_app
+from tl_keras.training.flags import config_from_flags, define_config_flags
 
-define_config_flags(PretrainConfig)
-main = config_main(PretrainConfig, validate_pretrain, "run_pretrain")
+FLAGS = flags.FlagValues()
+define_config_flags(PretrainConfig, flag_values=FLAGS)
 
+
+def run(flag_values: flags.FlagValues, args) -> None:
+    """Validate the config before TensorFlow loads (bad flags fail in a second), train."""
+    config = config_from_flags(PretrainConfig, flag_values)
+    validate_pretrain(config)
+    console.load_tensorflow()
+    print(f"done: {run_pretrain(config)}")
+
+
+main = cli.make_main("tl_keras.pretrain", FLAGS, __doc__, run)
 
 if __name__ == "__main__":
-    run_app(main)
+    sys.exit(main())

@@ -32,9 +32,14 @@ import os
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 
-from tl_keras.utils import console, parallel
+from tfrecords_tools.scans.config import PreprocessConfig
+from tl_common import cli
+from tl_common.io import write_csv_atomic
+from tl_common.runinfo import record_run
+from tl_keras.training import parallel
+from tl_keras.training.config import FinetuneConfig, PretrainConfig
 
 NETWORKS = ("compact", "tiny", "taskonomy")
 
@@ -99,8 +104,7 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
     """A phantom cohort whose manifest has ``test`` test and ``val`` validation subjects
     (fewer when n is small: at least two stay for training), the rest train."""
     import pandas as pd
-    from tfrecords_tools import phantoms
-    from tl_keras.utils.io import write_csv_atomic
+    from tfrecords_tools.synthetic import phantoms
     path = phantoms.make_cohort(out_dir, n, lesions="stroke", seed=seed, resolution=resolution)
     frame = pd.read_csv(path)
     splits = ["test"] * test + ["val"] * max(min(val, n - test - 2), 0)
@@ -112,9 +116,8 @@ def _cohort(out_dir: str, n: int, seed: int, resolution: float, test: int, val: 
 
 def build_data(c: QuickstartConfig) -> dict[str, str]:
     """Stages 1-2: phantom cohorts and natural images to shards; returns data dirs."""
-    from tfrecords_tools import convert as conv
-    from tfrecords_tools.natural_samples import convert_skimage_samples
-    from tfrecords_tools.preprocess import PreprocessConfig
+    from tfrecords_tools.conversion import pipeline as conv
+    from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
     data = os.path.join(c.workdir, "data")
     dirs = {}
     # Slice cropping: the paper's BAHC (source) and stroke (target) defaults.
@@ -164,7 +167,6 @@ PRETRAIN_RUNS = (("t1_segmentation", "t1_source", "segmentation", "t1"),
 def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
     """Stage 3: pre-train each source (``train_workers`` at a time); returns source name ->
     encoder directory."""
-    from tl_keras.training.config import PretrainConfig
     from tl_keras.training.pretraining import ENCODER_BEST, ENCODER_LAST
     encoders, configs = {}, []
     for name, data, task, domain in PRETRAIN_RUNS:
@@ -198,7 +200,6 @@ def _pretrain_job(config, network: str) -> None:
 
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
-    from tl_keras.training.config import FinetuneConfig
     from tl_keras.training.runs import RESULT_FILE
     from tl_keras.training.sweeps import SweepConfig, grid, merge_results
     sources = tuple(encoders.items()) + (("scratch", "scratch"),)
@@ -236,14 +237,13 @@ def _sweep_job(config, network: str) -> None:
 
 def report(c: QuickstartConfig) -> dict[str, str]:
     """Stage 5: tables and figures from every cell's evaluation."""
-    from tl_keras.evaluation.report import load_results, write_report
+    from tl_keras.evaluation.study_report import load_results, write_report
     out = os.path.join(c.workdir, "report")
     return write_report(load_results([os.path.join(c.workdir, "sweep")]), out)
 
 
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
-    from tl_keras.utils.runinfo import record_run
     if c.network not in NETWORKS:
         raise ValueError(f"--network must be one of {NETWORKS}, got {c.network!r}")
     t0 = time.time()
@@ -260,45 +260,40 @@ def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     return written
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    flags.DEFINE_string("workdir", None, "Output folder (a rerun resumes).")
-    flags.DEFINE_bool("tiny", False, "Tiny study with the tiny network: a ~2 min check.")
+def define_flags(flag_values: flags.FlagValues) -> None:
+    """Define the absl flags of the CLI on ``flag_values``."""
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("workdir", None, "Output folder (a rerun resumes).", **fv)
+    flags.DEFINE_bool("tiny", False, "Tiny study with the tiny network: a ~2 min check.", **fv)
     flags.DEFINE_enum("network", None, list(NETWORKS),
-                      "compact (default), tiny (default with --tiny) or taskonomy (ResNet-50).")
+                      "compact (default), tiny (default with --tiny) or taskonomy (ResNet-50).",
+                      **fv)
     flags.DEFINE_enum("decoder_variant", "unet", ["unet", "paper"],
                       "Fine-tuning decoder: unet (skip-connected, default) or paper (the "
-                      "/16-latent decoder of the paper's experiments).")
-    flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.")
+                      "/16-latent decoder of the paper's experiments).", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.", **fv)
     flags.DEFINE_integer("repeats", None, "Random training subsets per set size (default 2; "
-                         "the report's verdicts need 6 or more).")
-    flags.DEFINE_integer("workers", None, "Conversion worker processes (default 2; 1 with --tiny).")
+                         "the report's verdicts need 6 or more).", **fv)
+    flags.DEFINE_integer("workers", None,
+                         "Conversion worker processes (default 2; 1 with --tiny).", **fv)
     flags.DEFINE_integer("train_workers", None,
                          "Pre-training / fine-tuning processes at once, each with one "
-                         "TensorFlow thread (default 2; 1 runs them in this process).")
+                         "TensorFlow thread (default 2; 1 runs them in this process).", **fv)
+    flags.mark_flag_as_required("workdir", **fv)
 
 
-def main(argv) -> None:
-    del argv
-    console.set_verbosity()
-    if not FLAGS.workdir:
-        sys.exit("quickstart: --workdir is required")
-    overrides = {"seed": FLAGS.seed, "decoder_variant": FLAGS.decoder_variant}
-    if FLAGS.workers:
-        overrides["workers"] = FLAGS.workers
-    if FLAGS.repeats:
-        overrides["repeats"] = FLAGS.repeats
-    if FLAGS.train_workers:
-        overrides["train_workers"] = FLAGS.train_workers
-    config = plan(FLAGS.workdir, FLAGS.tiny, FLAGS.network, **overrides)
-    try:
-        run_quickstart(config)
-    except (OSError, ValueError, RuntimeError) as e:
-        sys.exit(f"quickstart: {type(e).__name__}: {e}")
+def run(f: flags.FlagValues, args) -> None:
+    """Plan the study from the flags and run every stage."""
+    overrides = {"seed": f.seed, "decoder_variant": f.decoder_variant}
+    for name in ("workers", "repeats", "train_workers"):
+        if f[name].value:
+            overrides[name] = f[name].value
+    run_quickstart(plan(f.workdir, f.tiny, f.network, **overrides))
 
+
+FLAGS = flags.FlagValues()
+define_flags(FLAGS)
+main = cli.make_main("quickstart", FLAGS, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    sys.exit(main())

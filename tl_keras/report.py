@@ -15,14 +15,11 @@ rule for "beats scratch" are in docs/evaluation.md.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from tl_keras.evaluation.cli import parse_flags, run_cli  # noqa: E402
+from tl_common import cli
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -33,16 +30,14 @@ flags.DEFINE_bool("verbose", True, "Print what was written.", **_F)
 flags.mark_flags_as_required(["results", "out_dir"], **_F)
 
 
-def main(argv=None) -> int:
-    """Parse ``argv`` (default ``sys.argv``), write the report, return the exit code."""
-    args = parse_flags(FLAGS, argv, __doc__, allow_positional=True)
-    if isinstance(args, int):
-        return args
-    from tl_keras.evaluation.report import load_results, write_report
-    paths = list(FLAGS.results) + list(args)
-    return run_cli("tl_keras.report",
-                   lambda: write_report(load_results(paths), FLAGS.out_dir, FLAGS.verbose))
+def run(f: flags.FlagValues, args) -> None:
+    """Write the report of --results (and positional paths) into --out_dir."""
+    from tl_keras.evaluation.study_report import load_results, write_report
+    write_report(load_results(list(f.results) + list(args)), f.out_dir, f.verbose)
 
+
+main = cli.make_main("tl_keras.report", FLAGS, __doc__, run, positional=True,
+                     expected=(KeyError,))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrecords_tools import schema
-from tl_keras.utils.io import sha256_file
+from tl_common.io import sha256_file
 
 TASKS = ("segmentation", "autoencoding", "classification", "target", "raw")
 

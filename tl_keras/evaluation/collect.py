@@ -10,7 +10,7 @@ import dataclasses
 
 import numpy as np
 
-from tl_keras.utils.progress import Progress
+from tl_common.progress import Progress
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
         (B, H, W) label arrays; computed as batches arrive so full-size batches
         are never kept.
       total: number of slices (progress ETA only).
-      verbose: show progress (``tl_keras.utils.progress``).
+      verbose: show progress (``tl_common.progress``).
       on_slice: optional callback ``(subject, index, image, gt, pred)`` per
         slice, used to pick example slices.
 

@@ -24,10 +24,13 @@ import os
 import numpy as np
 import pandas as pd
 
+from tfrecords_tools import schema
+from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
+from tl_common.progress import Progress
+from tl_common.runinfo import record_run
 from tl_keras.evaluation import metrics, tables
 from tl_keras.evaluation.collect import predict_split
-from tl_keras.utils.io import atomic_path, write_csv_atomic, write_json_atomic
-from tl_keras.utils.progress import Progress
+from tl_keras.models.export import EXPORT_DIR, MODEL_FILE, load_exported, read_exported_meta
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
@@ -120,7 +123,6 @@ def _check_compatible(meta: dict, data_meta: dict, data_dir: str, model_dir: str
 
 
 def _state(model_dir: str, data_dir: str, config: EvalConfig) -> dict:
-    from tl_keras.models.export import EXPORT_DIR, MODEL_FILE
     model_file = os.path.join(model_dir, EXPORT_DIR, MODEL_FILE)
     cfg = dataclasses.asdict(config)
     for k in ("overwrite", "verbose"):
@@ -160,9 +162,7 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     Raises:
       FileNotFoundError / ValueError naming the directory and the problem.
     """
-    from tfrecords_tools import schema
     from tl_keras.data.dataset import build_dataset, split_subjects
-    from tl_keras.models.export import load_exported, read_exported_meta
 
     config = dataclasses.replace(config or EvalConfig(), split=split)
     meta = read_exported_meta(model_dir)
@@ -200,7 +200,6 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     if config.num_examples:
         examples.save(os.path.join(out_dir, "examples.npz"), config.num_examples, run,
                       class_names)
-    from tl_keras.utils.runinfo import record_run
     record_run(out_dir, state, seed=run["seed"],
                name="evaluate_run.json")  # configuration, seed and package versions
     write_json_atomic(os.path.join(out_dir, STATE_FILE), state)

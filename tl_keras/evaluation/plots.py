@@ -10,12 +10,10 @@
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from tl_keras.evaluation import stats
-from tl_keras.utils.io import atomic_path
+from tl_common.io import atomic_path
 
 
 def _pyplot():
@@ -153,21 +151,6 @@ def plot_detection(det, path: str, overlaps=(0.0, 0.2)) -> str:
     return _save(fig, path)
 
 
-def _load_examples(paths):
-    """examples.npz per source (first run of each source, sorted by path)."""
-    from tl_keras.evaluation.report import source_label
-    by_source = {}
-    for path in sorted(paths):
-        with np.load(path) as z:
-            run = json.loads(str(z["run"]))
-            data = {k: z[k] for k in ("subject_id", "slice_index", "image", "gt", "pred")}
-            data["num_classes"] = int(z["num_classes"]) if "num_classes" in z else 2
-            data["class_names"] = (z["class_names"].tolist() if "class_names" in z else
-                                   [f"class {k}" for k in range(data["num_classes"])])
-        by_source.setdefault(source_label(run), data)
-    return by_source
-
-
 def _overlay(ax, image, labels, colour_map):
     ax.imshow(image.astype(np.float32), cmap="gray", interpolation="nearest")
     if labels is not None and np.any(labels):
@@ -186,11 +169,13 @@ def _score(gt, pred, num_classes: int) -> str:
     return f"mIoU {metrics.miou_per_slice(gt, pred, num_classes)[0]:.2f}"
 
 
-def plot_examples(paths, path: str, max_rows: int = 4) -> str:
-    """Rows: slices shared by every source; columns: scan, ground truth, predictions."""
+def plot_examples(by_source: dict, path: str, max_rows: int = 4) -> str:
+    """Rows: slices shared by every source; columns: scan, ground truth, predictions.
+
+    ``by_source``: source -> examples.npz contents (``study_report.load_examples``).
+    """
     plt = _pyplot()
     from matplotlib.colors import ListedColormap
-    by_source = _load_examples(paths)
     sources = sorted(by_source)
     keys = None
     for data in by_source.values():

@@ -15,12 +15,16 @@ import os
 
 import numpy as np
 
-from tl_keras.utils.progress import Progress
+from tfrecords_tools.errors import InputError, itk_reason
+from tfrecords_tools.scans.config import PreprocessConfig
+from tl_common.cli import UserError
+from tl_common.progress import Progress
+from tl_keras.models.export import load_exported, read_exported_meta
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
 
-class UnreproducibleError(ValueError):
+class UnreproducibleError(UserError, ValueError):
     """The model's pre-processing cannot be rebuilt for a new scan."""
 
 
@@ -34,7 +38,6 @@ def preprocess_config_for(meta: dict, model_dir: str):
     Raises:
       UnreproducibleError: one line naming the model directory and the reason.
     """
-    from tfrecords_tools.preprocess import PreprocessConfig
     where = f"{model_dir}: cannot reproduce the model's pre-processing"
     data_meta = meta.get("dataset_meta") or {}
     params = data_meta.get("preprocessing")
@@ -135,8 +138,7 @@ def _prepare(image: str, config):
     """``prepare_scan``, with SimpleITK's failures (raw C++ text) turned into an
     :class:`InputError` that says what is wrong with the scan (implausible scans, e.g.
     constant ones, are refused by ``prepare_scan``'s own checks)."""
-    from tfrecords_tools.errors import InputError, itk_reason
-    from tfrecords_tools.preprocess import prepare_scan
+    from tfrecords_tools.scans.preprocess import prepare_scan
     try:
         return prepare_scan(image, config)
     except RuntimeError as e:  # keep ITK's own sentence, not its source path and address
@@ -154,7 +156,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       jobs: scans and output paths.
       batch_size: slices per forward pass.
       overwrite: redo finished scans.
-      verbose: show progress (``tl_keras.utils.progress``).
+      verbose: show progress (``tl_common.progress``).
       predict_fn: optional ``(slices (N, S, S) in [0, 1]) -> (N, S, S, K)``
         probabilities replacing the exported model's forward pass (ensembles,
         test-time augmentation, tests); the model's pre-processing still applies.
@@ -166,8 +168,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       UnreproducibleError: the model's pre-processing cannot be rebuilt.
       tfrecords_tools.errors.InputError: a scan cannot be used (names it).
     """
-    from tfrecords_tools.preprocess import write_native
-    from tl_keras.models.export import load_exported, read_exported_meta
+    from tfrecords_tools.scans.preprocess import write_native
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
     if predict_fn is None:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+from tl_common.io import atomic_path, write_json_atomic
+
 EXPORT_DIR = "export"
 MODEL_FILE = "segmentation.keras"
 META_FILE = "model.json"
@@ -21,7 +23,6 @@ REQUIRED_META = ("image_size", "input_channels", "num_classes")
 
 def save_exported(model, model_dir: str, meta: dict) -> str:
     """Save ``model`` and ``meta`` under ``model_dir/export`` (atomically)."""
-    from tl_keras.utils.io import atomic_path, write_json_atomic
     missing = [k for k in REQUIRED_META if k not in meta]
     if missing:
         raise ValueError(f"export metadata is missing {missing}")

@@ -20,7 +20,7 @@ from typing import Callable
 import tensorflow as tf
 
 from tl_keras.training.config import ConfigError
-from tl_keras.utils.io import remove_temp_debris
+from tl_common.io import remove_temp_debris
 
 log = logging.getLogger("tl_keras.training")
 CHECKPOINT_DIR = "checkpoints"
@@ -71,7 +71,7 @@ def _number(prefix: str) -> int:
 def remove_debris(model_dir: str) -> list[str]:
     """Delete what killed saves leave behind: ``ckpt-N_temp/`` folders of
     checkpoint writes and ``.tmp-*`` files of atomic writes (see
-    :func:`tl_keras.utils.io.atomic_path`). Returns the removed paths.
+    :func:`tl_common.io.atomic_path`). Returns the removed paths.
 
     Only safe while no other process writes into ``model_dir`` (one run per folder).
     """

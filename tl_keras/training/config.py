@@ -11,7 +11,8 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
-from tl_keras.weights.report import WeightLoadError
+from tl_common.cli import UserError
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec
 
 PRETRAIN_TASKS = ("segmentation", "autoencoding", "classification")
@@ -26,7 +27,7 @@ DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
 LOSSES = ("cross_entropy", "cross_entropy_dice")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An invalid flag combination or missing data (message: one line)."""
 
 

@@ -9,17 +9,18 @@ from typing import Callable
 
 import numpy as np
 
+from tl_common.io import atomic_path
 from tl_keras.data.dataset import select_subjects, split_subjects
+from tl_keras.models.export import save_exported
 from tl_keras.training import losses, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
-from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (RESULT_FILE, cached_json, completed_result,  # noqa: F401
                                     finish_run, make_optimizer, schedule, start_run,
                                     weights_record)
-from tl_keras.utils.io import atomic_path
+from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.weights.spec import InitSpec
 
 
@@ -49,7 +50,6 @@ def _train_counts(config: FinetuneConfig, meta: dict, subjects) -> dict:
 
 
 def _export_and_evaluate(config, tm, meta, subjects, source) -> dict:
-    from tl_keras.models.export import save_exported
     export_meta = {
         "image_size": list(meta["image_size"]), "input_channels": config.input_channels,
         "num_classes": int(meta["num_mask_classes"]),

@@ -7,12 +7,10 @@ frozen dataclass. Only the CLI modules call these.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 
 from absl import flags
 
-from tl_keras.utils import console
+from tl_keras.training.config import ConfigError
 from tl_keras.weights.spec import SPEC_HELP
 
 HELP = {
@@ -104,109 +102,6 @@ def config_from_flags(config_cls, flag_values=flags.FLAGS, **extra):
             try:
                 value = tuple(cast(v) for v in value)
             except ValueError:
-                from tl_keras.training.config import ConfigError
                 raise ConfigError(f"--{field.name}={','.join(value)}: not a list of numbers")
         values[field.name] = value
     return config_cls(**values, **extra)
-
-
-class FlagfileError(ValueError):
-    """A ``--flagfile`` that cannot be read (message: one line)."""
-
-
-def _is_flagfile(arg: str) -> bool:
-    return arg.startswith(("--flagfile=", "-flagfile="))
-
-
-def _flagfile_lines(path: str, stack: tuple) -> list[str]:
-    """The flag lines of ``path`` with its includes expanded in place (absl's syntax)."""
-    if os.path.abspath(path) in stack:
-        raise FlagfileError(f"{path}: includes itself (via {' -> '.join(stack)})")
-    try:
-        with open(path) as f:
-            lines = f.readlines()
-    except OSError as e:
-        where = f" (included from {stack[-1]})" if stack else ""
-        raise FlagfileError(f"--flagfile={path}{where}: {e.strerror}") from None
-    out = []
-    for line in lines:
-        if line.isspace() or line.startswith(("#", "//")):
-            continue
-        if _is_flagfile(line):
-            include = os.path.expanduser(line.split("=", 1)[1].strip())
-            beside = os.path.join(os.path.dirname(path), include)
-            # Relative to the including file, so experiments run from any folder; a path
-            # that only exists relative to the working folder (absl's rule) still works.
-            if not os.path.isabs(include) and (os.path.exists(beside)
-                                               or not os.path.exists(include)):
-                include = beside
-            out += _flagfile_lines(include, stack + (os.path.abspath(path),))
-        else:
-            out.append(line.strip())
-    return out
-
-
-def expand_flagfiles(argv: list[str]) -> list[str]:
-    """Replace each ``--flagfile`` of ``argv`` by the flags it holds, includes resolved
-    relative to the including file (absl resolves them relative to the working folder).
-
-    Raises:
-      FlagfileError: a flagfile is missing or includes itself.
-    """
-    out, rest = list(argv[:1]), list(argv[1:])
-    while rest:
-        arg = rest.pop(0)
-        if arg == "--":
-            return out + [arg] + rest
-        if arg in ("--flagfile", "-flagfile") and rest:
-            arg = "--flagfile=" + rest.pop(0)
-        if _is_flagfile(arg):
-            out += _flagfile_lines(os.path.expanduser(arg.split("=", 1)[1]), ())
-        else:
-            out.append(arg)
-    return out
-
-
-def run_app(main) -> None:
-    """``absl.app.run(main)`` with the flagfiles expanded first (see :func:`expand_flagfiles`)."""
-    from absl import app
-    try:
-        argv = expand_flagfiles(sys.argv)
-    except FlagfileError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    app.run(main, argv=argv)
-
-
-def run_cli(fn, prog: str) -> None:
-    """Run ``fn``; expected errors (bad flags or data, OS and TensorFlow errors) become
-    one line ``prog: error: ...`` naming the file and the problem, exit status 1
-    (see :func:`tfrecords_tools.errors.run_cli`)."""
-    from tfrecords_tools.errors import run_cli as run_one_line
-    run_one_line(prog, fn)
-
-
-def config_main(config_cls, validate, runner: str):
-    """``main(argv)`` of a CLI that runs one frozen config (pretrain, finetune).
-
-    Args:
-      config_cls: the config dataclass whose flags the CLI defined.
-      validate: ``config -> meta``, run before TensorFlow loads (one-line failures).
-      runner: name in ``tl_keras.training`` of ``config -> result`` (imported late,
-        because importing it loads TensorFlow).
-    """
-    from absl import app
-
-    def main(argv):
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        verbosity = console.set_verbosity(tensorflow=False)
-
-        def run():
-            config = config_from_flags(config_cls)
-            validate(config)
-            console.load_tensorflow(verbosity)
-            import tl_keras.training
-            print(f"done: {getattr(tl_keras.training, runner)(config)}")
-        run_cli(run, "tl_keras." + runner.removeprefix("run_"))
-    return main

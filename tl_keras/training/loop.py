@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tl_keras.data.dataset import build_dataset
 from tl_keras.training.checkpointing import RunCheckpoint
-from tl_keras.utils.progress import Progress, format_duration
+from tl_common.progress import Progress, format_duration
 
 
 @dataclasses.dataclass

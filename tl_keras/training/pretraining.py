@@ -12,9 +12,10 @@ from tl_keras.training.class_weights import class_weights_for, ignored_class
 from tl_keras.training.config import PretrainConfig, validate_pretrain
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.optimizers import make_discriminator_optimizer
-from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.runs import (cached_json, completed_result, finish_run, make_optimizer,
                                     schedule, start_run, weights_record)
+from tl_keras.training.strategy import is_chief, work_dir
+from tl_keras.weights import save_encoder
 
 ENCODER_BEST, ENCODER_LAST = "encoder_best", "encoder_last"
 
@@ -59,7 +60,6 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
       config: the run configuration.
       build_models: ``(config, meta) -> TaskModels`` (default: the Taskonomy networks).
     """
-    from tl_keras.weights import save_encoder
     meta = validate_pretrain(config)
     done = completed_result(config, extendable=True)
     if done is not None:

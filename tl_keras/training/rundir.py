@@ -1,7 +1,7 @@
 """Claiming a run directory: one training run at a time, and only with its own flags.
 
 ``claim_run_dir`` takes the exclusive lock of ``--model_dir``
-(``tl_keras.utils.lock``; a lock left by a dead process is taken over with a
+(``tl_common.lock``; a lock left by a dead process is taken over with a
 message) and compares the flags recorded in ``flags.json`` with the new ones:
 a run with other flags is refused unless ``--overwrite``, which empties the
 folder first. Flags that may legitimately change between a run and its resume
@@ -18,7 +18,7 @@ import os
 import shutil
 
 from tl_keras.training.config import ConfigError
-from tl_keras.utils import lock
+from tl_common import lock
 
 FLAGS_JSON = "flags.json"
 # A resume may change these: logging, checkpoint cadence and console output do not

@@ -13,8 +13,8 @@ from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
                                         set_precision)
-from tl_keras.utils.io import write_json_atomic
-from tl_keras.utils.runinfo import record_run
+from tl_common.io import write_json_atomic
+from tl_common.runinfo import record_run
 
 
 def start_run(config: TrainConfig):

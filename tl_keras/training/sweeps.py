@@ -18,9 +18,9 @@ from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finet
 from tl_keras.training import run_finetune  # holds each cell's folder (rundir)
 from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.finetuning import RESULT_FILE
-from tl_keras.utils import lock
-from tl_keras.utils.io import write_csv_atomic
-from tl_keras.weights.report import WeightLoadError
+from tl_common import lock
+from tl_common.io import write_csv_atomic
+from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, checkpoint_task
 
 RESULTS_CSV = "sweep_results.csv"

@@ -7,7 +7,8 @@
 * :class:`InitSpec` - the ``--init_from`` grammar (``scratch | DIR | taskonomy:CKPT[@TASK] |
   imagenet:CKPT|FILE.h5``): parse, check, label, load; :func:`init_encoder` wraps it.
 
-CLIs: ``python -m tl_keras.weights.inspect CKPT`` and ``python -m tl_keras.weights.convert``.
+CLIs: ``python -m tl_keras.weights.inspect_checkpoint CKPT`` and
+``python -m tl_keras.weights.convert``.
 Names are imported on first use: ``read_encoder_meta``, ``InitSpec`` and ``SPEC_HELP`` do
 not load Keras.
 """
@@ -24,8 +25,8 @@ _EXPORTS = {
     "SPEC_HELP": "tl_keras.weights.spec",
     "init_encoder": "tl_keras.weights.init",
     "weight_map": "tl_keras.weights.mapping",
-    "LoadReport": "tl_keras.weights.report",
-    "WeightLoadError": "tl_keras.weights.report",
+    "LoadReport": "tl_keras.weights.load_report",
+    "WeightLoadError": "tl_keras.weights.load_report",
     "checkpoint_layout": "tl_keras.weights.taskonomy",
     "load_taskonomy": "tl_keras.weights.taskonomy",
 }

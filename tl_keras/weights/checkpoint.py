@@ -10,7 +10,7 @@ import glob
 import os
 import re
 
-from tl_keras.weights.report import WeightLoadError
+from tl_keras.weights.load_report import WeightLoadError
 
 #: Root scopes of Taskonomy graphs that wrap the encoder (StandardFeedforward, Siamese).
 ROOT_PREFIXES = ("feedforward/", "siamese/")

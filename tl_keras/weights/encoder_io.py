@@ -12,8 +12,9 @@ import json
 import os
 
 import tl_keras
-from tl_keras.utils.io import atomic_path, write_json_atomic
-from tl_keras.weights.report import WeightLoadError
+from tl_common.io import atomic_path, write_json_atomic
+from tl_keras.weights.load_report import WeightLoadError
+from tl_keras.weights.taskonomy import build_parts, head_image_size
 
 WEIGHTS_FILE = "encoder.weights.h5"
 META_FILE = "encoder.json"
@@ -167,7 +168,6 @@ def load_part(path: str, part: str, *, output_activation: str | None = None):
     Returns:
       ``keras.Model`` with the converted weights.
     """
-    from tl_keras.weights.taskonomy import build_parts, head_image_size
     if part == "encoder":
         return load_encoder(path)
     meta = read_encoder_meta(path)

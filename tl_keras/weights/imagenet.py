@@ -27,7 +27,7 @@ import numpy as np
 from tl_keras.models.naming import BN_EPSILON
 from tl_keras.weights.checkpoint import read_shapes
 from tl_keras.weights.mapping import assign, weight_map
-from tl_keras.weights.report import LoadReport, WeightLoadError
+from tl_keras.weights.load_report import LoadReport, WeightLoadError
 from tl_keras.weights.taskonomy import load_checkpoint_into
 
 SLIM_ROOT = "resnet_v1_50/"

@@ -4,7 +4,7 @@ The grammar and its one parser live in :mod:`tl_keras.weights.spec`.
 """
 from __future__ import annotations
 
-from tl_keras.weights.report import LoadReport
+from tl_keras.weights.load_report import LoadReport
 from tl_keras.weights.spec import InitSpec
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from tl_keras.models.naming import scope_of
-from tl_keras.weights.report import LoadReport
+from tl_keras.weights.load_report import LoadReport
 
 #: Keras variable name -> slim variable name (others, e.g. BN ``gamma``, are identical).
 _LEAF = {"kernel": "weights", "bias": "biases"}

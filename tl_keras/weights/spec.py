@@ -27,7 +27,7 @@ from tl_keras.weights.encoder_io import (encoder_dir, is_encoder_dir, load_encod
                                          read_encoder_meta)
 from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
 from tl_keras.weights.mapping import assign, weight_map
-from tl_keras.weights.report import LoadReport, WeightLoadError
+from tl_keras.weights.load_report import LoadReport, WeightLoadError
 from tl_keras.weights.taskonomy import load_taskonomy
 
 SPEC_HELP = ("scratch | DIR (tl_keras encoder dir) | taskonomy:CKPT[@TASK] | "

@@ -4,7 +4,7 @@ from __future__ import annotations
 from tl_keras.weights.checkpoint import (PARTS, canonical, part_of, read_shapes, read_tensors,
                                          skip_reason)
 from tl_keras.weights.mapping import assign, weight_map
-from tl_keras.weights.report import LoadReport, WeightLoadError
+from tl_keras.weights.load_report import LoadReport, WeightLoadError
 
 
 def plan(shapes: dict, parts, renames=(), skip=None) -> tuple[dict, dict]:

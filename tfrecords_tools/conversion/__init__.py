@@ -1,0 +1,1 @@
+"""The conversion pipeline: output folder claim, worker processes, per-subject cache."""

@@ -1,0 +1,1 @@
+"""Natural RGB images (folders, Taskonomy) -> TFRecord slice shards."""

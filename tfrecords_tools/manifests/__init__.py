@@ -1,0 +1,1 @@
+"""Data sets as manifests: the CSV of subjects and files, and presets for published layouts."""

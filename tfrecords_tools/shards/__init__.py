@@ -1,0 +1,1 @@
+"""TFRecord slice shards: writing one, assembling a split from subject caches, checksums."""

@@ -1,0 +1,1 @@
+"""SYNTHETIC data: phantom cohorts (NIfTI) and natural-image samples (scikit-image photos)."""

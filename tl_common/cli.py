@@ -1,0 +1,215 @@
+"""The command-line convention of every tool (docs/architecture.md, docs/reliability.md).
+
+Every CLI module defines its flags on a private ``absl.flags.FlagValues`` (so CLIs can be
+imported into one process, e.g. the tests, without clashing), writes a ``run(flag_values,
+args)`` that builds a frozen config and calls the library, and ends with::
+
+    main = cli.make_main("tl_keras.evaluate", FLAGS, __doc__, run, tensorflow=True)
+
+    if __name__ == "__main__":
+        sys.exit(main())
+
+Exit status: 0 done, 1 a user error (``prog: error: <one line>``: bad input, bad flag
+values or data, a full or read-only disk), 2 bad usage (unknown flag, unparsable value,
+unreadable ``--flagfile``, unexpected arguments), 128 + the signal number when stopped.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Callable
+
+from absl import flags
+from absl import logging as absl_logging
+
+from tl_common import console
+
+_HELP = ("-h", "--help", "--helpshort", "--helpfull")
+
+
+class UserError(Exception):
+    """Base of the errors a user can fix: a CLI prints ``prog: error: <message>``, exit 1.
+
+    The message names the file or flag and the problem, on one line.
+    """
+
+    exit_code = 1
+
+
+class UsageError(UserError):
+    """The command line itself is wrong (exit status 2)."""
+
+    exit_code = 2
+
+
+class FlagfileError(UsageError, ValueError):
+    """A ``--flagfile`` that cannot be read (message: one line)."""
+
+
+def one_line(error: BaseException) -> str:
+    """A CLI's one-line text for an expected error.
+
+    ``OSError`` becomes ``FILE: problem`` (e.g. ``/out: Read-only file system``),
+    a TensorFlow ``OpError`` its class and message without the op trace, the
+    rest ``str(error)``; whitespace is collapsed to single spaces.
+    """
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    elif hasattr(error, "op") and hasattr(error, "message"):  # tf.errors.OpError
+        text = f"{type(error).__name__}: {error.message}"
+    else:
+        text = str(error)
+    return " ".join(text.split())
+
+
+def _expected(error: BaseException, more: tuple = ()) -> bool:
+    if isinstance(error, more):
+        return True
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and isinstance(error, tf.errors.OpError):
+        return True
+    # RuntimeError: lock held, SimpleITK failures; ValueError: bad flags or data.
+    return isinstance(error, (UserError, OSError, ValueError, RuntimeError))
+
+
+def run_cli(prog: str, fn, expected: tuple = ()):
+    """Call ``fn()``; expected errors become ``prog: error: ...`` and exit status 1
+    (2 for a :class:`UsageError`); ``expected`` adds exception types to the usual ones.
+
+    SIGTERM / SIGINT (KeyboardInterrupt, ``workers.Stopped``) print one line and
+    exit with 128 + the signal number; unexpected errors keep their traceback.
+    """
+    try:
+        return fn()
+    except KeyboardInterrupt as e:
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        print(f"{prog}: stopped by {signal.Signals(signum).name}; temporary files removed, "
+              "rerun the same command to resume", file=sys.stderr)
+        sys.exit(128 + signum)
+    except Exception as e:  # noqa: BLE001 - filtered by _expected
+        if not _expected(e, expected):
+            raise
+        print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
+        sys.exit(getattr(e, "exit_code", 1) if isinstance(e, UserError) else 1)
+
+
+def _is_flagfile(arg: str) -> bool:
+    return arg.startswith(("--flagfile=", "-flagfile="))
+
+
+def _flagfile_lines(path: str, stack: tuple) -> list[str]:
+    """The flag lines of ``path`` with its includes expanded in place (absl's syntax)."""
+    if os.path.abspath(path) in stack:
+        raise FlagfileError(f"{path}: includes itself (via {' -> '.join(stack)})")
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError as e:
+        where = f" (included from {stack[-1]})" if stack else ""
+        raise FlagfileError(f"--flagfile={path}{where}: {e.strerror}") from None
+    out = []
+    for line in lines:
+        if line.isspace() or line.startswith(("#", "//")):
+            continue
+        if _is_flagfile(line):
+            include = os.path.expanduser(line.split("=", 1)[1].strip())
+            beside = os.path.join(os.path.dirname(path), include)
+            # Relative to the including file, so experiments run from any folder; a path
+            # that only exists relative to the working folder (absl's rule) still works.
+            if not os.path.isabs(include) and (os.path.exists(beside)
+                                               or not os.path.exists(include)):
+                include = beside
+            out += _flagfile_lines(include, stack + (os.path.abspath(path),))
+        else:
+            out.append(line.strip())
+    return out
+
+
+def expand_flagfiles(argv: list[str]) -> list[str]:
+    """Replace each ``--flagfile`` of ``argv`` by the flags it holds, includes resolved
+    relative to the including file (absl resolves them relative to the working folder).
+
+    Raises:
+      FlagfileError: a flagfile is missing or includes itself.
+    """
+    out, rest = list(argv[:1]), list(argv[1:])
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--":
+            return out + [arg] + rest
+        if arg in ("--flagfile", "-flagfile") and rest:
+            arg = "--flagfile=" + rest.pop(0)
+        if _is_flagfile(arg):
+            out += _flagfile_lines(os.path.expanduser(arg.split("=", 1)[1]), ())
+        else:
+            out.append(arg)
+    return out
+
+
+def _usage_error(prog: str, message: str) -> int:
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
+
+
+def make_main(prog: str, flag_values: flags.FlagValues, usage: str,
+              run: Callable[[flags.FlagValues, list], int | None], *,
+              tensorflow: bool = False, positional: bool = False,
+              expected: tuple = ()) -> Callable[..., int]:
+    """The ``main(argv=None) -> int`` of a CLI: parse, quiet the console, run, map errors.
+
+    Args:
+      prog: the name in error lines (``prog: error: ...``).
+      flag_values: the CLI's private flags (``--verbosity`` / ``-v`` and
+        ``--only_check_args`` are added here).
+      usage: printed above the flags by ``--help`` (the module docstring).
+      run: ``run(flag_values, args)`` builds the frozen config from the parsed flags and
+        calls the library; returns the exit code (None = 0). A CLI that checks its
+        flags before loading TensorFlow calls ``console.load_tensorflow()`` itself.
+      tensorflow: load TensorFlow (silently unless ``-v 0``) before ``run``.
+      positional: accept positional arguments (``args``); otherwise they are a usage error.
+      expected: more exception types printed as one line with exit 1 (besides
+        :class:`UserError`, ``OSError``, ``ValueError``, ``RuntimeError`` and TensorFlow's
+        ``OpError``).
+
+    Returns:
+      ``main``; ``argv`` defaults to ``sys.argv``. The exit code is returned, never raised,
+      so CLIs can be called from Python and from tests.
+    """
+    console.define_verbosity(flag_values)
+    if "only_check_args" not in flag_values:
+        flags.DEFINE_bool("only_check_args", False, "Parse the flags (and --flagfile) and "
+                          "exit.", flag_values=flag_values)
+
+    def main(argv=None) -> int:
+        argv = list(sys.argv if argv is None else argv)
+        if any(a in _HELP for a in argv[1:]):
+            print(usage.strip() + "\n\nflags:\n" + flag_values.get_help())
+            return 0
+        flag_values.unparse_flags()  # defaults again: main() may run twice in one process
+        try:
+            args = flag_values(expand_flagfiles(argv))[1:]
+        except (flags.Error, FlagfileError) as e:
+            return _usage_error(prog, str(e))
+        if args and not positional:
+            return _usage_error(prog, f"unexpected arguments {args}")
+        if flag_values.only_check_args:
+            return 0
+        verbosity = console.set_verbosity(flag_values, tensorflow=False)
+        absl_logging.set_verbosity(verbosity)  # the Python root logger's level
+        if tensorflow:
+            console.load_tensorflow(verbosity)
+        try:
+            code = run_cli(prog, lambda: run(flag_values, args), expected)
+        except SystemExit as e:
+            return int(e.code or 0)
+        return int(code or 0)
+    return main
+
+
+def floats(values) -> tuple[float, ...]:
+    """absl list flag (strings) -> tuple of floats, with a clear error."""
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        raise ValueError(f"expected numbers, got {list(values)}") from None
