@@ -122,7 +122,7 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
 
     from tl_keras.evaluation.report import source_table
     from tl_keras.training.finetuning import source_of
-    from tl_keras.training.sweeps import SweepConfig, merge_results, parse_sources
+    from tl_keras.studies.sweeps import SweepConfig, merge_results, parse_sources
     records = {t: source_of("taskonomy:" + small_ckpts[f"taskonomy/{t}"] + ".index")
                for t in TASKS}
     assert records["class_1000"] == {"source_task": "taskonomy:class_1000",

@@ -117,7 +117,7 @@ def test_finetune_exports_evaluates_and_skips_when_done(tiny_data_dir, tmp_path,
 
 def test_sweep_splits_jobs_resumes_and_merges(tiny_data_dir, tmp_path):
     import pandas as pd
-    from tl_keras.training import sweeps
+    from tl_keras.studies import sweeps
     ft = FinetuneConfig(data_dir=tiny_data_dir, batch_size=2, max_steps=1, evaluate=False,
                         validate=False, class_weights="none")
     config = sweeps.SweepConfig(out_dir=str(tmp_path), sources=(("scratch", "scratch"),),

@@ -177,7 +177,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
     from tl_keras.training.config import FinetuneConfig
-    from tl_keras.training.sweeps import SweepConfig, run_sweep
+    from tl_keras.studies.sweeps import SweepConfig, run_sweep
     sources = tuple(encoders.items()) + (("scratch", "scratch"),)
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
                               batch_size=c.batch_size, max_steps=c.finetune_steps, epochs=1,

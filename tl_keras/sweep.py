@@ -41,7 +41,7 @@ def main(argv):
         if FLAGS.repeats < 1 or not sizes:
             raise ConfigError("--repeats must be >= 1 and --set_sizes non-empty")
         console.load_tensorflow(verbosity)
-        from tl_keras.training import sweeps  # loads TensorFlow
+        from tl_keras.studies import sweeps  # loads TensorFlow
         job_index, num_jobs = sweeps.slurm_job(FLAGS.job_index, FLAGS.num_jobs)
         config = sweeps.SweepConfig(
             out_dir=FLAGS.out_dir, sources=sweeps.parse_sources(FLAGS.sources),
