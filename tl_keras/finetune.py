@@ -9,7 +9,9 @@ from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.flags import config_main, define_config_flags, run_app
 
 define_config_flags(FinetuneConfig)
-main = config_main(FinetuneConfig, validate_finetune, "run_finetune")
+# Training, then (with --evaluate) the evaluation of the export: tl_keras.studies.
+main = config_main(FinetuneConfig, validate_finetune, "tl_keras.studies:finetune_and_evaluate",
+                   prog="tl_keras.finetune")
 
 
 if __name__ == "__main__":

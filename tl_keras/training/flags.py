@@ -63,7 +63,7 @@ HELP = {
     "train_subjects": "K training subjects drawn from the training split (0 = all)",
     "subset_seed": "seed of the K-subject draw",
     "eval_split": "split evaluated after training",
-    "evaluate": "evaluate (or predict) --eval_split after training",
+    "evaluate": "evaluate --eval_split after training (tl_keras.finetune, tl_keras.sweep)",
 }
 
 
@@ -186,16 +186,21 @@ def run_cli(fn, prog: str) -> None:
     run_one_line(prog, fn)
 
 
-def config_main(config_cls, validate, runner: str):
+def config_main(config_cls, validate, runner: str, prog: str | None = None):
     """``main(argv)`` of a CLI that runs one frozen config (pretrain, finetune).
 
     Args:
       config_cls: the config dataclass whose flags the CLI defined.
       validate: ``config -> meta``, run before TensorFlow loads (one-line failures).
-      runner: name in ``tl_keras.training`` of ``config -> result`` (imported late,
-        because importing it loads TensorFlow).
+      runner: ``config -> result``, as a name in ``tl_keras.training`` or as
+        ``module:name`` (imported late, because importing it loads TensorFlow).
+      prog: the CLI's name in error lines (default ``tl_keras.<runner without run_>``).
     """
+    import importlib
+
     from absl import app
+    module, _, name = runner.rpartition(":")
+    prog = prog or "tl_keras." + name.removeprefix("run_")
 
     def main(argv):
         if len(argv) > 1:
@@ -206,7 +211,7 @@ def config_main(config_cls, validate, runner: str):
             config = config_from_flags(config_cls)
             validate(config)
             console.load_tensorflow(verbosity)
-            import tl_keras.training
-            print(f"done: {getattr(tl_keras.training, runner)(config)}")
-        run_cli(run, "tl_keras." + runner.removeprefix("run_"))
+            run_config = getattr(importlib.import_module(module or "tl_keras.training"), name)
+            print(f"done: {run_config(config)}")
+        run_cli(run, prog)
     return main
