@@ -85,7 +85,7 @@ def test_the_check_fails_on_a_bad_flagfile(tmp_path):
 
 
 def test_sweep_sources_are_well_formed():
-    from tl_keras.training.sweeps import parse_sources
+    from tl_keras.studies.sweeps import parse_sources
     for path in FLAGFILES:
         values = _flags_of(path)
         if "sources" in values:

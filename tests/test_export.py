@@ -12,5 +12,5 @@ def test_export_round_trip(tmp_path):
     loaded, meta = load_exported(str(tmp_path))
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded(x).numpy(), model(x).numpy(), rtol=1e-6)
-    assert meta["num_classes"] == 2
+    assert meta.num_classes == 2
     assert not [p for p in (tmp_path / "export").iterdir() if p.name.startswith(".tmp")]

@@ -117,13 +117,18 @@ def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_pa
         InitSpec.parse(f"imagenet:{v1}").check()
 
 
+# A complete, evaluated fine-tuning run's result.json (tl_keras.training.results).
+_DONE = {"target": "stroke", "init_from": "scratch", "train_subjects": 2, "subset_seed": 0,
+         "seed": 0, "steps": 1, "train_slices": 6, "eval_dir": "eval_test"}
+
+
 def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
     """On main every Taskonomy checkpoint was ("taskonomy", "natural"): one report row."""
     import pandas as pd
 
     from tl_keras.evaluation.study_report import source_table
     from tl_keras.training.finetuning import source_of
-    from tl_keras.training.sweeps import SweepConfig, merge_results, parse_sources
+    from tl_keras.studies.sweeps import SweepConfig, merge_results, parse_sources
     records = {t: source_of("taskonomy:" + small_ckpts[f"taskonomy/{t}"] + ".index")
                for t in TASKS}
     assert records["class_1000"] == {"source_task": "taskonomy:class_1000",
@@ -145,7 +150,8 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
             run.mkdir(parents=True)
             (run / "result.json").write_text(json.dumps(
                 {"target": "stroke", "init_from": spec, **source_of(spec),
-                 "train_subjects": 4, "test_dice": 0.1 * (i + 1) + 0.01 * r}))
+                 "train_subjects": 4, "subset_seed": r, "seed": 0, "steps": 1,
+                 "train_slices": 8, "test_dice": 0.1 * (i + 1) + 0.01 * r}))
     frame = pd.read_csv(merge_results(config))
     assert sorted(set(frame["source_label"])) == sorted(f"Taskonomy {t}" for t in TASKS)
     from tl_keras.evaluation.study_report import load_results
@@ -169,7 +175,7 @@ def test_finetune_cli_accepts_each_taskonomy_form(small_ckpts, tiny_data_dir, tm
     prefix = small_ckpts["taskonomy/segmentsemantic"]
     run = tmp_path / "run"
     run.mkdir()
-    (run / "result.json").write_text('{"done": true}')
+    (run / "result.json").write_text(json.dumps(_DONE))
     common = ["tl_keras.finetune", f"--data_dir={tiny_data_dir}", f"--model_dir={run}"]
     out = _run(common + [f"--init_from=taskonomy:{prefix}"], tmp_path)
     assert out.returncode == 0 and "already complete" in out.stdout, out.stderr[-1500:]
@@ -205,7 +211,8 @@ def test_experiment_sweep_validates_every_cell_from_another_folder(
             shutil.copytree(tiny_encoder_dir, work / spec)
         done = work / "runs" / "sweeps" / "stroke" / name / "n2" / "r0"
         done.mkdir(parents=True)
-        (done / "result.json").write_text(json.dumps({"init_from": spec, "test_dice": 0.5}))
+        (done / "result.json").write_text(json.dumps(
+            {**_DONE, "init_from": spec, "test_dice": 0.5}))
     out = _run(["tl_keras.sweep", f"--flagfile={flagfile}", "--set_sizes=2", "--repeats=1"],
                work)
     assert out.returncode == 0, out.stderr[-1500:]

@@ -28,7 +28,8 @@ def _masks(data_dir, split, meta):
 
 def test_compact_network_beats_a_location_prior(tmp_path):
     from tl_keras.quickstart import QuickstartConfig
-    from tl_keras.training import FinetuneConfig, run_finetune
+    from tl_keras.studies import finetune_and_evaluate
+    from tl_keras.training import FinetuneConfig
     from tl_keras.training.tiny import build_compact_models
     data = str(tmp_path / "data")
     meta = make_lesion_dataset(data)
@@ -40,7 +41,7 @@ def test_compact_network_beats_a_location_prior(tmp_path):
         class_weights=q.class_weights, foreground_weight=q.foreground_weight,
         mixed_precision=q.mixed_precision, validate=False,
         checkpoint_every=1000)
-    result = run_finetune(config, build_compact_models)
+    result = finetune_and_evaluate(config, build_compact_models)
     baseline = _location_prior_dice(_masks(data, "train", meta), _masks(data, "test", meta))
     assert baseline < 0.2  # the cohort really has no fixed lesion location
     assert result["test_dice"] >= max(0.5, baseline + 0.3), (result["test_dice"], baseline)

@@ -109,7 +109,9 @@ def test_batch_mode_resumes(phantom, tmp_path):
 ])
 def test_unreproducible_models_are_refused(dataset_meta, size, message):
     from tl_keras.evaluation.predict import UnreproducibleError, preprocess_config_for
-    meta = {"image_size": [size, size], "dataset_meta": dataset_meta}
+    from tl_keras.models.export import ExportMeta
+    meta = ExportMeta(image_size=(size, size), input_channels=1, num_classes=2,
+                      dataset_meta=dataset_meta)
     with pytest.raises(UnreproducibleError, match=message) as info:
         preprocess_config_for(meta, "runs/m")
     assert "runs/m: cannot reproduce" in str(info.value) and "\n" not in str(info.value)

@@ -101,7 +101,7 @@ def test_model_dir_that_is_a_file(tiny_data_dir, tmp_path):
 
 
 def test_same_sweep_job_twice_is_refused(tiny_data_dir, tmp_path):
-    from tl_keras.training import sweeps
+    from tl_keras.studies import sweeps
     config = sweeps.SweepConfig(out_dir=str(tmp_path), sources=(("scratch", "scratch"),),
                                 set_sizes=(2,), repeats=1, finetune=_config(tiny_data_dir, ""))
     with lock.acquire(str(tmp_path), name=".lock-job0of1"):

@@ -99,25 +99,25 @@ def test_resume_reaches_the_uninterrupted_weights(tiny_data_dir, tmp_path, capsy
 
 def test_finetune_exports_evaluates_and_skips_when_done(tiny_data_dir, tmp_path, capsys):
     from tl_keras.models.export import read_exported_meta
-    from tl_keras.training import run_finetune
+    from tl_keras.studies import finetune_and_evaluate
     c = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path), batch_size=2,
                        epochs=2, train_subjects=2, subset_seed=1, class_weights="enet")
-    result = run_finetune(c, build_tiny_models)
+    result = finetune_and_evaluate(c, build_tiny_models)
     assert result["train_subjects"] == 2 and result["train_slices"] == 6 and result["steps"] == 6
     meta = read_exported_meta(c.model_dir)
-    assert (meta["num_classes"], meta["target"], meta["init"]) == (2, "stroke", "scratch")
-    assert meta["train_subjects"] == 2 and meta["dataset_meta"]["num_mask_classes"] == 2
+    assert (meta.num_classes, meta.target, meta.init_from) == (2, "stroke", "scratch")
+    assert meta.train_subjects == 2 and meta.dataset_meta["num_mask_classes"] == 2
     assert os.path.isdir(os.path.join(c.model_dir, "eval_test"))
     weights = json.load(open(os.path.join(c.model_dir, "class_weights.json")))
     assert weights["method"] == "enet" and len(weights["weights"]) == 2
-    assert run_finetune(c, build_tiny_models) == json.load(
+    assert finetune_and_evaluate(c, build_tiny_models) == json.load(
         open(os.path.join(c.model_dir, "result.json")))
     assert "already complete" in capsys.readouterr().out
 
 
 def test_sweep_splits_jobs_resumes_and_merges(tiny_data_dir, tmp_path):
     import pandas as pd
-    from tl_keras.training import sweeps
+    from tl_keras.studies import sweeps
     ft = FinetuneConfig(data_dir=tiny_data_dir, batch_size=2, max_steps=1, evaluate=False,
                         validate=False, class_weights="none")
     config = sweeps.SweepConfig(out_dir=str(tmp_path), sources=(("scratch", "scratch"),),

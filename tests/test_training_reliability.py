@@ -91,7 +91,7 @@ def test_finetune_killed_after_its_last_checkpoint_finishes_on_rerun(tiny_data_d
     expected = run_finetune(base, build_tiny_models)
     config = dataclasses.replace(base, model_dir=str(tmp_path / "run"))
     killed = _drive("finetune", config,
-                    "tl_keras.training.finetuning:_export_and_evaluate:1:before")
+                    "tl_keras.training.finetuning:_export:1:before")
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert os.path.exists(os.path.join(config.model_dir, "checkpoints", "ckpt-6.index"))
     # Debris of killed writes: a checkpoint save and two atomic writes.

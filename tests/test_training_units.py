@@ -146,7 +146,7 @@ def test_pretrained_weights_only_without_checkpoint(tmp_path, capsys):
 
 
 def test_sweep_grid_split_and_slurm_defaults(tmp_path, monkeypatch):
-    from tl_keras.training import sweeps
+    from tl_keras.studies import sweeps
     config = sweeps.SweepConfig(
         out_dir=str(tmp_path), sources=sweeps.parse_sources(["a=scratch", "/x/enc_b/"]),
         set_sizes=(2, 0), repeats=3, finetune=cfg.FinetuneConfig())

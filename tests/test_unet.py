@@ -122,14 +122,15 @@ def test_finetune_evaluate_predict_with_unet(tiny_data_dir, tmp_path):
     import json
     import os
     from tl_keras.models.export import load_exported
-    from tl_keras.training import FinetuneConfig, run_finetune
-    from tl_keras.training.sweeps import SweepConfig, run_sweep
+    from tl_keras.studies import finetune_and_evaluate
+    from tl_keras.training import FinetuneConfig
+    from tl_keras.studies.sweeps import SweepConfig, run_sweep
     from tl_keras.training.tiny import build_tiny_models
     ft = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "ft"), batch_size=2,
                         max_steps=2, validate=False, train_subjects=2, input_channels=1,
                         decoder_variant="unet", loss="cross_entropy_dice",
                         class_weights="foreground")
-    result = run_finetune(ft, build_tiny_models)
+    result = finetune_and_evaluate(ft, build_tiny_models)
     assert 0 <= result["test_dice"] <= 1
     model, meta = load_exported(ft.model_dir)
     assert any(layer.name == "encoder_stages" for layer in model.layers)

@@ -37,13 +37,14 @@ def _arm_kill(spec: str) -> None:
 
 
 def main(kind: str, config_json: str, kill: str | None = None) -> None:
-    from tl_keras.training import FinetuneConfig, PretrainConfig, run_finetune, run_pretrain
+    from tl_keras.studies import finetune_and_evaluate
+    from tl_keras.training import FinetuneConfig, PretrainConfig, run_pretrain
     from tl_common.cli import run_cli
     from tl_keras.training.tiny import build_tiny_models
     if kill:
         _arm_kill(kill)
     cls, run = ((PretrainConfig, run_pretrain) if kind == "pretrain"
-                else (FinetuneConfig, run_finetune))
+                else (FinetuneConfig, finetune_and_evaluate))
     config = cls(**json.loads(config_json))
     run_cli(f"tl_keras.{kind}", lambda: print(f"done: {run(config, build_tiny_models)}"))
 

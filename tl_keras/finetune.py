@@ -9,7 +9,7 @@ import sys
 from absl import flags
 
 from tl_common import cli, console
-from tl_keras.training import run_finetune
+from tl_keras.studies import finetune_and_evaluate
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.flags import config_from_flags, define_config_flags
 
@@ -18,11 +18,12 @@ define_config_flags(FinetuneConfig, flag_values=FLAGS)
 
 
 def run(flag_values: flags.FlagValues, args) -> None:
-    """Validate the config before TensorFlow loads (bad flags fail in a second), train."""
+    """Validate the config before TensorFlow loads (bad flags fail in a second), train, then
+    (with ``--evaluate``) evaluate the export (tl_keras.studies: training never evaluates)."""
     config = config_from_flags(FinetuneConfig, flag_values)
     validate_finetune(config)
     console.load_tensorflow()
-    print(f"done: {run_finetune(config)}")
+    print(f"done: {finetune_and_evaluate(config)}")
 
 
 main = cli.make_main("tl_keras.finetune", FLAGS, __doc__, run)

@@ -200,8 +200,8 @@ def _pretrain_job(config, network: str) -> None:
 
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
+    from tl_keras.studies.sweeps import SweepConfig, grid, merge_results
     from tl_keras.training.runs import RESULT_FILE
-    from tl_keras.training.sweeps import SweepConfig, grid, merge_results
     sources = tuple(encoders.items()) + (("scratch", "scratch"),)
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
                               batch_size=c.batch_size, max_steps=c.finetune_steps,
@@ -228,7 +228,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
 
 def _sweep_job(config, network: str) -> None:
     """One sweep job (its share of the cells); a failed cell fails the quickstart."""
-    from tl_keras.training.sweeps import run_sweep
+    from tl_keras.studies.sweeps import run_sweep
     result = run_sweep(config, _build_models(network))
     if result["failed"]:
         raise RuntimeError(f"{len(result['failed'])} sweep cells failed, first: "

@@ -43,7 +43,7 @@ def run(f: flags.FlagValues, args) -> None:
     if f.repeats < 1 or not sizes:
         raise ConfigError("--repeats must be >= 1 and --set_sizes non-empty")
     console.load_tensorflow()
-    from tl_keras.training import sweeps  # loads TensorFlow
+    from tl_keras.studies import sweeps  # loads TensorFlow
     job_index, num_jobs = sweeps.slurm_job(f.job_index, f.num_jobs)
     config = sweeps.SweepConfig(
         out_dir=f.out_dir, sources=sweeps.parse_sources(f.sources), set_sizes=sizes,

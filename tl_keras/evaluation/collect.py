@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 
 from tl_common.progress import Progress
+from tl_keras.models.inference import predict_batches
 
 
 @dataclasses.dataclass
@@ -71,15 +72,6 @@ class _Store:
         return SubjectVolumes(subject, first, gt, pred, present, self.voxel_ml[subject])
 
 
-def _predict_labels(model, x) -> np.ndarray:
-    # predict_on_batch runs a traced (graph) forward pass: ~3x faster than an
-    # eager call for the ResNet-50 encoder on CPU.
-    logits = np.asarray(model.predict_on_batch(x))
-    if logits.shape[-1] == 1:  # a single sigmoid logit
-        return (logits[..., 0] > 0).astype(np.uint8)
-    return logits.argmax(axis=-1).astype(np.uint8)
-
-
 def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_metrics,
                   total: int | None = None, verbose: bool = True, on_slice=None):
     """Run ``model`` over a ``task="raw"`` dataset and keep each subject's slices.
@@ -102,13 +94,10 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
       keyed by subject, and a dict of per-slice columns (subject_id,
       slice_index and those of ``slice_metrics``).
     """
-    from tl_keras.data import dataset as data
     store = None
     rows: dict[str, list] = {}
     progress = Progress(total, "evaluate", "slice", enabled=verbose)
-    for batch in dataset:
-        x = data.to_model_input(batch["image"], input_channels)
-        pred = _predict_labels(model, x)
+    for batch, pred in predict_batches(model, dataset, input_channels):
         gt = batch["mask"].numpy().astype(np.uint8)
         if store is None:
             store = _Store(binary, gt.shape[-1])

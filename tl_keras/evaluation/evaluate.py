@@ -30,7 +30,10 @@ from tl_common.progress import Progress
 from tl_common.runinfo import record_run
 from tl_keras.evaluation import metrics, tables
 from tl_keras.evaluation.collect import predict_split
-from tl_keras.models.export import EXPORT_DIR, MODEL_FILE, load_exported, read_exported_meta
+from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
+                                    read_exported_meta)
+from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
+from tl_common.progress import Progress
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
@@ -111,15 +114,15 @@ class _Examples:
                     run=np.array(json.dumps(run, default=str)))
 
 
-def _check_compatible(meta: dict, data_meta: dict, data_dir: str, model_dir: str) -> None:
-    size = meta["image_size"]
-    size = [size, size] if isinstance(size, int) else list(size)
+def _check_compatible(meta: ExportMeta, data_meta: dict, data_dir: str,
+                      model_dir: str) -> None:
+    size = list(meta.image_size)
     if list(data_meta["image_size"]) != size:
         raise ValueError(f"{data_dir}: slices are {data_meta['image_size']} but the model in "
                          f"{model_dir} expects {size}")
-    if int(data_meta["num_mask_classes"]) != int(meta["num_classes"]):
+    if int(data_meta["num_mask_classes"]) != meta.num_classes:
         raise ValueError(f"{data_dir}: {data_meta['num_mask_classes']} mask classes but the "
-                         f"model in {model_dir} predicts {meta['num_classes']}")
+                         f"model in {model_dir} predicts {meta.num_classes}")
 
 
 def _state(model_dir: str, data_dir: str, config: EvalConfig) -> dict:
@@ -178,15 +181,15 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
 
     model, meta = load_exported(model_dir)
     run = tables.run_metadata(meta, config, model_dir)
-    num_classes = int(meta["num_classes"])
+    num_classes = meta.num_classes
     binary = num_classes == 2
-    class_names = list(meta.get("class_names") or data_meta.get("mask_classes")
+    class_names = list(meta.class_names or data_meta.get("mask_classes")
                        or [f"class{i}" for i in range(num_classes)])
     ds = build_dataset(data_dir, split, "raw", config.batch_size, training=False,
                        meta=data_meta)
     examples = _Examples()
     store, slice_rows = predict_split(
-        model, ds, input_channels=int(meta["input_channels"]), binary=binary,
+        model, ds, input_channels=meta.input_channels, binary=binary,
         slice_metrics=tables.slice_metrics_fn(num_classes, class_names, config),
         total=data_meta["splits"][split].get("slices"), verbose=config.verbose,
         on_slice=examples if config.num_examples else None)

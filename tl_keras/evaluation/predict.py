@@ -19,7 +19,8 @@ from tfrecords_tools.errors import InputError, itk_reason
 from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common.cli import UserError
 from tl_common.progress import Progress
-from tl_keras.models.export import load_exported, read_exported_meta
+from tl_keras.models.export import ExportMeta, load_exported, read_exported_meta
+from tl_keras.models.inference import predict_batches
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -28,7 +29,7 @@ class UnreproducibleError(UserError, ValueError):
     """The model's pre-processing cannot be rebuilt for a new scan."""
 
 
-def preprocess_config_for(meta: dict, model_dir: str):
+def preprocess_config_for(meta: ExportMeta, model_dir: str):
     """The ``PreprocessConfig`` a model was trained with, or a clear refusal.
 
     Refuses models whose data set records no pre-processing, synthetic test
@@ -39,7 +40,7 @@ def preprocess_config_for(meta: dict, model_dir: str):
       UnreproducibleError: one line naming the model directory and the reason.
     """
     where = f"{model_dir}: cannot reproduce the model's pre-processing"
-    data_meta = meta.get("dataset_meta") or {}
+    data_meta = meta.dataset_meta  # the data set's own dataset.json
     params = data_meta.get("preprocessing")
     if not params:
         raise UnreproducibleError(f"{where}: its dataset_meta records no 'preprocessing' "
@@ -52,8 +53,7 @@ def preprocess_config_for(meta: dict, model_dir: str):
         config = PreprocessConfig.from_dict(params)
     except (TypeError, ValueError) as e:
         raise UnreproducibleError(f"{where}: {' '.join(str(e).split())}") from None
-    size = meta.get("image_size")
-    size = [size, size] if isinstance(size, int) else list(size or [])
+    size = list(meta.image_size)
     if size != [config.slice_size, config.slice_size]:
         raise UnreproducibleError(f"{where}: the model takes {size} slices but the "
                                   f"pre-processing makes {config.slice_size} x "
@@ -118,19 +118,12 @@ def _job(image, name, output_dir, probabilities):
 
 
 def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: int = 8):
-    """(N, S, S) slices in [0, 1] -> (N, S, S, K) softmax probabilities."""
+    """(N, S, S) slices in [0, 1] -> (N, S, S, K) class probabilities (K >= 2)."""
     import tensorflow as tf
-
-    from tl_keras.data.dataset import to_model_input
-    out = []
-    for start in range(0, len(slices), batch_size):
-        x = tf.constant(slices[start:start + batch_size, ..., None], tf.float32)
-        logits = np.asarray(model.predict_on_batch(to_model_input(x, input_channels)))
-        if logits.shape[-1] == 1:  # single sigmoid logit -> two classes
-            p = 1.0 / (1.0 + np.exp(-logits))
-            logits = np.log(np.concatenate([1 - p, p], -1) + 1e-12)
-        e = np.exp(logits - logits.max(-1, keepdims=True))
-        out.append((e / e.sum(-1, keepdims=True)).astype(np.float32))
+    batches = (tf.constant(slices[start:start + batch_size, ..., None], tf.float32)
+               for start in range(0, len(slices), batch_size))
+    out = [probs for _, probs in predict_batches(model, batches, input_channels,
+                                                 image_key=None, probabilities=True)]
     return np.concatenate(out) if out else np.zeros((0,) + slices.shape[1:] + (2,), np.float32)
 
 
@@ -174,7 +167,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
     if predict_fn is None:
         model, meta = load_exported(model_dir)
         predict_fn = functools.partial(predict_slices, model,
-                                       input_channels=int(meta["input_channels"]),
+                                       input_channels=meta.input_channels,
                                        batch_size=batch_size)
     done = []
     progress = Progress(len(jobs), "predict", "scan", enabled=verbose)

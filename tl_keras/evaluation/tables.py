@@ -12,26 +12,21 @@ from tl_keras.evaluation import metrics
 from tl_keras.evaluation.detection import (PER_LESION_COLUMNS, PRESET_COLUMNS,
                                            SUMMARY_COLUMNS, detected_column)
 
-META_COLUMNS = ("target", "source_task", "source_domain", "init", "train_subjects", "repeat",
-                "seed", "subset_seed", "split", "empty_policy", "include_background",
+META_COLUMNS = ("target", "source_task", "source_domain", "init_from", "train_subjects",
+                "repeat", "seed", "subset_seed", "split", "empty_policy", "include_background",
                 "connectivity", "model_dir")
 
 
-def run_metadata(meta: dict, config, model_dir: str) -> dict:
-    """The ``META_COLUMNS`` values of a run from its export metadata.
+def run_metadata(meta, config, model_dir: str) -> dict:
+    """The ``META_COLUMNS`` values of a run from its export record
+    (:class:`tl_keras.models.export.ExportMeta`).
 
-    ``train_subjects`` is the fine-tuning set size (the length of a subject
-    list, or the number itself); ``repeat`` is ``meta["repeat"]`` when the
-    trainer recorded it, else the subset seed (each repeat draws its own subset).
+    ``repeat`` is the subset seed (each repeat of a sweep draws its own subset).
     """
-    train = meta.get("train_subjects")
-    if isinstance(train, (list, tuple)):
-        train = len(train)
-    repeat = meta.get("repeat", meta.get("subset_seed"))
-    return {"target": meta.get("target"), "source_task": meta.get("source_task"),
-            "source_domain": meta.get("source_domain"), "init": meta.get("init"),
-            "train_subjects": train, "repeat": repeat, "seed": meta.get("seed"),
-            "subset_seed": meta.get("subset_seed"), "split": config.split,
+    return {"target": meta.target, "source_task": meta.source_task,
+            "source_domain": meta.source_domain, "init_from": meta.init_from,
+            "train_subjects": meta.train_subjects, "repeat": meta.subset_seed,
+            "seed": meta.seed, "subset_seed": meta.subset_seed, "split": config.split,
             "empty_policy": config.empty_policy,
             "include_background": config.include_background,
             "connectivity": config.connectivity, "model_dir": str(model_dir)}

@@ -3,29 +3,117 @@ evaluation and prediction.
 
 Layout of ``<model_dir>/export/``:
   - ``segmentation.keras``: full Keras model, images in [-1, 1] (N, H, W, C) -> logits (N, H, W, K).
-  - ``model.json``: metadata (image_size, input_channels, num_classes, class_names,
-    target, source_task, source_domain, init, train_subjects, subset_seed, seed,
-    data_dir, dataset_meta = the training data's dataset.json, with its
-    ``preprocessing`` parameters).
+  - ``model.json``: the :class:`ExportMeta` record (fields in docs/evaluation.md,
+    "Run records").
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 
 from tl_common.io import atomic_path, write_json_atomic
+from tl_common.records import (RecordError, from_fields, integer, mapping, optional,
+                                    read_json_object, text)
 
 EXPORT_DIR = "export"
 MODEL_FILE = "segmentation.keras"
 META_FILE = "model.json"
-REQUIRED_META = ("image_size", "input_channels", "num_classes")
 
 
-def save_exported(model, model_dir: str, meta: dict) -> str:
-    """Save ``model`` and ``meta`` under ``model_dir/export`` (atomically)."""
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise ValueError(f"export metadata is missing {missing}")
+def _image_size(value) -> tuple[int, int]:
+    if not isinstance(value, (list, tuple)):
+        value = [value, value]  # a square size given as one number
+    if len(value) != 2:
+        raise ValueError("expected [height, width]")
+    return tuple(integer(v) for v in value)
+
+
+def _subject_count(value) -> int:
+    # Earlier exports could record the subject list itself; its length is the set size.
+    return len(value) if isinstance(value, (list, tuple)) else integer(value)
+
+
+def _names(value) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("expected a list of names")
+    return tuple(text(v) for v in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMeta:
+    """What ``export/model.json`` records about a fine-tuned model.
+
+    Attributes:
+      image_size: (height, width) of the model's input slices.
+      input_channels: channels of the model's input.
+      num_classes: logits per pixel (mask classes, background included).
+      class_names: name of each class (may be empty).
+      target: target task name (``--target``).
+      source_task, source_domain, source_label: the encoder's source
+        (``tl_keras.weights.InitSpec.source`` / ``label``); None for scratch.
+      init_from: the ``--init_from`` spec (``init`` in files of earlier versions).
+      train_subjects: number of fine-tuning subjects.
+      subset_seed: seed of the subject subset (the sweep's repeat).
+      seed: the run's seed.
+      data_dir: absolute path of the training data set.
+      dataset_meta: the training data set's ``dataset.json`` (with its
+        ``preprocessing`` parameters, used by ``tl_keras.predict``).
+    """
+
+    image_size: tuple[int, int]
+    input_channels: int
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    target: str | None = None
+    source_task: str | None = None
+    source_domain: str | None = None
+    source_label: str | None = None
+    init_from: str | None = None
+    train_subjects: int | None = None
+    subset_seed: int | None = None
+    seed: int | None = None
+    data_dir: str | None = None
+    dataset_meta: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``model.json``."""
+        out = dataclasses.asdict(self)
+        out["image_size"], out["class_names"] = list(self.image_size), list(self.class_names)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = META_FILE) -> "ExportMeta":
+        """Check and convert ``data`` (``init`` of earlier versions is read as ``init_from``).
+
+        Raises:
+          RecordError: naming ``where`` and the missing or bad key.
+        """
+        opt_text, opt_int = optional(text), optional(integer)
+        checkers = {"image_size": _image_size, "input_channels": integer,
+                    "num_classes": integer, "class_names": optional(_names),
+                    "target": opt_text, "source_task": opt_text, "source_domain": opt_text,
+                    "source_label": opt_text, "init_from": opt_text,
+                    "train_subjects": optional(_subject_count), "subset_seed": opt_int,
+                    "seed": opt_int, "data_dir": opt_text, "dataset_meta": optional(mapping)}
+        meta = from_fields(cls, data, where, checkers, renamed={"init": "init_from"})
+        # JSON null for the optional collections means "none recorded".
+        return dataclasses.replace(meta, class_names=meta.class_names or (),
+                                   dataset_meta=meta.dataset_meta or {})
+
+
+def save_exported(model, model_dir: str, meta: ExportMeta | dict) -> str:
+    """Save ``model`` and ``meta`` under ``model_dir/export`` (atomically).
+
+    Args:
+      model: the Keras model.
+      model_dir: the run directory.
+      meta: the record, or a dict checked by :meth:`ExportMeta.from_dict`.
+
+    Raises:
+      RecordError: ``meta`` is missing a required key or has a bad value.
+    """
+    if not isinstance(meta, ExportMeta):
+        meta = ExportMeta.from_dict(meta, "export metadata")
     out = os.path.join(model_dir, EXPORT_DIR)
     os.makedirs(out, exist_ok=True)
     path = os.path.join(out, MODEL_FILE)
@@ -34,21 +122,26 @@ def save_exported(model, model_dir: str, meta: dict) -> str:
         tmp_keras = tmp + ".keras"  # Keras insists on the suffix
         model.save(tmp_keras)
         os.replace(tmp_keras, tmp)
-    write_json_atomic(os.path.join(out, META_FILE), meta)
+    write_json_atomic(os.path.join(out, META_FILE), meta.to_dict())
     return out
 
 
-def read_exported_meta(model_dir: str) -> dict:
+def read_exported_meta(model_dir: str) -> ExportMeta:
+    """The :class:`ExportMeta` of a fine-tuned run directory.
+
+    Raises:
+      FileNotFoundError: ``model_dir`` holds no export.
+      RecordError: ``model.json`` is damaged or has a missing or bad key.
+    """
     path = os.path.join(model_dir, EXPORT_DIR, META_FILE)
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path}: no exported model; is {model_dir} a finished tl_keras.finetune run?")
-    with open(path) as f:
-        return json.load(f)
+    return ExportMeta.from_dict(read_json_object(path), path)
 
 
 def load_exported(model_dir: str):
-    """Return ``(keras.Model, meta)`` of a fine-tuned run directory."""
+    """Return ``(keras.Model, ExportMeta)`` of a fine-tuned run directory."""
     import keras
     import tl_keras.models.batchnorm  # noqa: F401  registers FusedBatchNorm for load_model
     meta = read_exported_meta(model_dir)
@@ -56,3 +149,7 @@ def load_exported(model_dir: str):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: exported model file missing")
     return keras.models.load_model(path, compile=False), meta
+
+
+__all__ = ["EXPORT_DIR", "META_FILE", "MODEL_FILE", "ExportMeta", "RecordError",
+           "load_exported", "read_exported_meta", "save_exported"]

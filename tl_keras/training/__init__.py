@@ -1,8 +1,9 @@
-"""Pre-training, fine-tuning and sweeps: losses, optimizer, class weights,
-pure train steps, the loop, checkpointing and distribution helpers.
+"""Pre-training and fine-tuning: losses, optimizer, class weights, pure train
+steps, the loop, checkpointing and distribution helpers.
 
-Entry points: :func:`run_pretrain`, :func:`run_finetune`, :func:`run_sweep`
-(imported lazily so that ``import tl_keras.training.losses`` stays light).
+Entry points: :func:`run_pretrain`, :func:`run_finetune` (training, export and
+``result.json``; imported lazily so that ``import tl_keras.training.losses`` stays
+light). Evaluating a fine-tuned run and the sweeps are ``tl_keras.studies``.
 """
 from tl_keras.training.config import (ConfigError, FinetuneConfig, PretrainConfig,
                                       TrainConfig)
@@ -23,6 +24,12 @@ def run_finetune(config, build_models=None):
     from tl_keras.training.finetuning import run_finetune as run
     with claim_run_dir(config):
         return run(config, build_models)
+
+
+def __getattr__(name):
+    if name == "sweeps":  # moved when training stopped calling evaluation
+        raise ImportError("tl_keras.training.sweeps moved to tl_keras.studies.sweeps")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["ConfigError", "FinetuneConfig", "PretrainConfig", "TrainConfig",

@@ -1,6 +1,7 @@
 """Target-task fine-tuning (docs/method.md section 6): pre-trained encoder, random
-decoder, weighted cross-entropy, LR / 10 after half the steps; export, then
-evaluate the test split."""
+decoder, weighted cross-entropy, LR / 10 after half the steps; export and
+``result.json``. Evaluating the export is the caller's step (``tl_keras.studies``):
+training never calls evaluation."""
 from __future__ import annotations
 
 import functools
@@ -17,10 +18,11 @@ from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
 from tl_keras.training.config import FinetuneConfig, validate_finetune
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
-from tl_keras.training.runs import (RESULT_FILE, cached_json, completed_result,  # noqa: F401
-                                    finish_run, make_optimizer, schedule, start_run,
-                                    weights_record)
 from tl_keras.training.strategy import is_chief, work_dir
+from tl_keras.models.export import ExportMeta, save_exported
+from tl_keras.training.results import FinetuneResult, result_path
+from tl_keras.training.runs import (cached_json, completed_result, finish_run, make_optimizer,
+                                    schedule, start_run, weights_record)
 from tl_keras.weights.spec import InitSpec
 
 
@@ -49,67 +51,33 @@ def _train_counts(config: FinetuneConfig, meta: dict, subjects) -> dict:
     return weights_record(np.asarray(weights), config.class_weights, len(counts))
 
 
-def _export_and_evaluate(config, tm, meta, subjects, source) -> dict:
-    export_meta = {
-        "image_size": list(meta["image_size"]), "input_channels": config.input_channels,
-        "num_classes": int(meta["num_mask_classes"]),
-        "class_names": list(meta.get("mask_classes") or []), "target": config.target,
-        **source, "init": config.init_from,
-        "train_subjects": len(subjects), "subset_seed": config.subset_seed,
-        "seed": config.seed, "data_dir": os.path.abspath(config.data_dir), "dataset_meta": meta,
-    }
-    save_exported(tm.model, config.model_dir, export_meta)
-    if not config.evaluate:
-        return {}
-    out_dir = os.path.join(config.model_dir, f"eval_{config.eval_split}")
-    try:
-        from tl_keras.evaluation import evaluate_model_dir
-    except ImportError:
-        return {"predictions": write_predictions(tm.model, config, meta, out_dir)}
-    tables = evaluate_model_dir(config.model_dir, config.data_dir, config.eval_split, out_dir)
-    summary = tables.get("summary") if isinstance(tables, dict) else None
-    if summary is None or len(summary) == 0:
-        return {"eval_dir": out_dir}
-    row = summary.iloc[0].to_dict()
-    return {"eval_dir": out_dir, **{f"test_{k}": v for k, v in row.items()
-                                    if isinstance(v, (int, float, np.number))}}
-
-
-def write_predictions(model, config: FinetuneConfig, meta: dict, out_dir: str) -> str:
-    """Fallback without the evaluation package: label predictions of the eval split as .npz."""
-    from tl_keras.data.dataset import build_dataset, to_model_input
-    ds = build_dataset(config.data_dir, config.eval_split, "raw", config.batch_size,
-                       training=False, meta=meta)
-    ids, idx, preds, gts = [], [], [], []
-    for ex in ds:
-        logits = model(to_model_input(ex["image"], config.input_channels), training=False)
-        preds.append(np.argmax(np.asarray(logits, np.float32), -1).astype(np.uint8))
-        gts.append(ex["mask"].numpy().astype(np.uint8))
-        ids += [s.decode() for s in ex["subject_id"].numpy()]
-        idx += list(ex["slice_index"].numpy())
-    path = os.path.join(out_dir, "predictions.npz")
-    os.makedirs(out_dir, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, subject_id=np.array(ids), slice_index=np.array(idx),
-                                prediction=np.concatenate(preds), mask=np.concatenate(gts))
-    return path
+def _export(config, tm, meta, subjects, source) -> None:
+    save_exported(tm.model, config.model_dir, ExportMeta(
+        image_size=tuple(meta["image_size"]), input_channels=config.input_channels,
+        num_classes=int(meta["num_mask_classes"]),
+        class_names=tuple(meta.get("mask_classes") or ()), target=config.target, **source,
+        init_from=config.init_from, train_subjects=len(subjects),
+        subset_seed=config.subset_seed, seed=config.seed,
+        data_dir=os.path.abspath(config.data_dir), dataset_meta=meta))
 
 
 def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -> dict:
-    """Fine-tune (or resume) in ``config.model_dir``; export, evaluate, write result.json.
+    """Fine-tune (or resume) in ``config.model_dir``; export, write ``result.json``.
+
+    ``config.evaluate`` is not read here: the callers evaluate the export
+    (:func:`tl_keras.studies.finetune_and_evaluate`).
 
     Args:
       config: the run configuration.
       build_models: ``(config, meta) -> TaskModels`` (default: the Taskonomy networks).
 
     Returns:
-      The result record (also in ``model_dir/result.json``).
+      The :class:`FinetuneResult` as a dict (as in ``model_dir/result.json``).
     """
     meta = validate_finetune(config)
     done = completed_result(config)
     if done is not None:
-        return done
+        return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
     source = source_of(config.init_from)
     strategy = start_run(config)
     subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
@@ -148,11 +116,11 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     loop = LoopSpec(steps_per_epoch, total, lambda step: train, validate,
                     lambda *args: None, config.log_every, config.checkpoint_every)
     logs = fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
-    result = {"target": config.target, "init_from": config.init_from, **source,
-              "train_subjects": len(subjects), "subset_seed": config.subset_seed,
-              "seed": config.seed, "steps": total, "train_slices": counts["slices"],
-              **{f"final_{k}": v for k, v in logs.items()}}
+    result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
+                            train_subjects=len(subjects), subset_seed=config.subset_seed,
+                            seed=config.seed, steps=total, train_slices=counts["slices"],
+                            final=dict(logs)).to_dict()
     if is_chief(strategy):
-        result.update(_export_and_evaluate(config, tm, meta, subjects, source))
+        _export(config, tm, meta, subjects, source)
         finish_run(config, result)
     return result

@@ -61,7 +61,7 @@ HELP = {
     "train_subjects": "K training subjects drawn from the training split (0 = all)",
     "subset_seed": "seed of the K-subject draw",
     "eval_split": "split evaluated after training",
-    "evaluate": "evaluate (or predict) --eval_split after training",
+    "evaluate": "evaluate --eval_split after training (tl_keras.finetune, tl_keras.sweep)",
 }
 
 

@@ -11,10 +11,12 @@ import numpy as np
 from tl_keras.training import optimizers
 from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
+from tl_keras.training.results import RESULT_FILE
 from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
                                         set_precision)
 from tl_common.io import write_json_atomic
 from tl_common.runinfo import record_run
+from tl_common.records import read_json_object
 
 
 def start_run(config: TrainConfig):
@@ -69,9 +71,6 @@ def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:
     return {"method": method, "weights": [float(w) for w in weights], "slices": int(num_slices)}
 
 
-RESULT_FILE = "result.json"
-
-
 def completed_result(config: TrainConfig, extendable: bool = False) -> dict | None:
     """The ``result.json`` of a complete run, else None.
 
@@ -85,8 +84,7 @@ def completed_result(config: TrainConfig, extendable: bool = False) -> dict | No
     checkpoints = os.path.join(config.model_dir, CHECKPOINT_DIR)
     if not os.path.exists(path) or (extendable and os.path.isdir(checkpoints)):
         return None
-    with open(path) as f:
-        result = json.load(f)
+    result = read_json_object(path)
     print(f"{config.model_dir}: already complete ({RESULT_FILE}); nothing to do", flush=True)
     if not config.keep_checkpoints_after_done and os.path.isdir(checkpoints):
         shutil.rmtree(checkpoints)  # a clean-up cut short by a kill

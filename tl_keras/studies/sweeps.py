@@ -1,7 +1,8 @@
 """Fine-tuning set-size sweeps (Fig. 2.3): sources x set sizes x repeats.
 
-Each cell is an ordinary fine-tuning run in ``out_dir/<source>/n<K>/r<r>``; a
-cell is complete when its ``result.json`` exists, so reruns skip finished cells
+Each cell is an ordinary fine-tuning run in ``out_dir/<source>/n<K>/r<r>``, evaluated
+on ``--eval_split`` (``evaluated_run``); a cell is complete when its ``result.json``
+exists (with the evaluation, under ``--evaluate``), so reruns skip finished cells
 and resume unfinished ones from their checkpoints. Cells are dealt round-robin
 to ``num_jobs`` jobs (e.g. a SLURM array), and every job re-merges all complete
 cells into ``out_dir/sweep_results.csv``.
@@ -9,15 +10,14 @@ cells into ``out_dir/sweep_results.csv``.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import traceback
 from typing import Callable
 
+from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
 from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
-from tl_keras.training import run_finetune  # holds each cell's folder (rundir)
+from tl_keras.training.results import RecordError, read_finetune_result
 from tl_keras.training.rundir import claim_run_dir
-from tl_keras.training.finetuning import RESULT_FILE
 from tl_common import lock
 from tl_common.io import write_csv_atomic
 from tl_keras.weights.load_report import WeightLoadError
@@ -110,15 +110,17 @@ def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
 
 
 def merge_results(config: SweepConfig) -> str:
-    """Collect ``result.json`` of every complete cell into ``sweep_results.csv``."""
+    """Collect ``result.json`` of every complete cell into ``sweep_results.csv``.
+
+    Raises:
+      RecordError: a cell's ``result.json`` is damaged (names the file and key).
+    """
     import pandas as pd
     rows = []
     for cell in grid(config):
-        path = os.path.join(cell.run_dir, RESULT_FILE)
-        if os.path.exists(path):
-            with open(path) as f:
-                result = json.load(f)
-            rows.append({**result, "source": cell.source, "init_from": cell.init_from,
+        result = read_finetune_result(cell.run_dir)
+        if result is not None:
+            rows.append({**result.to_dict(), "source": cell.source, "init_from": cell.init_from,
                          "repeat": cell.repeat, "run_dir": cell.run_dir})
     frame = pd.DataFrame(rows)
     lead = [c for c in LEAD_COLUMNS if c in frame.columns]
@@ -149,17 +151,18 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
 
 
 def _complete(cell: FinetuneConfig, failed: list) -> bool:
-    """A finished cell with the same flags; one with other flags is refused (appended
-    to ``failed``) or, with ``--overwrite``, emptied to run again (rundir.check_flags)."""
-    if not os.path.exists(os.path.join(cell.model_dir, RESULT_FILE)):
-        return False
+    """A finished (and, with ``--evaluate``, evaluated) cell with the same flags; one
+    with other flags is refused (appended to ``failed``) or, with ``--overwrite``,
+    emptied to run again (rundir.check_flags); so is a damaged ``result.json``."""
     try:
+        if not is_complete(cell):
+            return False
         with claim_run_dir(cell):
             pass
-    except ConfigError as e:
-        failed.append((cell.model_dir, f"ConfigError: {e}"))
+        return is_complete(cell)
+    except (ConfigError, RecordError) as e:
+        failed.append((cell.model_dir, f"{type(e).__name__}: {e}"))
         return False
-    return os.path.exists(os.path.join(cell.model_dir, RESULT_FILE))
 
 
 def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
@@ -178,7 +181,7 @@ def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
         print(f"[{i}/{len(mine)}] {cell.run_dir}: fine-tuning from {cell.init_from} on "
               f"{cell.train_subjects or 'all'} subjects (subset {cell.repeat})", flush=True)
         try:
-            run_finetune(cell_config(config, cell), build_models)
+            finetune_and_evaluate(cell_config(config, cell), build_models)
             ran.append(cell.run_dir)
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))

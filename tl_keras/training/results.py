@@ -1,0 +1,114 @@
+"""The record of a fine-tuning run: ``<model_dir>/result.json``.
+
+Training writes it when the model is trained and exported (the run is complete);
+the caller that evaluates the run (``tl_keras.studies``) adds the evaluation and
+writes it again. Fields: docs/evaluation.md, "Run records".
+"""
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+
+from tl_common.io import write_json_atomic
+from tl_common.records import (RecordError, from_fields, integer, optional, prefixed,
+                                    read_json_object, text)
+
+RESULT_FILE = "result.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneResult:
+    """What ``result.json`` records about a fine-tuning run.
+
+    Attributes:
+      target: target task name.
+      init_from: the ``--init_from`` spec.
+      source_task, source_domain, source_label: the encoder's source (None for scratch;
+        ``source_label`` is the report's row name).
+      train_subjects: fine-tuning set size (subjects).
+      subset_seed: seed of the subject subset.
+      seed: the run's seed.
+      steps: training steps.
+      train_slices: training slices of the subset.
+      final: the last epoch's mean logs (``final_<name>`` in the file: loss, val_loss...).
+      eval_dir: the evaluation's output folder; None until the run is evaluated.
+      test: the evaluation's summary row (``test_<column>`` in the file: dice...).
+    """
+
+    target: str
+    init_from: str
+    train_subjects: int
+    subset_seed: int
+    seed: int
+    steps: int
+    train_slices: int
+    source_task: str | None = None
+    source_domain: str | None = None
+    source_label: str | None = None
+    final: dict = dataclasses.field(default_factory=dict)
+    eval_dir: str | None = None
+    test: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def evaluated(self) -> bool:
+        return self.eval_dir is not None
+
+    def with_evaluation(self, eval_dir: str, summary: dict) -> "FinetuneResult":
+        """This record with an evaluation: its folder and the numbers of its summary row."""
+        test = {k: v.item() if hasattr(v, "item") else v for k, v in summary.items()
+                if isinstance(v, numbers.Number)}  # numpy scalars included
+        return dataclasses.replace(self, eval_dir=eval_dir, test=test)
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``result.json`` (``final`` and ``test`` flattened with their
+        prefixes; ``eval_dir`` only once evaluated)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name not in ("final", "test", "eval_dir")}
+        out.update({f"final_{k}": v for k, v in self.final.items()})
+        if self.evaluated:
+            out["eval_dir"] = self.eval_dir
+        out.update({f"test_{k}": v for k, v in self.test.items()})
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = RESULT_FILE) -> "FinetuneResult":
+        """Check and convert ``data``.
+
+        Raises:
+          RecordError: naming ``where`` and the missing or bad key.
+        """
+        final, rest = prefixed(data, "final_", where)
+        test, rest = prefixed(rest, "test_", where)
+        opt_text = optional(text)
+        checkers = {"target": text, "init_from": text, "train_subjects": integer,
+                    "subset_seed": integer, "seed": integer, "steps": integer,
+                    "train_slices": integer, "source_task": opt_text,
+                    "source_domain": opt_text, "source_label": opt_text,
+                    "eval_dir": opt_text}
+        return from_fields(cls, {**rest, "final": final, "test": test}, where, checkers)
+
+
+def result_path(model_dir: str) -> str:
+    return os.path.join(model_dir, RESULT_FILE)
+
+
+def read_finetune_result(model_dir: str) -> FinetuneResult | None:
+    """The record of the run in ``model_dir``; None when the run is not complete.
+
+    Raises:
+      RecordError: ``result.json`` is damaged or has a missing or bad key.
+    """
+    path = result_path(model_dir)
+    if not os.path.exists(path):
+        return None
+    return FinetuneResult.from_dict(read_json_object(path), path)
+
+
+def write_finetune_result(model_dir: str, result: FinetuneResult) -> None:
+    """Write ``result.json`` atomically (it marks the run complete)."""
+    write_json_atomic(result_path(model_dir), result.to_dict())
+
+
+__all__ = ["RESULT_FILE", "FinetuneResult", "RecordError", "read_finetune_result",
+           "write_finetune_result"]
