@@ -1,10 +1,19 @@
-"""Small stand-in networks with the :class:`tl_keras.models.TaskModels` interface.
+"""Model presets: the networks a run trains, by name, with one ``TaskModels`` interface.
 
-The Taskonomy networks have ~40 M parameters; tracing one of their training
-steps takes tens of seconds on a 2-core CPU. These few-thousand-parameter
-networks (same inputs, outputs, BN and LeakyReLU conventions, /16 latent) let
-the loop, resume, distribution and sweep machinery be tested in seconds. Pass
-:func:`build_tiny_models` as ``build_models`` to ``run_pretrain`` / ``run_finetune``.
+- ``taskonomy``: the Taskonomy ResNet-50 encoder and decoders (~40 M parameters,
+  :mod:`tl_keras.models.factory`); the default of pretrain / finetune.
+- ``compact``: the small networks below, 4x wider, with ``latent_channels`` from the
+  config (the quickstart's default: small enough for a CPU, large enough to learn).
+- ``tiny``: the few-thousand-parameter networks below (latent 8). Tracing a Taskonomy
+  training step takes tens of seconds on a 2-core CPU; these (same inputs, outputs,
+  BN and LeakyReLU conventions, /16 latent) let the loop, resume, distribution and
+  sweep machinery be tested in seconds.
+
+:func:`build_models` builds a preset for one network kind (``TASKS`` of
+:mod:`tl_keras.models.factory`); :func:`build_taskonomy_models`,
+:func:`build_compact_models` and :func:`build_tiny_models` are the ``build_models``
+hooks of ``run_pretrain`` / ``run_finetune``: ``(config, meta, *, network,
+num_outputs) -> TaskModels`` (docs/training.md, "Python API").
 """
 from __future__ import annotations
 
@@ -12,7 +21,8 @@ import keras
 
 from tl_keras.models import TaskModels
 from tl_keras.models.batchnorm import BatchNormalization
-from tl_keras.models.factory import UNET_REFUSED
+from tl_keras.models.encoder import build_encoder
+from tl_keras.models.factory import UNET_REFUSED, build_task_models
 from tl_keras.models.unet import unet_model
 
 
@@ -87,21 +97,70 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
     return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
 
 
-def build_tiny_models(config, meta: dict, batch_norm: bool = True) -> TaskModels:
-    """``build_models`` hook for run_pretrain / run_finetune (same outputs as the real ones)."""
-    task = getattr(config, "task", "target")
-    num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
-           "classification": len(meta.get("presence_labels", []))}.get(task)
-    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
-                            batch_norm, decoder_variant=config.decoder_variant)
+PRESETS = ("taskonomy", "compact", "tiny")
 
 
-def build_compact_models(config, meta: dict) -> TaskModels:
-    """The tiny networks 4x wider, with ``config.latent_channels`` (the quickstart's default
-    network: small enough for a CPU, large enough to learn the phantom lesions)."""
-    task = getattr(config, "task", "target")
-    num = {"segmentation": meta["num_tissue_classes"], "target": meta["num_mask_classes"],
-           "classification": len(meta.get("presence_labels", []))}.get(task)
-    return tiny_task_models(task, int(meta["image_size"][0]), config.input_channels, num,
-                            width=4, latent_channels=config.latent_channels,
-                            decoder_variant=config.decoder_variant)
+def build_models(preset: str, network: str, image_size: int, input_channels: int,
+                 num_outputs: int | None, *, latent_channels: int = 8,
+                 decoder_variant: str = "taskonomy", discriminator_variant: str = "taskonomy",
+                 batch_norm: bool = True) -> TaskModels:
+    """The networks of ``preset`` for one network kind.
+
+    Args:
+      preset: one of ``PRESETS``.
+      network: ``segmentation`` / ``target`` (pixel-wise logits), ``autoencoding``
+        (tanh decoder + discriminator) or ``classification`` (head).
+      image_size: square input size in px (a multiple of 16).
+      input_channels: model input channels (1 or 3).
+      num_outputs: classes (None for auto-encoding: as many as the input channels).
+      latent_channels: ``compress1`` channels (``tiny`` keeps 8).
+      decoder_variant: see :func:`tl_keras.models.build_task_models`; the small presets
+        know ``unet`` and a plain decoder for any other value.
+      discriminator_variant: ``taskonomy`` only.
+      batch_norm: ``tiny`` only: False gives networks whose result does not depend on
+        how the batch is split over replicas (strategy-equivalence tests).
+
+    Returns:
+      A :class:`TaskModels`.
+    """
+    if preset == "taskonomy":
+        encoder = build_encoder(image_size=image_size, input_channels=input_channels,
+                                latent_channels=latent_channels)
+        return build_task_models(network, encoder, num_classes=num_outputs,
+                                 decoder_variant=decoder_variant,
+                                 discriminator_variant=discriminator_variant)
+    if preset == "compact":
+        return tiny_task_models(network, image_size, input_channels, num_outputs, width=4,
+                                latent_channels=latent_channels,
+                                decoder_variant=decoder_variant)
+    if preset == "tiny":
+        return tiny_task_models(network, image_size, input_channels, num_outputs, batch_norm,
+                                decoder_variant=decoder_variant)
+    raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+
+
+def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options) -> TaskModels:
+    """:func:`build_models` with the sizes of ``meta`` and the options of ``config``."""
+    return build_models(preset, network, int(meta["image_size"][0]), config.input_channels,
+                        num_outputs, latent_channels=config.latent_channels,
+                        decoder_variant=config.decoder_variant,
+                        discriminator_variant=getattr(config, "discriminator_variant",
+                                                      "taskonomy"), **options)
+
+
+def build_taskonomy_models(config, meta: dict, *, network: str,
+                           num_outputs: int | None) -> TaskModels:
+    """``build_models`` hook: the Taskonomy networks (the default of every run)."""
+    return _hook("taskonomy", config, meta, network, num_outputs)
+
+
+def build_tiny_models(config, meta: dict, batch_norm: bool = True, *, network: str,
+                      num_outputs: int | None) -> TaskModels:
+    """``build_models`` hook: the tiny networks (same outputs as the Taskonomy ones)."""
+    return _hook("tiny", config, meta, network, num_outputs, batch_norm=batch_norm)
+
+
+def build_compact_models(config, meta: dict, *, network: str,
+                         num_outputs: int | None) -> TaskModels:
+    """``build_models`` hook: the compact networks (the quickstart's default)."""
+    return _hook("compact", config, meta, network, num_outputs)

@@ -1,5 +1,6 @@
-"""Pre-training, fine-tuning and sweeps: losses, optimizer, class weights,
-pure train steps, the loop, checkpointing and distribution helpers.
+"""Pre-training, fine-tuning and sweeps: the task registry (``tasks``), the one
+training path (``train``), losses, optimizer, class weights, pure train steps, the
+loop, checkpointing and distribution helpers (docs/extending.md).
 
 Entry points: :func:`run_pretrain`, :func:`run_finetune`, :func:`run_sweep`
 (imported lazily so that ``import tl_keras.training.losses`` stays light).
