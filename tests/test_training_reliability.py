@@ -56,7 +56,7 @@ def pretrain_reference(tiny_data_dir, tmp_path_factory):
     # right after the mid-epoch checkpoint of step 8: the epoch mean must cover steps 7-12
     "tl_keras.training.checkpointing:RunCheckpoint.save:3:after",
     # after the last step, before the last validation, export and checkpoint
-    "tl_keras.training.pretraining:evaluate:2:before",
+    "tl_keras.training.train:evaluate:2:before",
 ])
 def test_pretrain_killed_resumes_to_the_uninterrupted_records(pretrain_reference, tmp_path,
                                                               kill, capsys):
