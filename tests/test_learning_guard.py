@@ -30,7 +30,7 @@ def test_compact_network_beats_a_location_prior(tmp_path):
     from tl_keras.quickstart import QuickstartConfig
     from tl_keras.studies import finetune_and_evaluate
     from tl_keras.training import FinetuneConfig
-    from tl_keras.training.tiny import build_compact_models
+    from tl_keras.models.presets import build_compact_models
     data = str(tmp_path / "data")
     meta = make_lesion_dataset(data)
     q = QuickstartConfig(workdir="")

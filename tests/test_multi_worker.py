@@ -24,7 +24,7 @@ from tfrecords_tools.shards import writer as shards
 WORKER = textwrap.dedent("""
     import sys
     from tl_keras.training import FinetuneConfig, run_finetune
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     config = FinetuneConfig(**{**__import__("json").loads(sys.argv[1]),
                                "strategy": "multi_worker"})
     run_finetune(config, build_tiny_models)
@@ -62,7 +62,7 @@ def _weights(model_dir):
 @pytest.mark.slow
 def test_two_workers_match_one_process(tmp_path):
     from tl_keras.training import FinetuneConfig, run_finetune
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     data = str(tmp_path / "data")
     _one_slice_dataset(data)
     common = dict(data_dir=data, batch_size=4, max_steps=3, learning_rate=1e-2, seed=3,

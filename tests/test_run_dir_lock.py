@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RUN_FOREVER = """
 import sys
 from tl_keras.training import FinetuneConfig, run_finetune
-from tl_keras.training.tiny import build_tiny_models
+from tl_keras.models.presets import build_tiny_models
 c = FinetuneConfig(data_dir=sys.argv[1], model_dir=sys.argv[2], batch_size=2,
                    max_steps=10 ** 6, evaluate=False, validate=False, class_weights="none",
                    checkpoint_every=10 ** 6, seed=0)
@@ -77,7 +77,7 @@ def _config(data_dir, model_dir, **kw):
 
 def test_other_flags_refused_unless_overwrite(tiny_data_dir, tmp_path):
     from tl_keras.training import run_finetune
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     c = _config(tiny_data_dir, tmp_path / "run")
     run_finetune(c, build_tiny_models)
     # Resume flags (logging, run length) may change; a finished run stays finished.

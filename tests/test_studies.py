@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import run_module
 from tl_keras.training.config import FinetuneConfig
-from tl_keras.training.tiny import build_tiny_models
+from tl_keras.models.presets import build_tiny_models
 
 TINY = dict(batch_size=2, max_steps=2, validate=False, class_weights="none",
             mixed_precision="none", train_subjects=2)

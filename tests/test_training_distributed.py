@@ -20,7 +20,7 @@ SCRIPT = textwrap.dedent("""
     import numpy as np
     import tensorflow as tf
     from tl_keras.training import PretrainConfig, run_pretrain
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     data_dir, out = sys.argv[1], sys.argv[2]
     bn = sys.argv[3] == "bn"
     build = functools.partial(build_tiny_models, batch_norm=bn)

@@ -1,4 +1,4 @@
-"""The training loop with small stand-in networks (tl_keras.training.tiny): each
+"""The training loop with small stand-in networks (tl_keras.models.presets): each
 source task overfits a fixed batch, the GAN schedule, deterministic resume,
 fine-tuning end to end, and resumable, splittable sweeps."""
 import dataclasses
@@ -12,7 +12,7 @@ import tensorflow as tf
 from tl_keras.training import losses, steps
 from tl_keras.training.config import FinetuneConfig, PretrainConfig
 from tl_keras.training.optimizers import make_discriminator_optimizer, make_generator_optimizer
-from tl_keras.training.tiny import build_tiny_models, tiny_task_models
+from tl_keras.models.presets import build_tiny_models, tiny_task_models
 
 LOSSES = {"segmentation": losses.weighted_cross_entropy, "autoencoding": losses.l1_loss,
           "classification": losses.multilabel_cross_entropy}

@@ -46,7 +46,7 @@ def _assert_same_encoder(a, b):
 @pytest.fixture(scope="module")
 def pretrain_reference(tiny_data_dir, tmp_path_factory):
     from tl_keras.training import run_pretrain
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     config = PretrainConfig(data_dir=tiny_data_dir, **PRETRAIN,
                             model_dir=str(tmp_path_factory.mktemp("reference")))
     return config, run_pretrain(config, build_tiny_models)
@@ -56,12 +56,12 @@ def pretrain_reference(tiny_data_dir, tmp_path_factory):
     # right after the mid-epoch checkpoint of step 8: the epoch mean must cover steps 7-12
     "tl_keras.training.checkpointing:RunCheckpoint.save:3:after",
     # after the last step, before the last validation, export and checkpoint
-    "tl_keras.training.pretraining:evaluate:2:before",
+    "tl_keras.training.train:evaluate:2:before",
 ])
 def test_pretrain_killed_resumes_to_the_uninterrupted_records(pretrain_reference, tmp_path,
                                                               kill, capsys):
     from tl_keras.training import run_pretrain
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     reference, expected = pretrain_reference
     config = dataclasses.replace(reference, model_dir=str(tmp_path / "run"))
     killed = _drive("pretrain", config, kill)
@@ -84,7 +84,7 @@ def test_pretrain_killed_resumes_to_the_uninterrupted_records(pretrain_reference
 def test_finetune_killed_after_its_last_checkpoint_finishes_on_rerun(tiny_data_dir, tmp_path,
                                                                      capsys):
     from tl_keras.training import run_finetune
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     base = FinetuneConfig(data_dir=tiny_data_dir, batch_size=2, epochs=1, checkpoint_every=4,
                           deterministic=True, evaluate=False, model_dir=str(tmp_path / "ref"),
                           mixed_precision="none")

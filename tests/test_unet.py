@@ -25,7 +25,7 @@ def test_taskonomy_unet_decoder_exact_count():
 
 
 def test_compact_unet_decoder_exact_count():
-    from tl_keras.training.tiny import tiny_task_models
+    from tl_keras.models.presets import tiny_task_models
     tm = tiny_task_models("target", 64, 3, 2, width=4, decoder_variant="unet")
     assert tm.model.output_shape == (None, 64, 64, 2)
     # Stages enc0-3 (32, 64, 64, 64 channels at /2, /4, /8, /16) and the 8-channel latent;
@@ -58,7 +58,7 @@ def test_unet_overfits_a_toy_set():
     import keras
     import tensorflow as tf
     from tl_keras.training import losses, steps
-    from tl_keras.training.tiny import tiny_task_models
+    from tl_keras.models.presets import tiny_task_models
     keras.utils.set_random_seed(0)
     x, y = _toy()
     tm = tiny_task_models("target", 32, 1, 2, width=2, decoder_variant="unet")
@@ -75,7 +75,7 @@ def test_unet_overfits_a_toy_set():
 def test_encoder_weights_load_identically_with_either_decoder(network, tmp_path):
     import keras
     from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.tiny import tiny_task_models
+    from tl_keras.models.presets import tiny_task_models
     from tl_keras.weights import init_encoder, save_encoder
 
     def build(variant):
@@ -105,7 +105,7 @@ def test_encoder_weights_load_identically_with_either_decoder(network, tmp_path)
 def test_unet_is_refused_for_autoencoding(tiny_data_dir, tmp_path):
     from tl_keras.models import build_encoder, build_task_models
     from tl_keras.training.config import ConfigError, PretrainConfig, validate_pretrain
-    from tl_keras.training.tiny import tiny_task_models
+    from tl_keras.models.presets import tiny_task_models
     with pytest.raises(ValueError, match="learns the identity"):
         build_task_models("autoencoding", build_encoder(32, 1), num_classes=None,
                           decoder_variant="unet")
@@ -125,7 +125,7 @@ def test_finetune_evaluate_predict_with_unet(tiny_data_dir, tmp_path):
     from tl_keras.studies import finetune_and_evaluate
     from tl_keras.training import FinetuneConfig
     from tl_keras.studies.sweeps import SweepConfig, run_sweep
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     ft = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "ft"), batch_size=2,
                         max_steps=2, validate=False, train_subjects=2, input_channels=1,
                         decoder_variant="unet", loss="cross_entropy_dice",

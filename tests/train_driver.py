@@ -3,7 +3,7 @@
     python -m tests.train_driver pretrain|finetune CONFIG_JSON [KILL]
 
 CONFIG_JSON holds the config fields; the networks are the tiny stand-ins
-(tl_keras.training.tiny). Errors go through the CLIs' one-line handler. KILL,
+(tl_keras.models.presets). Errors go through the CLIs' one-line handler. KILL,
 ``module:attr:N:before|after``, sends this process SIGKILL just before or just
 after the N-th call of ``module.attr`` (``attr`` may be ``Class.method``): a real
 kill -9 at a chosen point of the run.
@@ -40,7 +40,7 @@ def main(kind: str, config_json: str, kill: str | None = None) -> None:
     from tl_keras.studies import finetune_and_evaluate
     from tl_keras.training import FinetuneConfig, PretrainConfig, run_pretrain
     from tl_common.cli import run_cli
-    from tl_keras.training.tiny import build_tiny_models
+    from tl_keras.models.presets import build_tiny_models
     if kill:
         _arm_kill(kill)
     cls, run = ((PretrainConfig, run_pretrain) if kind == "pretrain"

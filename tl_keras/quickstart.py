@@ -153,8 +153,8 @@ def _complete(out_dir: str) -> bool:
 
 
 def _build_models(network: str):
-    from tl_keras.training import tiny
-    return {"tiny": tiny.build_tiny_models, "compact": tiny.build_compact_models,
+    from tl_keras.models import presets
+    return {"tiny": presets.build_tiny_models, "compact": presets.build_compact_models,
             "taskonomy": None}[network]  # None: the Taskonomy ResNet-50 networks
 
 

@@ -1,5 +1,6 @@
-"""Pre-training and fine-tuning: losses, optimizer, class weights, pure train
-steps, the loop, checkpointing and distribution helpers.
+"""Pre-training and fine-tuning: the task registry (``tasks``), the one
+training path (``train``), losses, optimizer, class weights, pure train steps, the
+loop, checkpointing and distribution helpers (docs/extending.md).
 
 Entry points: :func:`run_pretrain`, :func:`run_finetune` (training, export and
 ``result.json``; imported lazily so that ``import tl_keras.training.losses`` stays

@@ -12,10 +12,10 @@ import os
 
 from tfrecords_tools import schema
 from tl_common.cli import UserError
+from tl_keras.training import tasks
 from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec
 
-PRETRAIN_TASKS = ("segmentation", "autoencoding", "classification")
 DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
 TARGET_EPOCHS = {"stroke": 30, "ms": 60, "anatomy": 300}
@@ -148,24 +148,25 @@ def _validate_common(c: TrainConfig) -> dict:
 
 def validate_pretrain(c: PretrainConfig) -> dict:
     """Validate a pre-training configuration and its data; return dataset.json."""
-    _choice("task", c.task, PRETRAIN_TASKS)
+    _choice("task", c.task, tasks.source_tasks())
     _choice("domain", c.domain, DOMAINS)
     _choice("discriminator_variant", c.discriminator_variant, DISCRIMINATOR_VARIANTS)
-    if c.task == "autoencoding" and c.decoder_variant == "unet":
-        from tl_keras.models.factory import UNET_REFUSED
-        raise ConfigError(UNET_REFUSED.format(task=c.task))
     meta = _validate_common(c)
     if c.epochs < 1 and c.max_steps < 1:
         raise ConfigError("--epochs or --max_steps must be >= 1")
-    if c.task == "classification" and not meta.get("presence_labels"):
-        raise ConfigError(f"{c.data_dir}: no presence_labels, cannot pre-train classification")
-    if c.task == "segmentation" and meta["num_tissue_classes"] < 2:
-        raise ConfigError(f"{c.data_dir}: num_tissue_classes < 2, cannot pre-train segmentation")
-    if c.task == "autoencoding" and (c.disc_start_step < 0 or c.disc_learning_rate <= 0):
-        raise ConfigError("--disc_start_step must be >= 0 and --disc_learning_rate > 0")
-    if c.task != "segmentation" and c.class_weights not in ("none", "median_frequency"):
-        raise ConfigError(f"--class_weights={c.class_weights} only applies to --task=segmentation")
+    _check_task(tasks.get(c.task), c, meta)
+    if (c.task not in tasks.weighted_tasks()
+            and c.class_weights not in ("none", "median_frequency")):
+        raise ConfigError(f"--class_weights={c.class_weights} only applies to "
+                          f"--task={' | '.join(tasks.weighted_tasks())}")
     return meta
+
+
+def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
+    """The task's own checks (:attr:`tasks.TaskSpec.check`) as a ConfigError."""
+    message = task.check(c, meta)
+    if message:
+        raise ConfigError(message)
 
 
 def validate_finetune(c: FinetuneConfig) -> dict:
@@ -173,8 +174,7 @@ def validate_finetune(c: FinetuneConfig) -> dict:
     _choice("target", c.target, TARGETS)
     _choice("loss", c.loss, LOSSES)
     meta = _validate_common(c)
-    if meta["num_mask_classes"] < 2:
-        raise ConfigError(f"{c.data_dir}: num_mask_classes must be >= 2")
+    _check_task(tasks.get("target"), c, meta)
     n_train = len(meta["splits"]["train"]["subjects"])
     if c.train_subjects < 0 or c.train_subjects > n_train:
         raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "

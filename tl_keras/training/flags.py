@@ -11,6 +11,7 @@ import dataclasses
 from absl import flags
 
 from tl_keras.training.config import ConfigError
+from tl_keras.training import tasks
 from tl_keras.weights.spec import SPEC_HELP
 
 HELP = {
@@ -48,7 +49,7 @@ HELP = {
     "validate": "compute the validation loss (split 'val') after each epoch",
     "overwrite": "replace a run with other flags in --model_dir (otherwise refused; "
                  "the folder is emptied first)",
-    "task": "source task: segmentation | autoencoding | classification",
+    "task": f"source task: {' | '.join(tasks.source_tasks())}",
     "domain": "source domain recorded with the encoder: t1 | natural",
     "disc_start_step": "auto-encoding: step at which the GAN discriminator switches on "
                        "(paper: 26000 on T1, 25000 on natural images)",

@@ -1,0 +1,44 @@
+"""Source task: auto-encoding, L1 alone until ``--disc_start_step``, then L1 plus a
+conditional GAN (docs/method.md section 4)."""
+from __future__ import annotations
+
+from tl_keras.training.tasks.spec import ExtraNetwork, StepContext, TaskSpec, export_encoder
+
+
+def _loss(config, weights: dict | None):
+    from tl_keras.training import losses
+    return losses.l1_loss
+
+
+def _check(config, meta: dict) -> str | None:
+    if config.decoder_variant == "unet":
+        from tl_keras.models.factory import UNET_REFUSED
+        return UNET_REFUSED.format(task=config.task)
+    if config.disc_start_step < 0 or config.disc_learning_rate <= 0:
+        return "--disc_start_step must be >= 0 and --disc_learning_rate > 0"
+    return None
+
+
+def _discriminator_optimizer(config):
+    from tl_keras.training.optimizers import make_discriminator_optimizer
+    return make_discriminator_optimizer(config.disc_learning_rate,
+                                        loss_scale=config.mixed_precision == "float16")
+
+
+def _steps(ctx: StepContext):
+    """The L1 step before ``--disc_start_step``, the GAN step (both networks) from it."""
+    from tl_keras.training import steps
+    train = ctx.supervised_step()
+    gan = steps.distribute(steps.make_gan_step(
+        ctx.models.model, ctx.models.discriminator, ctx.optimizer,
+        ctx.optimizers["discriminator"], ctx.config.batch_size,
+        jit_compile=ctx.config.jit_compile), ctx.strategy)
+    start = ctx.config.disc_start_step
+    return lambda step: gan if step >= start else train
+
+
+TASK = TaskSpec(name="autoencoding", data_task="autoencoding", network="autoencoding",
+                num_outputs=lambda meta: None, loss=_loss, check=_check,
+                extra_networks=(ExtraNetwork("discriminator", "d_optimizer",
+                                             _discriminator_optimizer),),
+                steps=_steps, export=export_encoder)

@@ -1,0 +1,27 @@
+"""Source task: multi-label classification of the labels present in a slice
+(docs/method.md section 4)."""
+from __future__ import annotations
+
+import functools
+
+from tl_keras.training.tasks.spec import TaskSpec, export_encoder
+
+
+def _num_outputs(meta: dict) -> int:
+    return len(meta["presence_labels"])
+
+
+def _loss(config, weights: dict | None):
+    from tl_keras.training import losses
+    return functools.partial(losses.multilabel_cross_entropy,
+                             softmax=config.classification_softmax)
+
+
+def _check(config, meta: dict) -> str | None:
+    if not meta.get("presence_labels"):
+        return f"{config.data_dir}: no presence_labels, cannot pre-train classification"
+    return None
+
+
+TASK = TaskSpec(name="classification", data_task="classification", network="classification",
+                num_outputs=_num_outputs, loss=_loss, check=_check, export=export_encoder)
