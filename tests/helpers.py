@@ -141,3 +141,55 @@ def make_lesion_dataset(out_dir, *, size=32, splits=None, slices_per_subject=4, 
         meta["splits"][split] = {"subjects": subjects, "slices": len(records), "shards": 2}
     shards.write_dataset_json(out_dir, meta)
     return meta
+
+
+def cli_flags(module_names) -> dict:
+    """The flags each CLI module defines: ``{module: sorted flag names}``, absl's own
+    (``--flagfile``, ``--helpfull``, ``-v`` ...) left out.
+
+    Read from absl's ``FlagValues`` after importing the module and calling its
+    ``define_flags`` (if any): module-level private ``FlagValues`` and whatever the
+    module added to the global ``FLAGS``. Global flags are removed again after each
+    module, because CLIs run in separate processes and may reuse names (``--seed``).
+    Run this in a fresh process (:func:`run_module` on ``tests.helpers``): an
+    already-imported module would define nothing.
+    """
+    import importlib
+    import inspect
+
+    from absl import app, flags, logging  # noqa: F401  absl's flags exist before the snapshot
+
+    def own(flag_values, names=None):
+        return {flag.name for module, found in flag_values.flags_by_module_dict().items()
+                if not module.startswith("absl") for flag in found
+                if names is None or flag.name in names}
+
+    app.define_help_flags()
+    out = {}
+    for name in module_names:
+        before = set(flags.FLAGS)
+        module = importlib.import_module(name)
+        found = set()
+        define = getattr(module, "define_flags", None)
+        if define is not None and inspect.signature(define).parameters:
+            private = flags.FlagValues()
+            define(private)
+            found |= own(private)
+        elif define is not None:
+            define()
+        for value in vars(module).values():
+            if isinstance(value, flags.FlagValues) and value is not flags.FLAGS:
+                found |= own(value)
+        new = set(flags.FLAGS) - before
+        found |= own(flags.FLAGS, new)
+        for flag_name in new:
+            delattr(flags.FLAGS, flag_name)
+        out[name] = sorted(found)
+    return out
+
+
+if __name__ == "__main__":
+    # python -m tests.helpers cli_flags MODULE... : the flags as JSON, for a fresh process.
+    import json
+    if sys.argv[1:2] == ["cli_flags"]:
+        print(json.dumps(cli_flags(sys.argv[2:])))

@@ -323,12 +323,18 @@ def main(argv):
     print(f"wrote SYNTHETIC cohort manifest {path}")
 
 
+def define_flags() -> None:
+    """The CLI's flags (in absl's global ``FLAGS``)."""
+    from absl import flags
+    flags.DEFINE_string("out_dir", None, "Output directory of the synthetic cohort.")
+    flags.DEFINE_integer("subjects", 6, "Number of synthetic subjects.")
+    flags.DEFINE_enum("lesions", "stroke", ["stroke", "ms"], "Lesion type painted in.")
+    flags.DEFINE_integer("seed", 0, "Cohort seed (deterministic output).")
+    flags.DEFINE_float("resolution", 1.0, "Native voxel size in mm.")
+    flags.mark_flag_as_required("out_dir")
+
+
 if __name__ == "__main__":
-    from absl import app, flags as _flags
-    _flags.DEFINE_string("out_dir", None, "Output directory of the synthetic cohort.")
-    _flags.DEFINE_integer("subjects", 6, "Number of synthetic subjects.")
-    _flags.DEFINE_enum("lesions", "stroke", ["stroke", "ms"], "Lesion type painted in.")
-    _flags.DEFINE_integer("seed", 0, "Cohort seed (deterministic output).")
-    _flags.DEFINE_float("resolution", 1.0, "Native voxel size in mm.")
-    _flags.mark_flag_as_required("out_dir")
+    from absl import app
+    define_flags()
     app.run(main)
