@@ -1,9 +1,10 @@
 """Frozen run configurations of pre-training and fine-tuning, with early validation.
 
 The CLIs parse absl flags into these dataclasses once; library code only sees
-the dataclass. :func:`validate_pretrain` / :func:`validate_finetune` check flag
-combinations and the data before anything is built, raising :class:`ConfigError`
-whose message is one line for the CLI to print.
+the dataclass. Each field is a flag and carries its help text (``metadata["help"]``).
+:func:`validate_pretrain` / :func:`validate_finetune` check flag combinations and
+the data before anything is built, raising :class:`ConfigError` whose message is
+one line for the CLI to print.
 """
 from __future__ import annotations
 
@@ -30,10 +31,10 @@ class ConfigError(ValueError):
     """An invalid flag combination or missing data (message: one line)."""
 
 
-def _flag(default, help: str):
-    """A config field whose ``help`` is the flag's help text (one source for ``--help``,
-    :func:`tl_keras.training.flags.define_config_flags` and the docs test)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def _flag(default, help_text: str):
+    """A config field carrying its flag's help text, the one place it is written (absl's
+    ``--help`` shows it through :func:`tl_keras.training.flags.define_config_flags`)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
 
 
 @dataclasses.dataclass(frozen=True)
