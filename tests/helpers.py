@@ -1,4 +1,12 @@
-"""Test helpers: tiny synthetic shard data sets built in a temporary directory."""
+"""Helpers of the tests, in one module: tiny synthetic shard data sets and MNI cohorts,
+stand-in scans, Dice, tiny exported models, CLIs run in a subprocess (optionally in a
+private mount namespace), and the flags each CLI defines.
+
+Beside it: ``model_harness.py`` (the checks every network passes), ``taskonomy_reference.py``
+(TF1 checkpoints with Taskonomy names and an independent reference forward pass) and
+``train_driver.py`` (a script, not a module to import: tests run it in a subprocess they
+can SIGKILL at a chosen point of training).
+"""
 from __future__ import annotations
 
 import os
@@ -142,3 +150,151 @@ def make_lesion_dataset(out_dir, *, size=32, splits=None, slices_per_subject=4, 
         meta["splits"][split] = {"subjects": subjects, "slices": len(records), "shards": 2}
     shards.write_dataset_json(out_dir, meta)
     return meta
+
+
+def dice(a, b) -> float:
+    """Dice overlap of two boolean arrays (0 when both are empty)."""
+    return 2 * np.count_nonzero(a & b) / max(np.count_nonzero(a) + np.count_nonzero(b), 1)
+
+
+def touch_nifti(root, *paths) -> None:
+    """Create stand-in scans ``root/path`` (gzip magic only: layout builders read names)."""
+    for rel in paths:
+        path = os.path.join(str(root), rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"\x1f\x8b")
+
+
+MNI_TEST_RES = 4  # mm: template grid 50 x 59 x 48, slices padded to 64
+
+
+def mni_cohort_config(**kw):
+    """Pre-processing of :func:`make_mni_cohort` scans (already in MNI space, cropped)."""
+    from tfrecords_tools.scans.config import PreprocessConfig
+    return PreprocessConfig.for_resolution(MNI_TEST_RES, skip_registration=True, crop_top=80,
+                                           crop_bottom=60, **kw)
+
+
+def make_mni_cohort(folder, n=4, seed=0, nan_subject=None):
+    """n subjects on the 4 mm MNI grid: template * random gain + noise, a lesion ball each."""
+    # Imported here: ``cli_flags`` runs this module in a fresh process, which starts faster.
+    import nibabel as nib
+    import pandas as pd
+    from tfrecords_tools.scans import registration as reg
+    tpl = reg.template_image(MNI_TEST_RES)
+    # Template intensities are in [0, 1]: scale them so the noise (sd 2) stays noise and
+    # the scans pass the template-correlation check (tfrecords_tools.checks).
+    data = np.asarray(tpl.dataobj, np.float32) * 1000
+    rng = np.random.default_rng(seed)
+    grid = np.indices(data.shape)
+    rows = []
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        sid = f"sub{i:02d}"
+        img = data * rng.uniform(0.8, 1.2) + rng.normal(0, 2, data.shape).astype(np.float32)
+        if sid == nan_subject:
+            img[10, 10, 10] = np.nan
+        centre = np.array([25, 30, 24]) + rng.integers(-4, 5, 3)
+        lesion = (((grid - centre[:, None, None, None]) ** 2).sum(0) < 9).astype(np.uint8)
+        nib.save(nib.Nifti1Image(img, tpl.affine), os.path.join(folder, f"{sid}_t1.nii.gz"))
+        labels = []
+        for part, sl in enumerate((slice(None, centre[2]), slice(centre[2], None))):
+            half = np.zeros_like(lesion)
+            half[:, :, sl] = lesion[:, :, sl]
+            name = f"{sid}_lesion{part}.nii.gz"
+            nib.save(nib.Nifti1Image(half, tpl.affine), os.path.join(folder, name))
+            labels.append(name)
+        rows.append({"subject_id": sid, "image": f"{sid}_t1.nii.gz", "label": ";".join(labels),
+                     "split": "train" if i < n - 1 else "test", "synthetic": "true"})
+    path = os.path.join(folder, "manifest.csv")
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+# Tiny exported models with known behaviour (evaluation, prediction, report tests).
+
+def threshold_model(num_classes: int = 2, size: int = 32, channels: int = 3,
+                    bias: float = 0.0):
+    """A 1x1 conv predicting class 1 where the [-1, 1] input sums above ``-bias``.
+
+    On ``make_tiny_dataset`` images the bright disc (the mask) is positive and
+    the background negative, so with ``bias=0`` the prediction is the disc
+    exactly; a positive bias adds false positives in the noisy background.
+    """
+    import keras
+    inp = keras.Input((size, size, channels))
+    conv = keras.layers.Conv2D(num_classes, 1, name="logits")
+    out = conv(inp)
+    kernel = np.zeros((1, 1, channels, num_classes), np.float32)
+    kernel[0, 0, :, 1] = 1.0
+    bias_vector = np.zeros(num_classes, np.float32)
+    bias_vector[1] = bias
+    conv.set_weights([kernel, bias_vector])
+    return keras.Model(inp, out)
+
+
+def export_threshold_model(model_dir, num_classes=2, size=32, dataset_meta=None, bias=0.0,
+                           **meta):
+    """Save :func:`threshold_model` with export metadata; returns the meta."""
+    from tl_keras.models.export import save_exported
+    full = {"image_size": [size, size], "input_channels": 3, "num_classes": num_classes,
+            "class_names": ["background"] + [f"lesion{i}" for i in range(1, num_classes)],
+            "target": "stroke", "source_task": "segmentation", "source_domain": "t1",
+            "init": "runs/pretrain/encoder.weights.h5", "train_subjects": ["train000"],
+            "subset_seed": 3, "seed": 7, "dataset_meta": dataset_meta or {}}
+    full.update(meta)
+    save_exported(threshold_model(num_classes, size, bias=bias), str(model_dir), full)
+    return full
+
+
+def cli_flags(module_names) -> dict:
+    """The flags each CLI module defines: ``{module: sorted flag names}``, absl's own
+    (``--flagfile``, ``--helpfull``, ``-v`` ...) left out.
+
+    Read from absl's ``FlagValues`` after importing the module and calling its
+    ``define_flags`` (if any): module-level private ``FlagValues`` and whatever the
+    module added to the global ``FLAGS``. Global flags are removed again after each
+    module, because CLIs run in separate processes and may reuse names (``--seed``).
+    Run this in a fresh process (:func:`run_module` on ``tests.helpers``): an
+    already-imported module would define nothing.
+    """
+    import importlib
+    import inspect
+
+    from absl import app, flags, logging  # noqa: F401  absl's flags exist before the snapshot
+
+    def own(flag_values, names=None):
+        return {flag.name for module, found in flag_values.flags_by_module_dict().items()
+                if not module.startswith("absl") for flag in found
+                if names is None or flag.name in names}
+
+    app.define_help_flags()
+    out = {}
+    for name in module_names:
+        before = set(flags.FLAGS)
+        module = importlib.import_module(name)
+        found = set()
+        define = getattr(module, "define_flags", None)
+        if define is not None and inspect.signature(define).parameters:
+            private = flags.FlagValues()
+            define(private)
+            found |= own(private)
+        elif define is not None:
+            define()
+        for value in vars(module).values():
+            if isinstance(value, flags.FlagValues) and value is not flags.FLAGS:
+                found |= own(value)
+        new = set(flags.FLAGS) - before
+        found |= own(flags.FLAGS, new)
+        for flag_name in new:
+            delattr(flags.FLAGS, flag_name)
+        out[name] = sorted(found)
+    return out
+
+
+if __name__ == "__main__":
+    # python -m tests.helpers cli_flags MODULE... : the flags as JSON, for a fresh process.
+    import json
+    if sys.argv[1:2] == ["cli_flags"]:
+        print(json.dumps(cli_flags(sys.argv[2:])))

@@ -4,55 +4,15 @@ import os
 import subprocess
 import sys
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import make_mni_cohort, mni_cohort_config
 from tfrecords_tools import convert as convert_cli, schema
 from tfrecords_tools.conversion import pipeline as cv, subject_cache
 from tfrecords_tools.shards import assemble
 
-RES = 4  # template grid 50 x 59 x 48, slices padded to 64
-
-
-def _config(**kw):
-    from tfrecords_tools.scans.config import PreprocessConfig
-    return PreprocessConfig.for_resolution(RES, skip_registration=True, crop_top=80,
-                                           crop_bottom=60, **kw)
-
-
-def make_mni_cohort(folder, n=4, seed=0, nan_subject=None):
-    """n subjects on the 4 mm MNI grid: template * random gain + noise, a lesion ball each."""
-    from tfrecords_tools.scans import registration as reg
-    tpl = reg.template_image(RES)
-    # Template intensities are in [0, 1]: scale them so the noise (sd 2) stays noise and
-    # the scans pass the template-correlation check (tfrecords_tools.scans.checks).
-    data = np.asarray(tpl.dataobj, np.float32) * 1000
-    rng = np.random.default_rng(seed)
-    grid = np.indices(data.shape)
-    rows = []
-    os.makedirs(folder, exist_ok=True)
-    for i in range(n):
-        sid = f"sub{i:02d}"
-        img = data * rng.uniform(0.8, 1.2) + rng.normal(0, 2, data.shape).astype(np.float32)
-        if sid == nan_subject:
-            img[10, 10, 10] = np.nan
-        centre = np.array([25, 30, 24]) + rng.integers(-4, 5, 3)
-        lesion = (((grid - centre[:, None, None, None]) ** 2).sum(0) < 9).astype(np.uint8)
-        nib.save(nib.Nifti1Image(img, tpl.affine), os.path.join(folder, f"{sid}_t1.nii.gz"))
-        labels = []
-        for part, sl in enumerate((slice(None, centre[2]), slice(centre[2], None))):
-            half = np.zeros_like(lesion)
-            half[:, :, sl] = lesion[:, :, sl]
-            name = f"{sid}_lesion{part}.nii.gz"
-            nib.save(nib.Nifti1Image(half, tpl.affine), os.path.join(folder, name))
-            labels.append(name)
-        rows.append({"subject_id": sid, "image": f"{sid}_t1.nii.gz", "label": ";".join(labels),
-                     "split": "train" if i < n - 1 else "test", "synthetic": "true"})
-    path = os.path.join(folder, "manifest.csv")
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +20,7 @@ def converted(tmp_path_factory):
     base = tmp_path_factory.mktemp("convert")
     manifest = make_mni_cohort(str(base / "scans"))
     out = str(base / "out")
-    meta = cv.convert(manifest, out, _config(), num_shards=2, progress=False)
+    meta = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, progress=False)
     return manifest, out, meta
 
 
@@ -116,7 +76,7 @@ def test_rerun_skips_completed_subjects_and_shards(converted):
     files = [os.path.join(out, f) for f in os.listdir(out) if f.endswith(".tfrecord")]
     files += [subject_cache.cache_path(out, f"sub{i:02d}") for i in range(4)]
     before = {f: os.stat(f).st_mtime_ns for f in files}
-    meta = cv.convert(manifest, out, _config(), num_shards=2, progress=False)
+    meta = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, progress=False)
     assert {f: os.stat(f).st_mtime_ns for f in files} == before
     assert meta["complete"]
 
@@ -124,15 +84,16 @@ def test_rerun_skips_completed_subjects_and_shards(converted):
 def test_shard_jobs_then_merge(converted, tmp_path):
     manifest, full_out, _ = converted
     out = str(tmp_path / "jobs")
-    meta0 = cv.convert(manifest, out, _config(), num_shards=2, shard_job=(0, 2), progress=False)
+    meta0 = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, shard_job=(0, 2),
+                       progress=False)
     assert not meta0["complete"]
     assert sorted(f for f in os.listdir(out) if f.endswith(".tfrecord")) == [
         "test-00000-of-00001.tfrecord", "train-00000-of-00002.tfrecord"]
     assert sorted(os.listdir(os.path.join(out, "subjects"))) == [
         "sub00.npz", "sub02.npz", "sub03.npz"]
-    cv.convert(manifest, out, _config(), num_shards=2, shard_job=(1, 2), progress=False)
+    cv.convert(manifest, out, mni_cohort_config(), num_shards=2, shard_job=(1, 2), progress=False)
     assert os.path.exists(os.path.join(out, "train-00001-of-00002.tfrecord"))
-    merged = cv.convert(manifest, out, _config(), num_shards=2, progress=False)
+    merged = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, progress=False)
     assert merged["complete"]
     assert merged["splits"] == schema.read_meta(full_out)["splits"]
 
@@ -141,11 +102,12 @@ def test_on_error_fail_and_skip(tmp_path):
     manifest = make_mni_cohort(str(tmp_path / "scans"), n=3, nan_subject="sub01")
     out = str(tmp_path / "out")
     with pytest.raises(cv.ConversionError, match="sub01.*sub01_t1.nii.gz"):
-        cv.convert(manifest, out, _config(), num_shards=1, progress=False)
+        cv.convert(manifest, out, mni_cohort_config(), num_shards=1, progress=False)
     assert not [f for f in os.listdir(out) if f.endswith(".tfrecord")]
     errors = pd.read_csv(os.path.join(out, "errors.csv"))
     assert list(errors.subject) == ["sub01"] and "finite" in errors.problem[0].lower()
-    meta = cv.convert(manifest, out, _config(), num_shards=1, on_error="skip", progress=False)
+    meta = cv.convert(manifest, out, mni_cohort_config(), num_shards=1, on_error="skip",
+                      progress=False)
     assert meta["splits"]["train"]["subjects"] == ["sub00"] and not meta["complete"]
     assert list(pd.read_csv(os.path.join(out, "errors.csv")).subject) == ["sub01"]
 
@@ -164,7 +126,7 @@ def test_interrupted_write_leaves_no_shard(converted, tmp_path, monkeypatch):
     monkeypatch.setattr(schema, "make_example", flaky)
     plan = assemble.ShardPlan("train", 0, 1, ("sub00", "sub01"))
     fps = {"sub00": "x", "sub01": "y"}
-    info = cv.class_info(_config())
+    info = cv.class_info(mni_cohort_config())
     target = tmp_path / "shards"
     os.makedirs(target / "subjects")
     for sid in plan.subjects:

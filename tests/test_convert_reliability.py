@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.helpers import needs_mount, read_only_error_lines
-from tests.test_convert import _config, make_mni_cohort
+from tests.helpers import make_mni_cohort, mni_cohort_config
 from tfrecords_tools import schema
 from tfrecords_tools.conversion import outdir, pipeline as cv, subject_cache
 from tfrecords_tools.shards import assemble
@@ -90,13 +90,13 @@ def test_two_concurrent_converts_with_different_crops(cohort, tmp_path):
 
 def test_rerun_with_other_parameters_refused_unless_overwrite(cohort, tmp_path):
     out = str(tmp_path / "out")
-    cv.convert(cohort, out, _config(), num_shards=1, progress=False)
-    other = _config(clip_percentiles=(2.0, 98.0))
+    cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
+    other = mni_cohort_config(clip_percentiles=(2.0, 98.0))
     with pytest.raises(outdir.OutDirError, match=r"clip_percentiles: \[1.0, 99.0\] -> "
                                                   r"\[2.0, 98.0\].*--overwrite"):
         cv.convert(cohort, out, other, num_shards=1, progress=False)
     with pytest.raises(outdir.OutDirError, match="num_shards: 1 -> 2"):
-        cv.convert(cohort, out, _config(), num_shards=2, progress=False)
+        cv.convert(cohort, out, mni_cohort_config(), num_shards=2, progress=False)
     meta = cv.convert(cohort, out, other, num_shards=1, progress=False, overwrite=True)
     assert meta["preprocessing"]["clip_percentiles"] == [2.0, 98.0] and meta["complete"]
     assert schema.read_meta(out)["preprocessing"]["clip_percentiles"] == [2.0, 98.0]
@@ -106,7 +106,7 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     """400 flipped bytes: training names the shard before reading it, and a rerun of
     the conversion re-creates it (both used to pass it on silently)."""
     out = str(tmp_path / "out")
-    cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+    cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     shard = os.path.join(out, "train-00000-of-00001.tfrecord")
     good = sha256_file(shard)
     assert schema.read_meta(out)["checksums"]["train-00000-of-00001.tfrecord"]["sha256"] == good
@@ -122,7 +122,7 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     with pytest.raises(ValueError, match=f"{shard}: content differs"):  # read before that
         read_slice_counts(out, "train", "mask", schema.read_meta(out))
     capfd.readouterr()
-    meta = cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+    meta = cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     assert f"{shard}: damaged" in capfd.readouterr().err
     assert sha256_file(shard) == good and meta["complete"]
 
@@ -131,7 +131,7 @@ def test_identical_inputs_give_byte_identical_shards(cohort, tmp_path):
     hashes = []
     for name in ("a", "b"):
         out = str(tmp_path / name)
-        cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+        cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
         hashes.append({os.path.basename(p): sha256_file(p)
                        for p in glob.glob(os.path.join(out, "*.tfrecord"))})
     assert hashes[0] == hashes[1] and len(hashes[0]) == 2
@@ -141,7 +141,7 @@ def test_shard_record_holds_the_fingerprints_actually_read(cohort, tmp_path):
     """A cache replaced under the run (another process) is recorded as read, so a
     rerun rewrites the shard instead of trusting what the run expected."""
     out = str(tmp_path / "out")
-    cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+    cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     plan = [p for p in assemble.plan_shards(_manifest(cohort), 1)
             if p.split == "train"][0]
     with open(os.path.join(out, ".shards", plan.name + ".json")) as f:
@@ -149,7 +149,7 @@ def test_shard_record_holds_the_fingerprints_actually_read(cohort, tmp_path):
     wrong = {sid: "0" * 16 for sid in plan.subjects}
     with pytest.raises(RuntimeError, match="changed while the shard was written"):
         assemble.write_planned_shard(out, plan, list(plan.subjects), wrong,
-                                     cv.class_info(_config()))
+                                     cv.class_info(mni_cohort_config()))
     with open(os.path.join(out, ".shards", plan.name + ".json")) as f:
         assert json.load(f)["fingerprints"] == expected
     assert assemble.shard_state(out, plan, list(plan.subjects), wrong) == "changed"
@@ -162,14 +162,14 @@ def _manifest(path):
 
 def test_temp_debris_of_killed_runs_removed_on_rerun(cohort, tmp_path):
     out = str(tmp_path / "out")
-    cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+    cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     debris = [os.path.join(out, ".tmp-train-00000-of-00001.tfrecord.abc"),
               os.path.join(out, "subjects", ".tmp-sub00.npz.xyz"),
               os.path.join(out, ".shards", ".tmp-test.json.q")]
     for path in debris:
         with open(path, "wb") as f:
             f.write(b"x" * 1000)
-    cv.convert(cohort, out, _config(), num_shards=1, progress=False)
+    cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     assert not [p for p in debris if os.path.exists(p)]
 
 
@@ -304,7 +304,7 @@ def test_disk_full_while_caching_stops_naming_the_file(cohort, tmp_path, monkeyp
     monkeypatch.setattr(np, "savez_compressed", full)
     out = str(tmp_path / "out")
     with pytest.raises(OSError) as info:
-        cv.convert(cohort, out, _config(), num_shards=1, progress=False, on_error="skip")
+        cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False, on_error="skip")
     assert one_line(info.value) == (f"{subject_cache.cache_path(out, 'sub00')}: "
                                     "No space left on device")
     assert not glob.glob(os.path.join(out, "**", ".tmp-*"), recursive=True)

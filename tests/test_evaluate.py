@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.evaluation_helpers import export_threshold_model
-from tests.helpers import make_tiny_dataset, needs_mount, read_only_error_lines
+from tests.helpers import (export_threshold_model, make_tiny_dataset, needs_mount,
+                           read_only_error_lines)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests import test_weights_support as ts
+from tests import taskonomy_reference as ts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TASKS = ("segmentsemantic", "autoencoder", "class_1000")

@@ -1,21 +1,15 @@
 """Manifests: CSV parsing, split assignment (presets: tests/test_releases.py)."""
 import dataclasses
-import os
 
 import pytest
 
+from tests.helpers import touch_nifti
 from tfrecords_tools.manifests import manifest as mf
-
-
-def _touch(path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "wb") as f:
-        f.write(b"\x1f\x8b")  # the layout builders only look at names
 
 
 def test_csv_relative_paths_multi_labels_and_extra_columns(tmp_path):
     for name in ("a.nii.gz", "a_l1.nii.gz", "a_l2.nii.gz", "a_fast.nii.gz", "sub/b.nii.gz"):
-        _touch(str(tmp_path / name))
+        touch_nifti(tmp_path, name)
     (tmp_path / "m.csv").write_text(
         "subject_id,image,label,split,tissue\n"
         "a,a.nii.gz, a_l1.nii.gz ; a_l2.nii.gz ,train,a_fast.nii.gz\n"
@@ -32,7 +26,7 @@ def test_csv_relative_paths_multi_labels_and_extra_columns(tmp_path):
 
 
 def test_every_missing_file_is_reported_at_once(tmp_path):
-    _touch(str(tmp_path / "a.nii.gz"))
+    touch_nifti(tmp_path, "a.nii.gz")
     (tmp_path / "m.csv").write_text("subject_id,image,label\n"
                                     "a,a.nii.gz,gone1.nii.gz;gone2.nii.gz\n"
                                     "b,gone3.nii.gz,\n")
@@ -76,7 +70,7 @@ def test_split_assignment_is_seeded_and_keeps_given_splits():
 
 def test_write_then_read_round_trip(tmp_path):
     for name in ("a.nii.gz", "l1.nii.gz", "l2.nii.gz"):
-        _touch(str(tmp_path / name))
+        touch_nifti(tmp_path, name)
     m = mf.Manifest((mf.Subject("a", str(tmp_path / "a.nii.gz"),
                                 {"mask": (str(tmp_path / "l1.nii.gz"),
                                           str(tmp_path / "l2.nii.gz"))}, "train"),),
@@ -88,7 +82,7 @@ def test_write_then_read_round_trip(tmp_path):
 
 def test_mask_source_depends_on_mask_mode(tmp_path):
     for name in ("a.nii.gz", "les.nii.gz", "ana.nii.gz"):
-        _touch(str(tmp_path / name))
+        touch_nifti(tmp_path, name)
     (tmp_path / "m.csv").write_text("subject_id,image,label,anatomy\n"
                                     "a,a.nii.gz,les.nii.gz,ana.nii.gz\n")
     (tmp_path / mf.SYNTHETIC_MARKER).write_text("synthetic")
@@ -122,7 +116,7 @@ def test_sessions_of_one_patient_share_a_split(tmp_path):
 
 def test_patient_id_column_round_trip_and_leak_check(tmp_path):
     for name in ("a1.nii.gz", "a2.nii.gz", "b.nii.gz"):
-        _touch(str(tmp_path / name))
+        touch_nifti(tmp_path, name)
     (tmp_path / "m.csv").write_text("subject_id,image,patient_id,split\n"
                                     "a_t01,a1.nii.gz,a,\na_t02,a2.nii.gz,a,\nb,b.nii.gz,,\n")
     m = mf.read_manifest(str(tmp_path / "m.csv"))

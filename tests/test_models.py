@@ -1,4 +1,5 @@
-"""Shapes, layer names and exact full-size parameter counts of the model builders."""
+"""Layer names, TF-slim conventions, full-size shapes and task composition of the model
+builders (exact sizes, serialisation, mixed precision: tests/test_networks.py)."""
 import numpy as np
 import pytest
 
@@ -41,20 +42,10 @@ def test_encoder_slim_conventions(full_encoder):
         assert conv.padding == "valid" and pad.padding == (((k - 1) // 2,) * 2,) * 2
 
 
-def test_full_size_decoder_and_discriminator_counts():
-    from tl_keras.models import build_decoder, build_discriminator
-    dec = build_decoder((16, 16, 8), 3)
-    assert dec.output_shape == (None, 256, 256, 3)
-    assert (len(dec.weights), dec.count_params()) == (67, 16_460_211)
-    disc = build_discriminator(256, 6)
-    assert disc.output_shape == (None, 4, 4, 1)
-    assert (len(disc.weights), disc.count_params()) == (19, 3_142_593)
-
-
-def test_head_count():
-    from tl_keras.models import build_classification_head
-    head = build_classification_head((16, 16, 8), 1000)
-    assert (len(head.weights), head.count_params()) == (7, 2048 * 2048 + 4 * 2048 + 2048 * 1000 + 1000)
+def test_full_size_decoder_output_shape():
+    # Counts, variables and the discriminators: tests/test_networks.py (the harness).
+    from tl_keras.models import build_decoder
+    assert build_decoder((16, 16, 8), 3).output_shape == (None, 256, 256, 3)
 
 
 @pytest.mark.parametrize("size,channels", [(32, 1), ((48, 64), 3)])
@@ -77,14 +68,11 @@ def test_task_models_shapes(size, channels):
         assert tm.encoder is enc
 
 
-@pytest.mark.parametrize("variant", ["paper"])
-def test_paper_variants(variant):
-    from tl_keras.models import build_decoder, build_discriminator
-    dec = build_decoder((2, 2, 8), 2, variant=variant)
-    assert dec.output_shape == (None, 32, 32, 2)
+def test_paper_decoder_has_ten_layers():
+    # Output shapes and counts of both paper variants: tests/test_networks.py.
+    from tl_keras.models import build_decoder
+    dec = build_decoder((2, 2, 8), 2, variant="paper")
     assert len([l for l in dec.layers if l.weights]) == 19  # 9 conv+BN pairs + output conv
-    disc = build_discriminator(32, 4, variant=variant)
-    assert disc.output_shape == (None, 2, 2, 1)
 
 
 def test_bad_arguments():

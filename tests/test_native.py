@@ -5,6 +5,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from tests.helpers import dice
 from tfrecords_tools.scans import preprocess as pp
 from tfrecords_tools.synthetic import phantoms
 
@@ -25,10 +26,6 @@ def round_trip(tmp_path_factory):
     return d, row, res, prepared
 
 
-def _dice(a, b):
-    return 2.0 * np.sum(a & b) / (np.sum(a) + np.sum(b))
-
-
 def test_labels_round_trip_to_native(round_trip):
     d, row, res, prepared = round_trip
     out = pp.write_native(res.mask, prepared, str(d / "back.nii.gz"))
@@ -36,9 +33,9 @@ def test_labels_round_trip_to_native(round_trip):
     assert back.shape == truth.shape
     np.testing.assert_array_equal(back.affine, truth.affine)
     a, b = np.asarray(back.dataobj), np.asarray(truth.dataobj)
-    assert _dice(a > 0, b > 0) >= 0.95
+    assert dice(a > 0, b > 0) >= 0.95
     for k in range(1, 7):
-        assert _dice(a == k, b == k) >= 0.95, k
+        assert dice(a == k, b == k) >= 0.95, k
     assert not [f for f in os.listdir(d) if f.startswith(".tmp")]
 
 
@@ -51,7 +48,7 @@ def test_probabilities_and_dropped_slices(round_trip):
     label = np.asarray(nib.load(row["anatomy"]).dataobj)
     assert prob.shape == label.shape + (7,)
     np.testing.assert_allclose(prob.sum(-1), 1.0, atol=1e-5)
-    assert _dice(prob.argmax(-1) > 0, label > 0) >= 0.95
+    assert dice(prob.argmax(-1) > 0, label > 0) >= 0.95
     # Everything above the kept slices (dropped at the top) is background.
     top = pp.write_native(np.ones_like(res.mask), prepared, str(d / "ones.nii.gz"))
     ones = np.asarray(nib.load(top).dataobj)
@@ -100,4 +97,4 @@ def test_oblique_scan_round_trip(tmp_path):
     back = nib.load(pp.write_native(res.mask, prepared, str(tmp_path / "back.nii.gz")))
     np.testing.assert_allclose(back.affine, affine, atol=1e-5)
     a, b = np.asarray(back.dataobj), data["anatomy"]
-    assert back.shape == b.shape and _dice(a > 0, b > 0) >= 0.95
+    assert back.shape == b.shape and dice(a > 0, b > 0) >= 0.95

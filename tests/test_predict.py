@@ -7,8 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.evaluation_helpers import export_threshold_model
-from tests.helpers import needs_mount, read_only_error_lines
+from tests.helpers import dice, export_threshold_model, needs_mount, read_only_error_lines
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +31,6 @@ def _run_cli(argv):
     return predict.main(["predict", *argv, "--noverbose"])
 
 
-def _dice(a, b):
-    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
-
-
 def test_single_scan_native_geometry(phantom, tmp_path):
     out, prob = tmp_path / "seg.nii.gz", tmp_path / "prob.nii.gz"
     assert _run_cli([f"--model_dir={phantom['model_dir']}", f"--input={phantom['image']}",
@@ -55,7 +50,7 @@ def test_single_scan_native_geometry(phantom, tmp_path):
     lo, hi = np.percentile(data[data != 0], [1, 99])
     expected = (np.clip(data, lo, hi) - lo) / (hi - lo) > 0.5
     assert 0.02 < labels.mean() < 0.5
-    assert _dice(labels > 0, expected) > 0.9  # measured 0.96
+    assert dice(labels > 0, expected) > 0.9  # measured 0.96
 
 
 def test_ground_truth_round_trip_through_predict(phantom, tmp_path):
@@ -77,7 +72,7 @@ def test_ground_truth_round_trip_through_predict(phantom, tmp_path):
     assert back.shape == truth.shape
     np.testing.assert_array_equal(back.affine, truth.affine)
     a, b = np.asarray(back.dataobj) > 0, np.asarray(truth.dataobj) > 0
-    assert b.any() and _dice(a, b) >= 0.95
+    assert b.any() and dice(a, b) >= 0.95
 
 
 def test_batch_mode_resumes(phantom, tmp_path):

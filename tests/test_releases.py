@@ -12,18 +12,11 @@ import zipfile
 
 import pytest
 
+from tests.helpers import touch_nifti
 from tfrecords_tools.manifests import manifest as mf, releases
 from tfrecords_tools.scans import labels
 
 ODD = (".DS_Store", "README.txt", "readme.md", "notes.json")
-
-
-def _touch(root, *paths):
-    for rel in paths:
-        path = os.path.join(str(root), rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as f:
-            f.write(b"\x1f\x8b")
 
 
 def atlas_r12_tree(root):
@@ -38,10 +31,10 @@ def atlas_r12_tree(root):
                 ("Site2", "031901", "t03", ["LesionSmooth_stx"])]
     for site, subject, session, masks in sessions:
         folder = os.path.join(site, subject, session)
-        _touch(base, os.path.join(folder, f"{subject}_t1w_deface_stx.nii.gz"),
+        touch_nifti(base, os.path.join(folder, f"{subject}_t1w_deface_stx.nii.gz"),
                *[os.path.join(folder, f"{subject}_{m}.nii.gz") for m in masks],
                os.path.join(folder, ".DS_Store"))
-    _touch(base, *ODD, "ATLAS_Meta-Data_Release_1.2.csv",
+    touch_nifti(base, *ODD, "ATLAS_Meta-Data_Release_1.2.csv",
            os.path.join("__MACOSX", "Site1", "031768", "t01", "._031768_t1w_deface_stx.nii.gz"))
     return os.path.join(str(root), "ATLAS_R1.2")
 
@@ -54,11 +47,11 @@ def atlas_r20_tree(root):
                             ("R002", "sub-r002s001"), ("R002", "sub-r002s002"),
                             ("R002", "sub-r002s003")]:
         anat = os.path.join("Training", cohort, subject, "ses-1", "anat")
-        _touch(base, os.path.join(anat, f"{subject}_ses-1_{space}_T1w.nii.gz"),
+        touch_nifti(base, os.path.join(anat, f"{subject}_ses-1_{space}_T1w.nii.gz"),
                os.path.join(anat, f"{subject}_ses-1_{space}_T1w.json"),
                os.path.join(anat, f"{subject}_ses-1_{space}_label-L_desc-T1lesion_mask.nii.gz"),
                os.path.join(anat, f"{subject}_ses-1_{space}_label-L_desc-T1lesion_mask.json"))
-    _touch(base, os.path.join("Testing", "R003", "sub-r003s001", "ses-1", "anat",
+    touch_nifti(base, os.path.join("Testing", "R003", "sub-r003s001", "ses-1", "anat",
                               f"sub-r003s001_ses-1_{space}_T1w.nii.gz"),
            os.path.join("Training", "dataset_description.json"),
            os.path.join("Training", "participants.tsv"),
@@ -72,10 +65,10 @@ def miccai2012_tree(root, n_train=15, n_test=20):
     ids = [f"{1000 + i}_3" for i in range(n_train + n_test)]
     for folder, chosen in (("training", ids[:n_train]), ("testing", ids[n_train:])):
         for i in chosen:
-            _touch(base, f"{folder}-images/{i}.nii.gz", f"{folder}-labels/{i}_glm.nii.gz")
-        _touch(base, f"{folder}-images/.DS_Store",
+            touch_nifti(base, f"{folder}-images/{i}.nii.gz", f"{folder}-labels/{i}_glm.nii.gz")
+        touch_nifti(base, f"{folder}-images/.DS_Store",
                f"{folder}-images/{chosen[0]}_brain.nii.gz")  # a derived file left beside
-    _touch(base, "MICCAI-Challenge-2012-Label-Information.csv", *ODD)
+    touch_nifti(base, "MICCAI-Challenge-2012-Label-Information.csv", *ODD)
     return base
 
 
@@ -84,11 +77,11 @@ def ms_lesjak_tree(root, n=30):
     base = os.path.join(str(root), "MS_lesjak2018")
     for i in range(1, n + 1):
         p = f"patient{i:02d}"
-        _touch(base, *[f"{p}/{p}_{m}.nii.gz" for m in ("T1W", "T1WKS", "T2W", "FLAIR",
+        touch_nifti(base, *[f"{p}/{p}_{m}.nii.gz" for m in ("T1W", "T1WKS", "T2W", "FLAIR",
                                                         "brainmask", "consensus_gt")],
                *[f"{p}/{p}_{m}_to_FLAIR.txt" for m in ("T1W", "T1WKS", "T2W")],
                *[f"{p}/raw/{p}_{m}.nii.gz" for m in ("T1W", "T1WKS", "T2W", "FLAIR")])
-    _touch(base, "LICENSE.txt", *ODD)
+    touch_nifti(base, "LICENSE.txt", *ODD)
     return base
 
 
@@ -110,7 +103,7 @@ def test_atlas_r12_sessions_are_scans_of_one_patient(tmp_path):
 
 
 def test_atlas_r12_subject_without_mask_is_an_error(tmp_path):
-    _touch(tmp_path, "Site1/1/t01/1_t1w_deface_stx.nii.gz")
+    touch_nifti(tmp_path, "Site1/1/t01/1_t1w_deface_stx.nii.gz")
     with pytest.raises(mf.ManifestError, match="without a lesion mask"):
         releases.build_manifest("atlas_r12", str(tmp_path))
 
@@ -176,7 +169,7 @@ def test_ms_lesjak_takes_the_coregistered_t1_not_raw(tmp_path):
 
 
 def test_glob_patterns_override_a_fixed_layout(tmp_path):
-    _touch(tmp_path, "a/renamed_T1.nii.gz", "a/renamed_gt.nii.gz")
+    touch_nifti(tmp_path, "a/renamed_T1.nii.gz", "a/renamed_gt.nii.gz")
     m = releases.build_manifest("ms_lesjak", str(tmp_path), image_glob="*/renamed_T1.nii.gz",
                                 label_glob="{subject}/renamed_gt.nii.gz",
                                 subject_regex=r"^([^/]+)/")
@@ -185,7 +178,7 @@ def test_glob_patterns_override_a_fixed_layout(tmp_path):
 
 def test_glob_preset(tmp_path):
     for s in ("s01", "s02"):
-        _touch(tmp_path, f"{s}/T1.nii.gz", f"{s}/lesion_a.nii.gz")
+        touch_nifti(tmp_path, f"{s}/T1.nii.gz", f"{s}/lesion_a.nii.gz")
     m = releases.build_manifest("glob", str(tmp_path), image_glob="*/T1.nii.gz",
                                 label_glob="{subject}/lesion*.nii.gz", subject_regex=r"^([^/]+)/")
     assert [s.subject_id for s in m.subjects] == ["s01", "s02"]
@@ -196,7 +189,7 @@ def test_glob_preset(tmp_path):
 
 
 def _bahc_manifest(tmp_path, n):
-    _touch(tmp_path, *[f"scans/s{i:04d}_T1.nii.gz" for i in range(n)])
+    touch_nifti(tmp_path, *[f"scans/s{i:04d}_T1.nii.gz" for i in range(n)])
     rows = "".join(f"s{i:04d},scans/s{i:04d}_T1.nii.gz\n" for i in range(n))
     (tmp_path / "bahc.csv").write_text("subject_id,image\n" + rows)
     return str(tmp_path / "bahc.csv")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.evaluation_helpers import export_threshold_model
+from tests.helpers import export_threshold_model
 
 
 def _sweep_csv(path):

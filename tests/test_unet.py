@@ -3,6 +3,8 @@ learns a toy set, that encoder weights load the same with either decoder, refusa
 import numpy as np
 import pytest
 
+from tests.helpers import dice
+
 
 def test_taskonomy_unet_decoder_exact_count():
     from tl_keras.models import build_encoder, build_task_models
@@ -50,10 +52,6 @@ def _toy(n=4, size=32, seed=0):
     return (2 * images - 1).astype(np.float32), masks
 
 
-def _dice(pred, truth):
-    return 2 * np.sum(pred & truth) / max(np.sum(pred) + np.sum(truth), 1)
-
-
 def test_unet_overfits_a_toy_set():
     import keras
     import tensorflow as tf
@@ -68,7 +66,7 @@ def test_unet_overfits_a_toy_set():
     for _ in range(150):
         step(tf.constant(x), tf.constant(y))
     pred = np.argmax(tm.model(x, training=False).numpy(), -1) == 1
-    assert _dice(pred, y == 1) >= 0.9
+    assert dice(pred, y == 1) >= 0.9
 
 
 @pytest.mark.parametrize("network", ["compact", "taskonomy"])

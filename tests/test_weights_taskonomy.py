@@ -4,7 +4,7 @@ import re
 import numpy as np
 import pytest
 
-from tests import test_weights_support as ts
+from tests import taskonomy_reference as ts
 
 TOL = 1e-4
 

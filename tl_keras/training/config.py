@@ -1,9 +1,10 @@
 """Frozen run configurations of pre-training and fine-tuning, with early validation.
 
 The CLIs parse absl flags into these dataclasses once; library code only sees
-the dataclass. :func:`validate_pretrain` / :func:`validate_finetune` check flag
-combinations and the data before anything is built, raising :class:`ConfigError`
-whose message is one line for the CLI to print.
+the dataclass. Each field is a flag and carries its help text (``metadata["help"]``).
+:func:`validate_pretrain` / :func:`validate_finetune` check flag combinations and
+the data before anything is built, raising :class:`ConfigError` whose message is
+one line for the CLI to print.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tfrecords_tools import schema
 from tl_common.cli import UserError
 from tl_keras.training import tasks
 from tl_keras.weights.load_report import WeightLoadError
-from tl_keras.weights.spec import InitSpec
+from tl_keras.weights.spec import SPEC_HELP, InitSpec
 
 DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
@@ -31,64 +32,100 @@ class ConfigError(UserError, ValueError):
     """An invalid flag combination or missing data (message: one line)."""
 
 
+def _flag(default, help_text: str):
+    """A config field carrying its flag's help text, the one place it is written (absl's
+    ``--help`` shows it through :func:`tl_keras.training.flags.define_config_flags`)."""
+    return dataclasses.field(default=default, metadata={"help": help_text})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Options shared by pre-training and fine-tuning (see docs/training.md)."""
 
-    data_dir: str = ""
-    model_dir: str = ""
-    image_size: int = 0            # 0: take it from dataset.json
-    input_channels: int = 3
-    latent_channels: int = 8
-    decoder_variant: str = "taskonomy"
-    batch_size: int = 32           # global batch (split over replicas)
-    epochs: int = 30
-    max_steps: int = 0             # 0: epochs * steps per epoch
-    learning_rate: float = 1e-4
-    weight_decay: float = 2e-6     # fixed per-step decoupled decay
-    lr_boundaries: tuple = ()
-    lr_values: tuple = ()
-    class_weights: str = "median_frequency"
-    foreground_weight: float = 5.0  # class_weights=foreground: weight of every non-background
-    seed: int = 0
-    deterministic: bool = False
-    mixed_precision: str = "auto"           # bfloat16 where native (strategy.py)
-    jit_compile: bool = False
-    strategy: str = "default"
-    log_every: int = 100
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    keep_checkpoints_after_done: bool = False  # False: only the export stays
-    validate: bool = True
-    overwrite: bool = False        # replace a run with other flags in model_dir
+    data_dir: str = _flag("", "converted data set (shards + dataset.json) from "
+                              "tfrecords_tools.convert")
+    model_dir: str = _flag("", "run directory: checkpoints, flags.json, TensorBoard, "
+                               "encoders / export")
+    image_size: int = _flag(0, "slice size in px; 0 = take it from dataset.json (must match it)")
+    input_channels: int = _flag(3, "model input channels: 3 (grey repeated, Taskonomy/ImageNet) "
+                                   "or 1")
+    latent_channels: int = _flag(8, "encoder compress1 channels (Taskonomy 8; the paper says 4)")
+    decoder_variant: str = _flag("taskonomy", "taskonomy (15 layers), paper (10 layers) or unet "
+                                              "(skip-connected, fed by the encoder's stages; not "
+                                              "for auto-encoding)")
+    batch_size: int = _flag(32, "global batch size (divided over replicas)")
+    epochs: int = _flag(30, "training epochs (fine-tuning: 0 = by target, stroke 30 / ms 60 / "
+                            "anatomy 300)")
+    max_steps: int = _flag(0, "if > 0, train exactly this many steps instead of --epochs")
+    learning_rate: float = _flag(1e-4, "Adam learning rate (fine-tuning: divided by 10 after "
+                                       "half the steps)")
+    weight_decay: float = _flag(2e-6, "decoupled weight decay per step, w <- w - wd * w (not "
+                                      "scaled by the LR)")
+    lr_boundaries: tuple = _flag((), "comma-separated step boundaries of a piecewise-constant LR")
+    lr_values: tuple = _flag((), "comma-separated LRs, one more than --lr_boundaries")
+    class_weights: str = _flag("median_frequency",
+                               "median_frequency | inverse | enet (from the training set) | "
+                               "foreground (background 1, others --foreground_weight) | none")
+    foreground_weight: float = _flag(5.0, "--class_weights=foreground: weight of every "
+                                          "non-background class")
+    seed: int = _flag(0, "seed of weights init, data order and dropout")
+    deterministic: bool = _flag(False, "deterministic TF ops (resumed runs reproduce "
+                                       "uninterrupted ones)")
+    mixed_precision: str = _flag("auto", "auto (bfloat16 where the CPU / GPU computes it "
+                                         "natively, else none) | none (float32) | bfloat16 | "
+                                         "float16 (dynamic loss scaling)")
+    jit_compile: bool = _flag(False, "XLA-compile forward and backward passes")
+    strategy: str = _flag("default", "default | mirrored (local devices) | multi_worker "
+                                     "(TF_CONFIG)")
+    log_every: int = _flag(100, "write TensorBoard train scalars every N steps")
+    checkpoint_every: int = _flag(1000, "checkpoint every N steps (and at every epoch end)")
+    keep_checkpoints: int = _flag(2, "checkpoints to keep")
+    keep_checkpoints_after_done: bool = _flag(
+        False, "keep checkpoints/ once the run is complete (fine-tuning and sweeps: no by "
+               "default, only the export and results stay)")
+    validate: bool = _flag(True, "compute the validation loss (split 'val') after each epoch")
+    overwrite: bool = _flag(False, "replace a run with other flags in --model_dir (otherwise "
+                                   "refused; the folder is emptied first)")
+
+
+def _new_default(base, name: str, default):
+    """Field ``name`` of dataclass ``base`` with another default and the same help."""
+    return _flag(default, base.__dataclass_fields__[name].metadata["help"])
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig(TrainConfig):
     """Source-task pre-training (docs/method.md section 4)."""
 
-    task: str = "segmentation"
-    domain: str = "t1"
-    disc_start_step: int = 26000
-    disc_learning_rate: float = 1e-5
-    discriminator_variant: str = "taskonomy"
-    classification_softmax: bool = False
-    keep_checkpoints_after_done: bool = True  # few, costly runs: keep them extendable
+    task: str = _flag("segmentation", f"source task: {' | '.join(tasks.source_tasks())}")
+    domain: str = _flag("t1", "source domain recorded with the encoder: t1 | natural")
+    disc_start_step: int = _flag(26000, "auto-encoding: step at which the GAN discriminator "
+                                        "switches on (paper: 26000 on T1, 25000 on natural "
+                                        "images)")
+    disc_learning_rate: float = _flag(1e-5, "auto-encoding: discriminator SGD learning rate")
+    discriminator_variant: str = _flag("taskonomy", "taskonomy (pix2pix) or paper")
+    classification_softmax: bool = _flag(False, "classification: softmax cross-entropy instead "
+                                                "of class-wise sigmoid BCE (the paper's text)")
+    keep_checkpoints_after_done: bool = _flag(
+        True, "keep checkpoints/ once the run is complete (pre-training: yes by default; few, "
+              "costly runs stay extendable with a larger --max_steps)")
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(TrainConfig):
     """Target-task fine-tuning (docs/method.md section 6); ``epochs`` 0 = by target."""
 
-    target: str = "stroke"
-    init_from: str = "scratch"
-    train_subjects: int = 0        # 0: every subject of the training split
-    subset_seed: int = 0
-    epochs: int = 0
-    weight_decay: float = 2e-4
-    loss: str = "cross_entropy"    # the paper's; cross_entropy_dice adds soft Dice
-    eval_split: str = "test"
-    evaluate: bool = True
+    target: str = _flag("stroke", "target task: stroke | ms | anatomy (sets the default epochs)")
+    init_from: str = _flag("scratch", f"encoder initialisation: {SPEC_HELP}")
+    train_subjects: int = _flag(0, "K training subjects drawn from the training split (0 = all)")
+    subset_seed: int = _flag(0, "seed of the K-subject draw")
+    epochs: int = _new_default(TrainConfig, "epochs", 0)
+    weight_decay: float = _new_default(TrainConfig, "weight_decay", 2e-4)
+    loss: str = _flag("cross_entropy", "fine-tuning loss: cross_entropy (weighted, the paper's) "
+                                       "| cross_entropy_dice (plus soft Dice of the foreground "
+                                       "classes)")
+    eval_split: str = _flag("test", "split evaluated after training")
+    evaluate: bool = _flag(True, "evaluate (or predict) --eval_split after training")
 
     def resolved_epochs(self) -> int:
         return self.epochs or TARGET_EPOCHS[self.target]
