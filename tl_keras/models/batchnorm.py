@@ -29,6 +29,8 @@ import json
 import keras
 import tensorflow as tf
 
+from tl_keras.models import conv
+
 __all__ = ["BatchNormalization", "fused_keras_json"]
 
 
@@ -86,16 +88,17 @@ def _replicas_in_sync() -> int:
 
 
 def fused_keras_json(text: str) -> str:
-    """Keras model JSON with every Keras ``BatchNormalization`` replaced by the fused one.
+    """Keras model JSON with Keras' ``BatchNormalization`` and ``Conv2D`` replaced by ours.
 
-    Encoders saved before this layer existed name Keras' own class; loading them through
-    this keeps their variables (same class name, same config) and trains them fused.
+    Encoders saved before these layers existed name Keras' own classes; loading them through
+    this keeps their variables (same class names, same configs) and trains them with the
+    fused batch norm and the matrix-product kernel gradient (``models.conv``).
     """
     def visit(node):
         if isinstance(node, dict):
-            if (node.get("class_name") == "BatchNormalization"
-                    and node.get("module") == "keras.layers"):
-                node = {**node, "module": __name__, "registered_name": _REGISTERED}
+            ours = _REPLACEMENTS.get(node.get("class_name"))
+            if ours is not None and node.get("module") == "keras.layers":
+                node = {**node, "module": ours[0], "registered_name": ours[1]}
             return {k: visit(v) for k, v in node.items()}
         if isinstance(node, list):
             return [visit(v) for v in node]
@@ -103,4 +106,6 @@ def fused_keras_json(text: str) -> str:
     return json.dumps(visit(json.loads(text)))
 
 
-_REGISTERED = keras.saving.get_registered_name(BatchNormalization)
+_REPLACEMENTS = {
+    cls.__name__: (cls.__module__, keras.saving.get_registered_name(cls))
+    for cls in (BatchNormalization, conv.Conv2D)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import keras
 
+from tl_keras.models.conv import Conv2D
 from tl_keras.models.layers import conv_bn, layer_name
 
 #: (scope, kind, filters) for the Taskonomy decoder, before ``decoder_output``.
@@ -62,8 +63,8 @@ def build_decoder(latent_shape, out_channels: int, variant: str = "taskonomy",
     for scope, kind, filters in VARIANTS[variant]:
         x = conv_bn(x, f"decoder/{scope}", filters, 3, stride=2 if kind == "deconv" else 1,
                     activation="leaky_relu", transpose=kind == "deconv")
-    x = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=True,
-                            name=layer_name("decoder/decoder_output"))(x)
+    x = Conv2D(out_channels, 3, padding="same", use_bias=True,
+               name=layer_name("decoder/decoder_output"))(x)
     if output_activation == "tanh":
         x = keras.layers.Activation("tanh", name=layer_name("decoder/tanh"))(x)
     return keras.Model(inputs, x, name=name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import keras
 
 from tl_keras.models.batchnorm import BatchNormalization
+from tl_keras.models.conv import Conv2D
 from tl_keras.models.naming import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, layer_name
 
 __all__ = ["activate", "batch_norm", "conv_bn", "conv_bn_explicit_pad", "layer_name"]
@@ -24,7 +25,7 @@ def conv_bn(x, scope: str, filters: int, kernel: int, *, stride: int = 1,
     ``conv2d_same``); this helper is for stride 1, and for the discriminator whose slim
     convs are plain 'SAME' at every stride.
     """
-    layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    layer = keras.layers.Conv2DTranspose if transpose else Conv2D
     x = layer(filters, kernel, strides=stride, padding="same", use_bias=False,
               name=layer_name(scope))(x)
     x = batch_norm(scope)(x)
@@ -41,7 +42,7 @@ def conv_bn_explicit_pad(x, scope: str, filters: int, kernel: int, stride: int,
     pad = kernel - 1
     x = keras.layers.ZeroPadding2D(((pad // 2, pad - pad // 2),) * 2,
                                    name=layer_name(scope + "/pad"))(x)
-    x = keras.layers.Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
+    x = Conv2D(filters, kernel, strides=stride, padding="valid", use_bias=False,
                             name=layer_name(scope))(x)
     x = batch_norm(scope)(x)
     return activate(x, activation, scope)

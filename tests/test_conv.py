@@ -1,0 +1,91 @@
+"""``models.conv.Conv2D``: Keras' outputs and gradients, a matrix-product kernel gradient."""
+import numpy as np
+import pytest
+
+
+def _pair(kernel, padding, strides, use_bias, seed=0):
+    """(ours, Keras') single-layer models with the same weights."""
+    import keras
+    from tl_keras.models.conv import Conv2D
+    models = []
+    for cls in (Conv2D, keras.layers.Conv2D):
+        inputs = keras.Input((9, 10, 3))
+        layer = cls(4, kernel, strides=strides, padding=padding, use_bias=use_bias, name="c")
+        models.append(keras.Model(inputs, layer(inputs)))
+    rng = np.random.default_rng(seed)
+    models[1].set_weights([rng.normal(size=w.shape).astype(np.float32)
+                           for w in models[1].get_weights()])
+    models[0].set_weights(models[1].get_weights())
+    return models
+
+
+def _outputs_and_gradients(model, x):
+    import tensorflow as tf
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = tf.cast(model(x, training=True), tf.float32)
+        loss = tf.reduce_sum(y * tf.cos(y))
+    return [y] + tape.gradient(loss, [x] + model.trainable_variables)
+
+
+@pytest.mark.parametrize("kernel,padding,strides,use_bias", [
+    (1, "same", 1, False), (3, "same", 1, True), (4, "same", 1, False),
+    (1, "valid", 1, False), (3, "valid", 1, False), (3, "same", 2, True)])
+@pytest.mark.parametrize("policy,rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, policy, rtol):
+    import keras
+    import tensorflow as tf
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        ours, ref = _pair(kernel, padding, strides, use_bias)
+        x = tf.constant(np.random.default_rng(1).normal(size=(2, 9, 10, 3)).astype(np.float32))
+        got, want = _outputs_and_gradients(ours, x), _outputs_and_gradients(ref, x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    for a, b in zip(got, want):
+        scale = float(np.max(np.abs(b.numpy())))
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=rtol, atol=rtol * scale)
+
+
+def test_matmul_gradient_only_where_exact():
+    from tl_keras.models.conv import Conv2D
+    applies = lambda **kw: Conv2D(2, **kw)._matmul_gradient_applies()  # noqa: E731
+    assert applies(kernel_size=3, padding="same") and applies(kernel_size=1, padding="valid")
+    assert not applies(kernel_size=3, padding="valid")
+    assert not applies(kernel_size=3, padding="same", strides=2)
+    assert not applies(kernel_size=3, padding="same", dilation_rate=2)
+
+
+def test_kernel_gradient_is_patches_times_output_gradient():
+    """A hand-computed case: one channel in and out, 3x3 kernel, 2x2 image."""
+    import tensorflow as tf
+    from tl_keras.models.conv import kernel_gradient
+    x = tf.constant([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
+    dy = tf.ones((1, 2, 2, 1))
+    grad = kernel_gradient(x, dy, (3, 3, 1, 1)).numpy()[:, :, 0, 0]
+    # dK[i, j] = sum over output positions (y, x) of input[y + i - 1, x + j - 1] (zero outside):
+    # the corner taps see one input pixel, the edge taps two, the centre all four.
+    np.testing.assert_array_equal(grad, [[1, 3, 2], [4, 10, 6], [3, 7, 4]])
+
+
+def test_weights_file_loads_into_keras_conv(tmp_path):
+    """Same class name as Keras' layer: .weights.h5 files are interchangeable."""
+    import tensorflow as tf
+    ours, ref = _pair(3, "same", 1, True)
+    ref.set_weights([w * 0 + 0.5 for w in ref.get_weights()])
+    path = str(tmp_path / "m.weights.h5")
+    ours.save_weights(path)
+    ref.load_weights(path)
+    x = tf.ones((1, 9, 10, 3))
+    np.testing.assert_array_equal(ours(x).numpy(), ref(x).numpy())
+
+
+def test_keras_json_of_plain_conv_loads_as_ours():
+    import keras
+    from tl_keras.models.batchnorm import fused_keras_json
+    from tl_keras.models.conv import Conv2D
+    ours, ref = _pair(1, "same", 1, False)
+    loaded = keras.models.model_from_json(fused_keras_json(ref.to_json()))
+    assert isinstance(loaded.get_layer("c"), Conv2D)
+    assert "tl_keras>Conv2D" in ours.to_json()
+    assert isinstance(keras.models.model_from_json(ours.to_json()).get_layer("c"), Conv2D)
