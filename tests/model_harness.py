@@ -6,7 +6,7 @@
 segmentation model: ``segmentation.keras`` + ``model.json``, docs/evaluation.md) and a
 bfloat16 mixed-precision forward pass (float32 variables, float32 outputs where the
 network promises them, values close to the float32 pass with the same weights).
-``tests/test_networks.py`` runs it for every network; network-specific facts (layer
+``tests/tl_keras/models/test_networks.py`` runs it for every network; network-specific facts (layer
 names, TF-slim conventions, refusals) stay in their own tests.
 """
 from __future__ import annotations

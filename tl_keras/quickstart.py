@@ -182,7 +182,10 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
         encoders[name] = model_dir
     _log(f"pre-training {len(configs)} sources ({c.pretrain_steps} steps each): "
          + ", ".join(encoders))
-    jobs = [(_pretrain_job, (config, c.network)) for config in configs]
+    # Longest first (natural images: 75 short epochs, each validated and saved), so two
+    # workers finish together.
+    jobs = [(_pretrain_job, (config, c.network))
+            for config in sorted(configs, key=lambda config: config.domain != "natural")]
     done = lambda: sum(os.path.isdir(os.path.join(d, ENCODER_LAST))  # noqa: E731
                        for d in encoders.values())
     parallel.run_jobs(jobs, c.train_workers, os.path.join(c.workdir, "logs", "pretrain"),
@@ -222,7 +225,8 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
     done = lambda: sum(os.path.exists(os.path.join(cell.run_dir, RESULT_FILE))  # noqa: E731
                        for cell in cells)
     parallel.run_jobs([(_sweep_job, (config, c.network)) for config in configs], jobs,
-                      os.path.join(c.workdir, "logs", "sweep"), "fine-tuning", "run", done)
+                      os.path.join(c.workdir, "logs", "sweep"), "fine-tuning", "run", done,
+                      total=len(cells))
     return merge_results(base)
 
 

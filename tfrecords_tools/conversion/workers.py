@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 
+from tl_common import console
+
 _PR_SET_PDEATHSIG = 1
 WATCH_SECONDS = 1.0
 
@@ -49,13 +51,18 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def init_worker(parent_pid: int) -> None:
-    """Runs first in every worker: die with the parent; leave Ctrl-C to the parent."""
+    """Runs first in every worker: die with the parent; leave Ctrl-C to the parent; with
+    the parent's console quiet (``TF_CPP_MIN_LOG_LEVEL`` set above 0, inherited), load
+    TensorFlow silently now, since the notices it prints while loading come before any
+    log setting applies (tl_common.console)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent_linux()
     if os.getppid() != parent_pid:  # the parent died before the guard was set
         os._exit(1)
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True,
                      name="watch-parent").start()
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") != "0":
+        console.import_tensorflow_silently()
 
 
 def make_pool(workers: int) -> cf.ProcessPoolExecutor | None:

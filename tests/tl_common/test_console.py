@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent("""
 
 def _run(*args):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True,
                           text=True, timeout=300, cwd=root, env=dict(env, PYTHONPATH=root))
     assert proc.returncode == 0, proc.stderr[-2000:]

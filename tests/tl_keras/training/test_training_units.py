@@ -122,7 +122,7 @@ def test_flagfile_parsing(tmp_path):
 def test_experiment_flagfiles_parse():
     from absl import flags
     from tl_keras.training.flags import config_from_flags, define_config_flags
-    root = os.path.join(os.path.dirname(__file__), "..", "experiments")
+    root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments")
     for name, cls in (("pretrain_natural_autoencoding.flags", cfg.PretrainConfig),
                       ("finetune_stroke.flags", cfg.FinetuneConfig)):
         fv = flags.FlagValues()

@@ -12,7 +12,7 @@ from tl_keras.training import rundir
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_common import lock
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 # A tiny fine-tuning run that never ends by itself (killed by the test).
 _RUN_FOREVER = """
 import sys

@@ -1,4 +1,4 @@
-"""Manifests: CSV parsing, split assignment (presets: tests/test_releases.py)."""
+"""Manifests: CSV parsing, split assignment (presets: tests/tfrecords_tools/test_releases.py)."""
 import dataclasses
 
 import pytest

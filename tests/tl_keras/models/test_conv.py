@@ -49,11 +49,13 @@ def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, p
 
 def test_matmul_gradient_only_where_exact():
     from tl_keras.models.conv import Conv2D
-    applies = lambda **kw: Conv2D(2, **kw)._matmul_gradient_applies()  # noqa: E731
+    applies = lambda **kw: Conv2D(2, dtype="mixed_bfloat16",  # noqa: E731
+                                  **kw)._matmul_gradient_applies()
     assert applies(kernel_size=3, padding="same") and applies(kernel_size=1, padding="valid")
     assert not applies(kernel_size=3, padding="valid")
     assert not applies(kernel_size=3, padding="same", strides=2)
     assert not applies(kernel_size=3, padding="same", dilation_rate=2)
+    assert not Conv2D(2, kernel_size=3, padding="same")._matmul_gradient_applies()  # float32
 
 
 def test_kernel_gradient_is_patches_times_output_gradient():

@@ -45,7 +45,7 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("bn", ["no_bn", "bn"])
 def test_mirrored_two_cpus_matches_one_device(tiny_data_dir, tmp_path, bn):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tiny_data_dir, str(tmp_path), bn],
                           capture_output=True, text=True, timeout=600, cwd=root, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

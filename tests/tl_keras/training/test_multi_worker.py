@@ -69,7 +69,7 @@ def test_two_workers_match_one_process(tmp_path):
                   class_weights="none", validate=False, evaluate=False,
                   mixed_precision="none", keep_checkpoints_after_done=True)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     args = json.dumps({**common, "model_dir": str(tmp_path / "two")})
     procs = []
     for index in range(2):

@@ -2,7 +2,7 @@
 accept, Taskonomy task labels in the artefacts and the report, and the experiments' sweeps
 validated from another working folder. Checkpoints here are small (a few tensors under the
 real names): these tests check files, names and labels; loading is proven in
-tests/test_weights_taskonomy.py on full checkpoints."""
+tests/tl_keras/weights/test_weights_taskonomy.py on full checkpoints."""
 import json
 import os
 import re
@@ -15,7 +15,7 @@ import pytest
 
 from tests import taskonomy_reference as ts
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TASKS = ("segmentsemantic", "autoencoder", "class_1000")
 
 

@@ -1,5 +1,5 @@
 """Layer names, TF-slim conventions, full-size shapes and task composition of the model
-builders (exact sizes, serialisation, mixed precision: tests/test_networks.py)."""
+builders (exact sizes, serialisation, mixed precision: tests/tl_keras/models/test_networks.py)."""
 import numpy as np
 import pytest
 
@@ -43,7 +43,7 @@ def test_encoder_slim_conventions(full_encoder):
 
 
 def test_full_size_decoder_output_shape():
-    # Counts, variables and the discriminators: tests/test_networks.py (the harness).
+    # Counts, variables and the discriminators: tests/tl_keras/models/test_networks.py (the harness).
     from tl_keras.models import build_decoder
     assert build_decoder((16, 16, 8), 3).output_shape == (None, 256, 256, 3)
 
@@ -69,7 +69,7 @@ def test_task_models_shapes(size, channels):
 
 
 def test_paper_decoder_has_ten_layers():
-    # Output shapes and counts of both paper variants: tests/test_networks.py.
+    # Output shapes and counts of both paper variants: tests/tl_keras/models/test_networks.py.
     from tl_keras.models import build_decoder
     dec = build_decoder((2, 2, 8), 2, variant="paper")
     assert len([l for l in dec.layers if l.weights]) == 19  # 9 conv+BN pairs + output conv
