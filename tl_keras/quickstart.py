@@ -1,6 +1,6 @@
 """The whole transfer-learning study, end to end, on data built offline.
 
-    python -m tl_keras.quickstart --workdir qs           # ~2,500 s CPU (README)
+    python -m tl_keras.quickstart --workdir qs           # ~15 min on 2 cores (README)
     python -m tl_keras.quickstart --workdir qs --tiny    # ~2 min: the pipeline check
 
 Stages (each resumes when rerun on the same ``--workdir``):
