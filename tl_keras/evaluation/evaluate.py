@@ -32,8 +32,6 @@ from tl_keras.evaluation import metrics, tables
 from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
-from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
-from tl_common.progress import Progress
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
