@@ -3,7 +3,7 @@
 Usage (needs the optional extra: ``pip install -e .[bench]``; the toolkit never imports
 torch)::
 
-  python benchmarks/bench_vs_torch.py                      # 256 px, batch 8, 3 rounds
+  python benchmarks/bench_vs_torch.py                      # 256 px, batch 8, 7 rounds
   python benchmarks/bench_vs_torch.py --image_size 64 --rounds 1 --steps 2
 
 Network: the Taskonomy encoder + 15-layer decoder with 2 output classes, built by
@@ -30,9 +30,9 @@ from absl import app, flags
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
 flags.DEFINE_integer("batch_size", 8, "batch size")
-flags.DEFINE_integer("steps", 3, "timed steps per round and framework")
+flags.DEFINE_integer("steps", 2, "timed steps per round and framework")
 flags.DEFINE_integer("warmup", 2, "untimed steps (tracing, first runs)")
-flags.DEFINE_integer("rounds", 3, "alternating rounds per precision (the median is reported)")
+flags.DEFINE_integer("rounds", 7, "alternating rounds per precision (the median is reported)")
 flags.DEFINE_list("precisions", ["float32", "bfloat16"], "float32 and/or bfloat16")
 flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
@@ -289,6 +289,9 @@ def main(argv):
               f"{row['tl_keras_slices_per_s']:5.2f} slices/s | PyTorch "
               f"{row['pytorch_slices_per_s']:5.2f} slices/s | ratio {row['ratio']:.2f}x",
               flush=True)
+        for side in ("tl_keras", "pytorch"):
+            print(f"{'':8s} {side} per round: "
+                  + " ".join(f"{v:.2f}" for v in row["rounds"][side]), flush=True)
     if FLAGS.out_json:
         with open(FLAGS.out_json, "w") as f:
             json.dump(rows, f, indent=2)

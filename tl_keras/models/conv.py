@@ -24,7 +24,13 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-__all__ = ["Conv2D", "kernel_gradient"]
+__all__ = ["Conv2D", "kernel_gradient", "matmul_gradient_pays"]
+
+#: Channels (input and output) from which a k x k (k > 1) kernel gradient is computed as a
+#: matrix product. Below it the k*k shifted copies of the input cost more than oneDNN's
+#: weight-gradient kernel saves: measured per layer of the Taskonomy network at 256 px,
+#: batch 8, mixed bfloat16 (docs/training.md, "Which kernel gradient, per layer").
+MATMUL_MIN_CHANNELS = 256
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
@@ -32,7 +38,7 @@ class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` with a matrix-product kernel gradient (module docstring)."""
 
     def convolution_op(self, inputs, kernel):
-        if not self._matmul_gradient_applies():
+        if not (self._matmul_gradient_applies() and matmul_gradient_pays(kernel.shape)):
             return super().convolution_op(inputs, kernel)
         return _conv_same(tf.cast(inputs, self.compute_dtype),
                           tf.cast(kernel, self.compute_dtype))
@@ -45,6 +51,19 @@ class Conv2D(keras.layers.Conv2D):
         return (self.compute_dtype == "bfloat16" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.groups == 1 and self.data_format == "channels_last"
                 and (self.padding == "same" or one_by_one))
+
+
+def matmul_gradient_pays(kernel_shape) -> bool:
+    """Whether the matrix-product kernel gradient is the faster one for this kernel.
+
+    Always for 1x1 kernels (2-3x faster than oneDNN's weight-gradient kernel at every
+    1x1 shape of the Taskonomy network); for larger kernels only when both the input and
+    the output channels are at least :data:`MATMUL_MIN_CHANNELS` (the patch matrix is
+    ``k*k*C`` wide and ``N*H*W`` long: with few channels, e.g. the decoder's 16-channel
+    3x3 convolution at 256 x 256 px, it took 88 ms against oneDNN's 6 ms).
+    """
+    kh, kw, cin, cout = (int(d) for d in kernel_shape)
+    return (kh, kw) == (1, 1) or min(cin, cout) >= MATMUL_MIN_CHANNELS
 
 
 @tf.custom_gradient

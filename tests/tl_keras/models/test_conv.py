@@ -32,9 +32,14 @@ def _outputs_and_gradients(model, x):
     (1, "same", 1, False), (3, "same", 1, True), (4, "same", 1, False),
     (1, "valid", 1, False), (3, "valid", 1, False), (3, "same", 2, True)])
 @pytest.mark.parametrize("policy,rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
-def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, policy, rtol):
+def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, policy, rtol,
+                                          monkeypatch):
     import keras
     import tensorflow as tf
+    from tl_keras.models import conv
+    # Take the matrix-product path for every kernel size (it would skip these 3 -> 4
+    # channel k > 1 kernels, where oneDNN's kernel gradient is the faster one).
+    monkeypatch.setattr(conv, "MATMUL_MIN_CHANNELS", 1)
     keras.mixed_precision.set_global_policy(policy)
     try:
         ours, ref = _pair(kernel, padding, strides, use_bias)
@@ -56,6 +61,43 @@ def test_matmul_gradient_only_where_exact():
     assert not applies(kernel_size=3, padding="same", strides=2)
     assert not applies(kernel_size=3, padding="same", dilation_rate=2)
     assert not Conv2D(2, kernel_size=3, padding="same")._matmul_gradient_applies()  # float32
+
+
+def test_matmul_gradient_pays_for_1x1_and_wide_kernels_only():
+    from tl_keras.models.conv import MATMUL_MIN_CHANNELS, matmul_gradient_pays
+    assert matmul_gradient_pays((1, 1, 16, 2)) and matmul_gradient_pays((1, 1, 2048, 512))
+    wide = MATMUL_MIN_CHANNELS
+    assert matmul_gradient_pays((3, 3, wide, wide))
+    assert not matmul_gradient_pays((3, 3, wide, wide - 1))  # decoder conv7: 256 -> 128
+    assert not matmul_gradient_pays((3, 3, 16, 16))          # 256 px decoder output layer
+    assert not matmul_gradient_pays((3, 3, 2048, 8))         # compress1
+
+
+@pytest.mark.parametrize("kernel,channels,expect_matmul", [
+    (1, 4, True), (3, 4, False)])
+def test_gradient_graph_uses_the_chosen_kernel(kernel, channels, expect_matmul):
+    """Under mixed bfloat16 a 1x1 kernel gradient is a MatMul, a narrow 3x3 one oneDNN's."""
+    import keras
+    import tensorflow as tf
+    from tl_keras.models.conv import Conv2D
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = Conv2D(channels, kernel, padding="same", use_bias=False)
+        layer.build((2, 8, 8, channels))
+
+        @tf.function
+        def grad(x):
+            with tf.GradientTape() as tape:
+                y = tf.reduce_sum(tf.cast(layer(x), tf.float32))
+            return tape.gradient(y, layer.kernel)
+        graph = grad.get_concrete_function(tf.TensorSpec((2, 8, 8, channels))).graph
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    ops = {op.type for op in graph.get_operations()}
+    for fn in graph._functions.values():  # the custom gradient's function body
+        ops |= {op.type for op in fn.graph.get_operations()} if hasattr(fn, "graph") else set()
+    assert ("MatMul" in ops or "BatchMatMulV2" in ops) == expect_matmul, sorted(ops)
+    assert ("Conv2DBackpropFilter" in ops) != expect_matmul, sorted(ops)
 
 
 def test_kernel_gradient_is_patches_times_output_gradient():
