@@ -1,4 +1,4 @@
-"""2-D convolution whose kernel gradient is one matrix product (stride-1 convolutions).
+"""2-D convolution whose kernel gradient is computed by matrix products where that pays.
 
 oneDNN's weight-gradient kernel (``Conv2DBackpropFilter``) is the slowest part of a
 training step on a CPU: in the bfloat16 step of the Taskonomy network it took more time
@@ -8,8 +8,8 @@ runs at a third of the rate of the matrix product that computes the same numbers
 
     dK[i, j, c, o] = sum over (n, y, x) of X_pad[n, y + i, x + j, c] * dY[n, y, x, o],
 
-i.e. ``patches(X)^T @ dY`` with the k x k shifted copies of the padded input side by side
-(for 1x1 kernels, X itself). :class:`Conv2D` computes it that way and leaves the forward
+i.e. one matrix product per kernel tap (i, j) of the shifted input with ``dY`` (for 1x1
+kernels, ``X^T @ dY``). :class:`Conv2D` computes it that way and leaves the forward
 pass and the input gradient to TensorFlow's convolution kernels, so outputs are
 unchanged and gradients differ only in float rounding (both accumulate in float32). It does
 so under mixed bfloat16 only, where it was measured to pay; float32 layers run Keras' code.
@@ -82,6 +82,16 @@ def _conv_same(x, kernel):
 def kernel_gradient(x, dy, kernel_shape):
     """Gradient of a stride-1 TF 'SAME' NHWC convolution with respect to its kernel.
 
+    For a 1x1 kernel, ``x^T @ dy`` over all pixels. For a k x k kernel, one product per
+    kernel tap (i, j) of the input shifted by that tap with ``dy``, without copying the
+    shifted inputs: the padded input is laid out pixel-major, ``((H + kh) * Wp, N, C)`` with
+    ``Wp = W + kw - 1``, so the shift by (i, j) is the contiguous row range starting at
+    ``i * Wp + j`` (a slice along the first axis, which TensorFlow takes without a copy);
+    ``dy`` gets ``kw - 1`` zero columns, which cancel the products of the positions where a
+    row range runs into the next image row. Against one matrix of the k*k shifted copies
+    side by side (the previous implementation) it copies the input and ``dy`` twice each
+    instead of the input 2 k*k times (docs/training.md, "Which kernel gradient, per layer").
+
     Args:
       x: (N, H, W, C) input of the convolution.
       dy: (N, H, W, O) gradient of its output.
@@ -92,15 +102,20 @@ def kernel_gradient(x, dy, kernel_shape):
     """
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     if (kh, kw) == (1, 1):
-        patches = x
-    else:
-        # TF 'SAME' at stride 1 pads (k - 1) // 2 before and the rest after.
-        ph, pw = kh - 1, kw - 1
-        padded = tf.pad(x, [[0, 0], [ph // 2, ph - ph // 2], [pw // 2, pw - pw // 2], [0, 0]])
-        h, w = tf.shape(x)[1], tf.shape(x)[2]
-        # Channel index (i * kw + j) * C + c, which the final reshape splits into (i, j, c).
-        patches = tf.concat([padded[:, i:i + h, j:j + w, :]
-                             for i in range(kh) for j in range(kw)], axis=-1)
-    grad = tf.matmul(tf.reshape(patches, [-1, kh * kw * cin]), tf.reshape(dy, [-1, cout]),
-                     transpose_a=True)
-    return tf.reshape(grad, [kh, kw, cin, cout])
+        grad = tf.matmul(tf.reshape(x, [-1, cin]), tf.reshape(dy, [-1, cout]), transpose_a=True)
+        return tf.reshape(grad, [kh, kw, cin, cout])
+    # TF 'SAME' at stride 1 pads (k - 1) // 2 before and the rest after; one more row at the
+    # bottom keeps the last tap's row range inside the tensor.
+    ph, pw = kh - 1, kw - 1
+    shape = tf.shape(x)
+    n, h, w = shape[0], shape[1], shape[2]
+    wp = w + pw
+    padded = tf.pad(x, [[0, 0], [ph // 2, ph - ph // 2 + 1], [pw // 2, pw - pw // 2], [0, 0]])
+    rows = tf.reshape(tf.transpose(padded, [1, 2, 0, 3]), [-1, n, cin])
+    dy_rows = tf.pad(dy, [[0, 0], [0, 0], [0, pw], [0, 0]])
+    dy_rows = tf.reshape(tf.transpose(dy_rows, [1, 2, 0, 3]), [-1, cout])
+    length = h * wp
+    taps = [tf.matmul(tf.reshape(rows[i * wp + j:i * wp + j + length], [-1, cin]), dy_rows,
+                      transpose_a=True)
+            for i in range(kh) for j in range(kw)]
+    return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])

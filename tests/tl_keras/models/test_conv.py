@@ -100,7 +100,7 @@ def test_gradient_graph_uses_the_chosen_kernel(kernel, channels, expect_matmul):
     assert ("Conv2DBackpropFilter" in ops) != expect_matmul, sorted(ops)
 
 
-def test_kernel_gradient_is_patches_times_output_gradient():
+def test_kernel_gradient_by_hand():
     """A hand-computed case: one channel in and out, 3x3 kernel, 2x2 image."""
     import tensorflow as tf
     from tl_keras.models.conv import kernel_gradient
