@@ -26,10 +26,11 @@ import tensorflow as tf
 
 __all__ = ["Conv2D", "kernel_gradient", "matmul_gradient_pays"]
 
-#: Channels (input and output) from which a k x k (k > 1) kernel gradient is computed as a
-#: matrix product. Below it the k*k shifted copies of the input cost more than oneDNN's
-#: weight-gradient kernel saves: measured per layer of the Taskonomy network at 256 px,
-#: batch 8, mixed bfloat16 (docs/training.md, "Which kernel gradient, per layer").
+#: Channels (input and output) from which a k x k (k > 1) kernel gradient is computed by
+#: matrix products. Below it each product has a small (C, O) result summed over N*H*W rows,
+#: and oneDNN's weight-gradient kernel is faster: measured per layer of the Taskonomy
+#: network at 256 px, batch 8, mixed bfloat16 (docs/training.md, "Which kernel gradient,
+#: per layer").
 MATMUL_MIN_CHANNELS = 256
 
 
@@ -48,8 +49,8 @@ class Conv2D(keras.layers.Conv2D):
         # Measured faster only in mixed bfloat16 (the Taskonomy step at 256 px); in float32
         # the quickstart's 64 px network trained 24 % slower with it (95 -> 77 slices/s on one
         # thread), so float32 keeps TensorFlow's kernel gradient (docs/training.md).
-        return (self.compute_dtype == "bfloat16" and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
-                and self.groups == 1 and self.data_format == "channels_last"
+        return (self.compute_dtype == "bfloat16" and tuple(self.strides) == (1, 1)
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1 and self.data_format == "channels_last"
                 and (self.padding == "same" or one_by_one))
 
 
@@ -58,9 +59,9 @@ def matmul_gradient_pays(kernel_shape) -> bool:
 
     Always for 1x1 kernels (2-3x faster than oneDNN's weight-gradient kernel at every
     1x1 shape of the Taskonomy network); for larger kernels only when both the input and
-    the output channels are at least :data:`MATMUL_MIN_CHANNELS` (the patch matrix is
-    ``k*k*C`` wide and ``N*H*W`` long: with few channels, e.g. the decoder's 16-channel
-    3x3 convolution at 256 x 256 px, it took 88 ms against oneDNN's 6 ms).
+    the output channels are at least :data:`MATMUL_MIN_CHANNELS`. With few channels the
+    products are long and narrow: for the decoder's 16-channel 3x3 convolution at 256 x 256
+    px they took 39 ms against oneDNN's 4 ms.
     """
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     return (kh, kw) == (1, 1) or min(cin, cout) >= MATMUL_MIN_CHANNELS
