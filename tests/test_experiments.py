@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT
+
 CLI = {"pretrain": "tl_keras.pretrain", "finetune": "tl_keras.finetune",
        "sweep": "tl_keras.sweep", "detection": "tl_keras.sweep"}
 FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.flags")))

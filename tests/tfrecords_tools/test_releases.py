@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from tests.helpers import touch_nifti
+from tests.helpers import ROOT, touch_nifti
 from tfrecords_tools.manifests import manifest as mf, releases
 from tfrecords_tools.scans import labels
 
@@ -143,7 +143,7 @@ def test_miccai2012_uses_the_challenge_split_and_ships_the_6_class_map(tmp_path)
 
 def test_miccai2012_label_map_is_installed_with_the_package(tmp_path):
     """The default mapping must be inside the built wheel (package data), not only the repo."""
-    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    repo = ROOT
     src = tmp_path / "src"  # a copy, so the build leaves nothing in the checkout
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("tl_common", "tl_keras", "tfrecords_tools"):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 import textwrap
 
+from tests.helpers import ROOT
+
 SCRIPT = textwrap.dedent("""
     from absl import app, logging
     from tl_common import console
@@ -21,9 +23,8 @@ SCRIPT = textwrap.dedent("""
 
 def _run(*args):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, *args], capture_output=True,
-                          text=True, timeout=300, cwd=root, env=dict(env, PYTHONPATH=root))
+                          text=True, timeout=300, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "3.0"
     return proc.stderr.splitlines()

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.helpers import make_tiny_dataset
+from tests.helpers import ROOT, make_tiny_dataset
 from tfrecords_tools import schema
 from tfrecords_tools.shards import writer as shards
 
@@ -69,14 +69,13 @@ def test_two_workers_match_one_process(tmp_path):
                   class_weights="none", validate=False, evaluate=False,
                   mixed_precision="none", keep_checkpoints_after_done=True)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     args = json.dumps({**common, "model_dir": str(tmp_path / "two")})
     procs = []
     for index in range(2):
-        env = dict(os.environ, PYTHONPATH=root, CUDA_VISIBLE_DEVICES="",
+        env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="",
                    TF_CONFIG=json.dumps({"cluster": cluster,
                                          "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, args], cwd=root, env=env,
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, args], cwd=ROOT, env=env,
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     try:

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+from tests.helpers import ROOT
 
 
 def _cli(module, *args):

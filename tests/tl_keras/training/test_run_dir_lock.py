@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
+from tests.helpers import ROOT
 from tl_keras.training import rundir
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_common import lock
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 # A tiny fine-tuning run that never ends by itself (killed by the test).
 _RUN_FOREVER = """
 import sys

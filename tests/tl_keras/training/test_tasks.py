@@ -7,10 +7,10 @@ import os
 
 import pytest
 
+from tests.helpers import ROOT
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig, validate_pretrain
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 
 
 def test_every_list_of_task_names_comes_from_the_registry():

@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from tests.helpers import ROOT
+
 SCRIPT = textwrap.dedent("""
     import functools, json, os, sys
     from tl_keras.training.strategy import split_logical_cpus
@@ -45,9 +47,8 @@ SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("bn", ["no_bn", "bn"])
 def test_mirrored_two_cpus_matches_one_device(tiny_data_dir, tmp_path, bn):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tiny_data_dir, str(tmp_path), bn],
-                          capture_output=True, text=True, timeout=600, cwd=root, env=env)
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2 and result["keys_equal"] and result["moved"] > 0

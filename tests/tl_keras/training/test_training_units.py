@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from tl_keras.training import class_weights as cw
 from tl_keras.training import config as cfg
 from tl_keras.training.strategy import native_bfloat16 as real_native_bfloat16
@@ -122,7 +123,7 @@ def test_flagfile_parsing(tmp_path):
 def test_experiment_flagfiles_parse():
     from absl import flags
     from tl_keras.training.flags import config_from_flags, define_config_flags
-    root = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments")
+    root = os.path.join(ROOT, "experiments")
     for name, cls in (("pretrain_natural_autoencoding.flags", cfg.PretrainConfig),
                       ("finetune_stroke.flags", cfg.FinetuneConfig)):
         fv = flags.FlagValues()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tests import taskonomy_reference as ts
+from tests.helpers import ROOT
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 TASKS = ("segmentsemantic", "autoencoder", "class_1000")
 
 
