@@ -50,7 +50,8 @@ class Conv2D(keras.layers.Conv2D):
         # the quickstart's 64 px network trained 24 % slower with it (95 -> 77 slices/s on one
         # thread), so float32 keeps TensorFlow's kernel gradient (docs/training.md).
         return (self.compute_dtype == "bfloat16" and tuple(self.strides) == (1, 1)
-                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1 and self.data_format == "channels_last"
+                and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
+                and self.data_format == "channels_last"
                 and (self.padding == "same" or one_by_one))
 
 
