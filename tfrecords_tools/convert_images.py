@@ -23,7 +23,7 @@ from tfrecords_tools.images.dataset import folder_items, image_items, write_imag
 from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
 from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
-from tl_common import cli, lock
+from tl_common import cli, lock, paths
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -120,6 +120,10 @@ def run(f: flags.FlagValues, args) -> None:
     cfg = ImageFlags(**{field.name: getattr(f, field.name)
                         for field in dataclasses.fields(ImageFlags)})
     outdir.check_folder(os.path.abspath(cfg.out_dir))
+    paths.refuse_overlap("--out_dir", cfg.out_dir, [
+        ("--image_dir", cfg.image_dir), ("--mask_dir", cfg.mask_dir),
+        ("--labels_csv", cfg.labels_csv), ("--taskonomy_dir", cfg.taskonomy_dir)],
+        outdir.OutDirError)
     with lock.acquire(os.path.abspath(cfg.out_dir)):
         meta = run_flags(cfg)
     counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))

@@ -209,6 +209,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     if synthetic is not None:
         manifest = dataclasses.replace(manifest, synthetic=bool(synthetic))
     out_dir = os.path.abspath(out_dir)
+    outdir.refuse_input_overlap(out_dir, manifest)
     config_dict = config.to_dict()
     params = {"manifest": manifest.source, "preprocessing": config_dict, "workers": workers,
               "on_error": on_error, "num_shards": num_shards, "shard_job": shard_job,
