@@ -208,6 +208,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
                                 seed=split_seed, allow_large_last_split=allow_large_last_split)
     if synthetic is not None:
         manifest = dataclasses.replace(manifest, synthetic=bool(synthetic))
+    for warning in mf.check_split_leaks(manifest):
+        print(warning, file=sys.stderr, flush=True)
     out_dir = os.path.abspath(out_dir)
     outdir.refuse_input_overlap(out_dir, manifest)
     config_dict = config.to_dict()
