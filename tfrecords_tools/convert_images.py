@@ -20,7 +20,7 @@ from absl import flags
 
 from tfrecords_tools.conversion import outdir
 from tfrecords_tools.images.dataset import folder_items, image_items, write_image_dataset
-from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
+from tfrecords_tools.images.taskonomy_layout import building_of, taskonomy_pairs
 from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
 from tl_common import cli, lock, paths
@@ -95,8 +95,11 @@ def run_flags(cfg: ImageFlags) -> dict:
     ignore = None if ignore < 0 else ignore
     if cfg.taskonomy_dir:
         pairs = taskonomy_pairs(cfg.taskonomy_dir, cfg.image_domain, cfg.mask_domain)
+        # Split by building: the views of one point (and one building) look alike.
         items, seg, presence = image_items(pairs, cfg.image_size, labels_csv=cfg.labels_csv,
-                                           ignore_label=ignore, with_masks=bool(cfg.mask_domain))
+                                           ignore_label=ignore, with_masks=bool(cfg.mask_domain),
+                                           groups={sid: building_of(sid) or None
+                                                   for sid, _, _ in pairs})
     else:
         items, seg, presence = folder_items(cfg.image_dir, cfg.image_size,
                                             mask_dir=cfg.mask_dir, labels_csv=cfg.labels_csv,
