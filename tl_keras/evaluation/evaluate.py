@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 
 from tfrecords_tools import schema
+from tl_common import lock, paths
+from tl_common.cli import UserError
 from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
 from tl_common.progress import Progress
 from tl_common.runinfo import record_run
@@ -36,6 +38,10 @@ from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exp
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
 STATE_FILE = "evaluation.json"
+
+
+class EvaluationError(UserError, ValueError):
+    """An evaluation that cannot be written where asked (message: one line)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,13 +138,34 @@ def _state(model_dir: str, data_dir: str, config: EvalConfig) -> dict:
             "model_mtime": os.path.getmtime(model_file), "config": json.loads(json.dumps(cfg))}
 
 
+def _recorded(out_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(out_dir, STATE_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _finished(out_dir: str, state: dict) -> bool:
-    path = os.path.join(out_dir, STATE_FILE)
-    if not os.path.exists(path) or not all(
-            os.path.exists(os.path.join(out_dir, f)) for f in OUTPUT_FILES):
+    if not all(os.path.exists(os.path.join(out_dir, f)) for f in OUTPUT_FILES):
         return False
-    with open(path) as f:
-        return json.load(f) == state
+    return _recorded(out_dir) == state
+
+
+def _refuse_another(out_dir: str, state: dict) -> None:
+    """An ``out_dir`` holding the evaluation of another model, data set, split or
+    configuration is not silently replaced (a retrained model may be re-evaluated)."""
+    old = _recorded(out_dir)
+    if not isinstance(old, dict):
+        return
+    diff = [k for k in ("model_dir", "data_dir") if old.get(k) != state[k]]
+    old_cfg, new_cfg = old.get("config") or {}, state["config"]
+    diff += [f"--{k}" for k in sorted(set(old_cfg) | set(new_cfg))
+             if old_cfg.get(k) != new_cfg.get(k)]
+    if diff:
+        raise EvaluationError(f"{out_dir} holds another evaluation (different "
+                              f"{', '.join(d if d.startswith('--') else '--' + d for d in diff)}"
+                              "); use another --out_dir, or --overwrite to replace it")
 
 
 def _read_outputs(out_dir: str) -> dict[str, pd.DataFrame]:
@@ -162,8 +189,11 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
 
     Raises:
       FileNotFoundError / ValueError naming the directory and the problem.
+      EvaluationError: ``out_dir`` is a file, a dangling link, overlaps the data or
+        the export, or holds another evaluation (without ``config.overwrite``).
+      tl_common.lock.LockError: another evaluation is writing into ``out_dir``.
     """
-    from tl_keras.data.dataset import build_dataset, split_subjects
+    from tl_keras.data.dataset import split_subjects
 
     config = dataclasses.replace(config or EvalConfig(), split=split)
     meta = read_exported_meta(model_dir)
@@ -171,18 +201,37 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     split_subjects(data_meta, split)  # clear error for an unknown split
     _check_compatible(meta, data_meta, data_dir, model_dir)
     state = _state(model_dir, data_dir, config)
+    paths.check_output_folder(out_dir, "--out_dir", EvaluationError)
+    paths.refuse_overlap("--out_dir", out_dir, [
+        ("--data_dir", data_dir), ("the model's export", os.path.join(model_dir, EXPORT_DIR))],
+        EvaluationError)
+    created = not os.path.exists(out_dir)
+    with lock.acquire(out_dir, what=out_dir):  # a second evaluation into it is refused
+        try:
+            return _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta)
+        finally:
+            if created and os.listdir(out_dir) == [lock.LOCK_NAME]:
+                os.remove(os.path.join(out_dir, lock.LOCK_NAME))
+                os.rmdir(out_dir)
+
+
+def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
+    """:func:`evaluate_model_dir` holding the lock of ``out_dir``."""
+    from tl_keras.data.dataset import build_dataset
     if not config.overwrite and _finished(out_dir, state):
         if config.verbose:
             print(f"evaluate: {out_dir} already holds this evaluation; skipping "
                   f"(--overwrite to redo)")
         return _read_outputs(out_dir)
-
+    if not config.overwrite:
+        _refuse_another(out_dir, state)
     model, meta = load_exported(model_dir)
     run = tables.run_metadata(meta, config, model_dir)
     num_classes = meta.num_classes
     binary = num_classes == 2
     class_names = list(meta.class_names or data_meta.get("mask_classes")
                        or [f"class{i}" for i in range(num_classes)])
+    split = config.split
     ds = build_dataset(data_dir, split, "raw", config.batch_size, training=False,
                        meta=data_meta)
     examples = _Examples()
