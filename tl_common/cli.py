@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -27,6 +28,7 @@ from absl import logging as absl_logging
 
 from tl_common import console
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (Keras errors)
 _HELP = ("-h", "--help", "--helpshort", "--helpfull")
 
 
@@ -62,7 +64,7 @@ def one_line(error: BaseException) -> str:
         text = f"{type(error).__name__}: {error.message}"
     else:
         text = str(error)
-    return " ".join(text.split())
+    return " ".join(_ANSI.sub("", text).split())
 
 
 def _expected(error: BaseException, more: tuple = ()) -> bool:

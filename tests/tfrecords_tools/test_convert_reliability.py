@@ -332,3 +332,24 @@ def test_damaged_subject_cache_is_named_and_redone(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"convert: {path}: damaged (image.npy fails its checksum); "
                    "pre-processing subject s1 again"]
+
+
+def test_disk_full_without_a_file_name_names_the_out_dir(tmp_path, monkeypatch):
+    """An ENOSPC that names no file (raised inside a library) names --out_dir, never a bare
+    '[Errno 28] No space left on device'."""
+    import errno
+
+    from tests.helpers import touch_nifti
+    from tl_common.cli import one_line
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cv, "record_run", full)
+    touch_nifti(tmp_path, "scans/a.nii.gz")
+    (tmp_path / "scans" / "m.csv").write_text("subject_id,image\na,a.nii.gz\n")
+    out = tmp_path / "out"
+    with pytest.raises(OSError) as info:
+        cv.convert(str(tmp_path / "scans" / "m.csv"), str(out), progress=False)
+    assert one_line(info.value) == f"{out}: No space left on device"
+    assert not os.path.exists(out / lock.LOCK_NAME)

@@ -58,3 +58,8 @@ def test_sigterm_is_one_line_and_exit_143(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert err.strip().splitlines() == [
         "sleeper: stopped by SIGTERM; temporary files removed, rerun the same command to resume"]
+
+
+def test_one_line_drops_terminal_colour_codes():
+    error = ValueError("Input \x1b[1m0\x1b[0m of layer \x1b[31m'conv'\x1b[0m\n  is incompatible")
+    assert cli.one_line(error) == "Input 0 of layer 'conv' is incompatible"

@@ -30,7 +30,7 @@ from tl_common.io import atomic_path
 
 CACHE_DIR = "subjects"
 # Disk full, quota, read-only: the output folder fails every subject alike.
-_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TRANSFORM_DIR = "transforms"
 
 
@@ -192,7 +192,7 @@ def cache_subject(job: SubjectJob) -> dict:
     except InputError as e:
         return {"status": "error", "subject": e.subject, "file": e.file, "problem": e.problem}
     except OSError as e:
-        if e.errno in _OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
+        if e.errno in OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
             raise
         return _unexpected(job, e)
     except Exception as e:  # noqa: BLE001 - reported per subject, see docstring
