@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tl_common.cli import UserError
-from tl_common.io import write_csv_atomic
+from tl_common.io import sha256_file, write_csv_atomic
 
 # Manifest column -> key of the ``labels`` dict given to preprocess_subject.
 LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
@@ -243,7 +243,6 @@ def check_split_leaks(manifest: Manifest) -> list[str]:
     Raises:
       ManifestError: the same image file for two subjects (all listed).
     """
-    from tl_common.io import sha256_file
     where = manifest.source or "manifest"
     by_path: dict[str, list[Subject]] = {}
     for s in manifest.subjects:

@@ -13,6 +13,7 @@ from tl_keras.training.validation import validate_pretrain, with_task_options
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
+from tl_keras.weights.encoder_io import is_encoder_dir
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
@@ -48,7 +49,6 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
 
 
 def _missing_encoders(config: PretrainConfig) -> list[str]:
-    from tl_keras.weights.encoder_io import is_encoder_dir
     return [name for name in (ENCODER_LAST, ENCODER_BEST)
             if not is_encoder_dir(os.path.join(config.model_dir, name))]
 
