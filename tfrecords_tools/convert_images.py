@@ -122,6 +122,10 @@ def run(f: flags.FlagValues, args) -> None:
     (docs/conversion.md, Reliability)."""
     cfg = ImageFlags(**{field.name: getattr(f, field.name)
                         for field in dataclasses.fields(ImageFlags)})
+    for flag in ("image_dir", "mask_dir", "taskonomy_dir", "labels_csv"):
+        path = getattr(cfg, flag)
+        if path and not os.path.exists(path):  # before anything is created
+            raise mf.ManifestError(f"{path}: --{flag} does not exist")
     outdir.check_folder(os.path.abspath(cfg.out_dir))
     paths.refuse_overlap("--out_dir", cfg.out_dir, [
         ("--image_dir", cfg.image_dir), ("--mask_dir", cfg.mask_dir),

@@ -128,14 +128,20 @@ def _job(image, name, output_dir, probabilities):
 
 
 def check_jobs(jobs: list[PredictJob]) -> None:
-    """Refuse outputs that would replace an input scan or another job's output.
+    """Refuse missing scans, and outputs that would replace an input scan or another
+    job's output (before the model is loaded).
 
     Raises:
+      FileNotFoundError: a scan is missing.
       OutputError: one line naming both paths (e.g. ``x.nii`` and ``x.nii.gz`` of one
         folder would both write ``x_seg.nii.gz``).
     """
     def key(path):
         return os.path.realpath(os.path.abspath(path))
+    missing = [j.image for j in jobs if not os.path.isfile(j.image)]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no such scan" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     inputs = {key(j.image): j.image for j in jobs}
     owner: dict[str, str] = {}
     for job in jobs:
