@@ -18,6 +18,7 @@ run metadata columns ``META_COLUMNS``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -30,7 +31,7 @@ from tl_common.cli import UserError
 from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
 from tl_common.progress import Progress
 from tl_common.runinfo import record_run
-from tl_keras.evaluation import metrics, tables
+from tl_keras.evaluation import metrics, native, tables
 from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
@@ -38,6 +39,7 @@ from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exp
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
 STATE_FILE = "evaluation.json"
+SPACES = ("template", "native")
 
 
 class EvaluationError(UserError, ValueError):
@@ -60,6 +62,12 @@ class EvalConfig:
       num_examples: slices saved to ``examples.npz``: for the subjects with the
         largest ground-truth area, their slice with the most ground truth (the
         same slices for every model on the same data).
+      space: the grid of the volume metrics (per-subject volume Dice and volumes,
+        lesions, detection, presets): ``template``, the pre-processed grid the
+        network sees (MNI, resampled, cropped), or ``native``, each scan's own grid
+        and label files, as the challenges score (binary targets; see
+        :mod:`tl_keras.evaluation.native`). Per-slice scores are always on the
+        template grid.
       overwrite: recompute even when a finished evaluation with the same
         configuration exists.
       verbose: progress lines on stderr.
@@ -74,6 +82,7 @@ class EvalConfig:
     volume_cutoffs_ml: tuple = (0.0, 1.0, 2.0)
     presets: tuple = ("paper", "isles22", "atlas2", "wmh", "msseg_anima")
     num_examples: int = 4
+    space: str = "template"
     overwrite: bool = False
     verbose: bool = True
 
@@ -84,6 +93,8 @@ class EvalConfig:
             metrics.get_preset(p)
         from tl_keras.evaluation.detection import structure
         structure(self.connectivity)
+        if self.space not in SPACES:
+            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -200,6 +211,12 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
     data_meta = schema.read_meta(data_dir)
     split_subjects(data_meta, split)  # clear error for an unknown split
     _check_compatible(meta, data_meta, data_dir, model_dir)
+    if config.space == "native":
+        if meta.num_classes != 2:
+            raise native.NativeSpaceError(
+                f"{model_dir}: --space native scores binary (lesion) targets; this model "
+                f"predicts {meta.num_classes} classes")
+        native.subject_records(data_dir)  # a clear error before any work
     state = _state(model_dir, data_dir, config)
     paths.check_output_folder(out_dir, "--out_dir", EvaluationError)
     paths.refuse_overlap("--out_dir", out_dir, [
@@ -241,9 +258,13 @@ def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
         total=data_meta["splits"][split].get("slices"), verbose=config.verbose,
         on_slice=examples if config.num_examples else None)
 
+    volume_of = None
+    if config.space == "native":
+        volume_of = functools.partial(native.to_native, native.subject_records(data_dir),
+                                      data_dir)
     out = tables.build_tables(store, slice_rows, run, num_classes, class_names, config,
                               Progress(len(store.slices), "evaluate: metrics", "subject",
-                                       enabled=config.verbose))
+                                       enabled=config.verbose), volume_of=volume_of)
     os.makedirs(out_dir, exist_ok=True)
     for name, frame in out.items():
         write_csv_atomic(os.path.join(out_dir, f"{name}.csv"), frame)
