@@ -46,7 +46,7 @@ ARCHITECTURE = "keras_hub"
 
 
 def _keras_hub(flag: str, preset: str):
-    require_keras_hub(flag, preset)
+    require_keras_hub(f"{flag} {PREFIX}{preset}")
     import keras_hub
     return keras_hub
 
@@ -164,6 +164,18 @@ def build_hub_models(preset: str, network_kind: str, image_size: int, input_chan
     return build_task_models(network_kind, encoder, num_classes=num_outputs,
                              decoder_variant=decoder_variant,
                              discriminator_variant=discriminator_variant)
+
+
+def hub_models_hook(preset: str):
+    """A ``build_models`` hook of ``run_pretrain`` / ``run_finetune`` (``(config, meta, *,
+    network, num_outputs) -> TaskModels``) building ``keras_hub:PRESET``."""
+    def build(config, meta: dict, *, network: str, num_outputs) -> TaskModels:
+        return build_hub_models(preset, network, int(meta["image_size"][0]),
+                                config.input_channels, num_outputs,
+                                decoder_variant=config.decoder_variant,
+                                discriminator_variant=getattr(config, "discriminator_variant",
+                                                              "taskonomy"))
+    return build
 
 
 def preset_config(preset: HubPreset) -> dict:

@@ -71,10 +71,11 @@ def _fail(flag: str, preset: str, problem: str):
     raise HubPresetError(f"{flag} {PREFIX}{preset}: {problem}")
 
 
-def require_keras_hub(flag: str, preset: str) -> None:
-    """Raise one line naming the extra when keras-hub is not installed."""
+def require_keras_hub(subject: str) -> None:
+    """Raise one line (``subject: ...``) naming the extra when keras-hub is not installed."""
     if not keras_hub_installed():
-        _fail(flag, preset, f"keras-hub is not installed; install the extra: {INSTALL_HINT}")
+        raise HubPresetError(f"{subject}: keras-hub is not installed; install the extra: "
+                             f"{INSTALL_HINT}")
 
 
 def read_json(path: str) -> object:
@@ -142,7 +143,7 @@ def resolve(flag: str, preset: str) -> HubPreset:
     if not preset:
         _fail(flag, preset, "empty preset; expected a keras-hub preset name or a preset "
                             "directory")
-    require_keras_hub(flag, preset)
+    require_keras_hub(f"{flag} {PREFIX}{preset}")
     if os.path.isdir(preset):
         problem = preset_problem(preset)
         if problem:

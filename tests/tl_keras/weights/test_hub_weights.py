@@ -83,3 +83,24 @@ def test_bad_specs_are_one_line(hub_presets, tmp_path, monkeypatch):
     with pytest.raises(WeightLoadError, match="missing in source"):
         InitSpec.parse("keras_hub:" + hub_presets["resnet"]).load(eff)
     assert all(np.array_equal(w.numpy(), v) for w, v in zip(eff.weights, before))
+
+
+def test_finetune_from_a_preset(hub_presets, tiny_data_dir, tmp_path, capfd):
+    """A short fine-tuning run (Python API) initialised from a keras-hub preset directory:
+    1-channel input, unet skips, the source label and the grey rule in the log."""
+    from tl_keras.models.hub import hub_models_hook
+    from tl_keras.training import run_finetune
+    from tl_keras.training.config import FinetuneConfig
+    from tl_keras.models.export import load_exported
+    path = hub_presets["resnet"]
+    config = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "ft"),
+                            batch_size=2, max_steps=2, input_channels=1,
+                            decoder_variant="unet", init_from="keras_hub:" + path)
+    result = run_finetune(config, hub_models_hook(path))
+    assert result["source_label"] == "keras-hub resnet" and result["steps"] == 2
+    assert np.isfinite(result["final_loss"])
+    log = capfd.readouterr().out
+    assert "conv1_conv/weights: RGB kernel summed over channels" in log
+    assert "60 matched, 0 skipped, 0 missing" in log
+    model, meta = load_exported(str(tmp_path / "ft"))
+    assert model.input_shape == (None, 32, 32, 1) and meta.source_label == "keras-hub resnet"
