@@ -25,15 +25,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+flags.DEFINE_list("decoder_variants", ["unet", "paper"], "decoders to measure")
 flags.DEFINE_integer("image_size", 64, "slice size (a multiple of 32)")
 flags.DEFINE_integer("batch_size", 8, "batch size")
 flags.DEFINE_integer("input_channels", 1, "1 or 3")
+flags.DEFINE_list("preset_dirs", [], "NAME=DIR keras-hub presets to measure instead of the "
+                  "built-in architectures")
 flags.DEFINE_integer("steps", 3, "timed steps per round")
 flags.DEFINE_integer("rounds", 3, "timed rounds per network (the median is reported)")
 flags.DEFINE_integer("warmup", 2, "untimed steps (tracing, first runs)")
-flags.DEFINE_list("decoder_variants", ["unet", "paper"], "decoders to measure")
-flags.DEFINE_list("preset_dirs", [], "NAME=DIR keras-hub presets to measure instead of the "
-                  "built-in architectures")
 flags.DEFINE_string("work_dir", "/tmp/bench_hub", "where the architecture presets are saved")
 flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
