@@ -15,7 +15,7 @@ from tfrecords_tools import schema
 from tl_common.cli import UserError
 from tl_keras.training import tasks
 from tl_keras.weights.load_report import WeightLoadError
-from tl_keras.weights.spec import SPEC_HELP, InitSpec
+from tl_keras.weights.spec import SPEC_HELP, InitSpec, mode_suffix
 
 DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
@@ -126,9 +126,36 @@ class FinetuneConfig(TrainConfig):
                                        "classes)")
     eval_split: str = _flag("test", "split evaluated after training")
     evaluate: bool = _flag(True, "evaluate (or predict) --eval_split after training")
+    freeze_encoder: bool = _flag(False, "keep the encoder frozen (weights and batch-norm "
+                                        "statistics unchanged, BN in inference mode) and "
+                                        "train the decoder only; not with --init_from "
+                                        "scratch (use random)")
+    freeze_epochs: int = _flag(0, "--freeze_encoder: 0 = frozen for the whole run; N > 0 = "
+                                  "frozen for the first N epochs, then trained")
+    encoder_lr_multiplier: float = _flag(1.0, "the encoder's learning rate is the run's LR "
+                                              "(and schedule) times this; weight decay stays "
+                                              "--weight_decay per step for every weight")
+    init_decoder: bool = _flag(False, "--init_from a fine-tuning run: also copy its decoder "
+                                      "layers that match by name and shape (the others, "
+                                      "e.g. another class count's output layer, stay "
+                                      "random)")
 
     def resolved_epochs(self) -> int:
         return self.epochs or TARGET_EPOCHS[self.target]
+
+    def freeze_steps(self, steps_per_epoch: int, total_steps: int) -> int:
+        """Steps the encoder stays frozen: 0, ``total_steps`` (the whole run) or the
+        first ``freeze_epochs`` epochs (at most the whole run)."""
+        if not self.freeze_encoder:
+            return 0
+        if not self.freeze_epochs:
+            return total_steps
+        return min(self.freeze_epochs * steps_per_epoch, total_steps)
+
+    def mode_suffix(self) -> str:
+        """What this run's fine-tuning mode adds to its source label (" (frozen)" ...)."""
+        return mode_suffix(self.freeze_encoder, self.freeze_epochs, self.encoder_lr_multiplier,
+                           self.init_decoder)
 
 
 def _choice(name, value, allowed):
@@ -206,6 +233,37 @@ def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
         raise ConfigError(message)
 
 
+def check_finetune_mode(c: FinetuneConfig, spec: InitSpec) -> None:
+    """The fine-tuning mode flags (docs/training.md, "Freezing the encoder")."""
+    if c.freeze_encoder and spec.kind == "scratch":
+        raise ConfigError("--freeze_encoder with --init_from scratch keeps an encoder nobody "
+                          "chose; the frozen random-encoder control is --init_from random")
+    if c.freeze_epochs < 0:
+        raise ConfigError(f"--freeze_epochs must be >= 0, got {c.freeze_epochs}")
+    if c.freeze_epochs and not c.freeze_encoder:
+        raise ConfigError(f"--freeze_epochs={c.freeze_epochs} applies only with "
+                          "--freeze_encoder")
+    if c.freeze_epochs and not c.max_steps and c.freeze_epochs >= c.resolved_epochs():
+        raise ConfigError(f"--freeze_epochs={c.freeze_epochs} is not fewer than the run's "
+                          f"{c.resolved_epochs()} epochs; --freeze_epochs 0 freezes the whole "
+                          "run")
+    if not c.encoder_lr_multiplier > 0:
+        raise ConfigError(f"--encoder_lr_multiplier must be > 0, got {c.encoder_lr_multiplier}"
+                          " (--freeze_encoder keeps the encoder unchanged)")
+    if c.freeze_encoder and not c.freeze_epochs and c.encoder_lr_multiplier != 1:
+        raise ConfigError(f"--encoder_lr_multiplier={c.encoder_lr_multiplier:g} has no effect "
+                          "on an encoder frozen for the whole run; give --freeze_epochs N to "
+                          "train it afterwards at that rate")
+    split = c.freeze_encoder or c.encoder_lr_multiplier != 1
+    if split and c.mixed_precision == "float16":
+        raise ConfigError("--freeze_encoder / --encoder_lr_multiplier with "
+                          "--mixed_precision=float16 is not supported (one loss scale per "
+                          "optimizer); use bfloat16")
+    if c.init_decoder and not spec.is_export:
+        raise ConfigError(f"--init_decoder needs --init_from pointing at a fine-tuning run "
+                          f"(its export/model.json); {c.init_from} has no decoder")
+
+
 def validate_finetune(c: FinetuneConfig) -> dict:
     """Validate a fine-tuning configuration and its data; return dataset.json."""
     _choice("target", c.target, TARGETS)
@@ -217,9 +275,16 @@ def validate_finetune(c: FinetuneConfig) -> dict:
         raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "
                           f"{n_train} subjects")
     try:
-        InitSpec.parse(c.init_from).check()
+        spec = InitSpec.parse(c.init_from)
+        spec.check()
+        channels = spec.input_channels()
     except WeightLoadError as e:
         raise ConfigError(str(e)) from None
+    if channels == 1 and c.input_channels == 3:
+        raise ConfigError(f"--init_from {c.init_from}: its first convolution takes 1 input "
+                          "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
+                          "--input_channels 1")
+    check_finetune_mode(c, spec)
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")

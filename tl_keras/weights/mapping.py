@@ -36,21 +36,33 @@ def weight_map(model) -> dict:
     return out
 
 
-def _adapt(name: str, value: np.ndarray, shape: tuple, report: LoadReport) -> np.ndarray:
-    """Sum RGB conv1 kernels over the input channels for a one-channel encoder.
+def first_conv(model) -> str:
+    """The checkpoint name of the kernel of ``model``'s first convolution (the one the
+    images enter; :data:`CONV1` for the Taskonomy encoder), or "" when there is none."""
+    for layer in _layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and len(kernel.shape) == 4:
+            return f"{scope_of(layer.name)}/{_LEAF['kernel']}"
+    return ""
+
+
+def _adapt(name: str, value: np.ndarray, shape: tuple, report: LoadReport,
+           conv1: str = CONV1) -> np.ndarray:
+    """Sum RGB first-conv kernels over the input channels for a one-channel encoder.
 
     For a grey image g, conv(g repeated 3 times, W) == conv(g, sum_c W[..., c, :]), so a
     one-channel model reproduces the RGB model on grey inputs exactly.
     """
-    if (name == CONV1 and value.ndim == 4 and len(shape) == 4 and value.shape[2] == 3
+    if (name == conv1 and value.ndim == 4 and len(shape) == 4 and value.shape[2] == 3
             and shape[2] == 1 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]):
-        report.notes.append(f"{CONV1}: RGB kernel summed over channels for a 1-channel input")
+        report.notes.append(f"{conv1}: RGB kernel summed over channels for a 1-channel input")
+        report.adapted.append((name, tuple(value.shape), tuple(shape)))
         return value.sum(axis=2, keepdims=True)
     return value
 
 
 def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
-           random_ok=()) -> LoadReport:
+           random_ok=(), conv1: str = CONV1) -> LoadReport:
     """Copy ``sources`` arrays into ``targets`` variables by name.
 
     Args:
@@ -61,6 +73,7 @@ def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
         missing, a source unused, or a shape differs.
       random_ok: name prefixes that the source cannot provide by design; such targets go to
         ``report.left_random`` instead of ``report.missing``.
+      conv1: the first convolution's kernel, adapted from RGB to one input channel.
 
     Returns:
       ``report``.
@@ -71,7 +84,7 @@ def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
             (report.left_random if name.startswith(tuple(random_ok)) and random_ok
              else report.missing).append(name)
             continue
-        value = _adapt(name, np.asarray(sources[name]), tuple(var.shape), report)
+        value = _adapt(name, np.asarray(sources[name]), tuple(var.shape), report, conv1)
         if tuple(value.shape) != tuple(var.shape):
             report.mismatched.append((name, tuple(value.shape), tuple(var.shape)))
             continue
