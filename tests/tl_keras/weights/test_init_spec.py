@@ -144,7 +144,7 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
     # result.json -> the sweep CSV -> the report: one row per task
     sources = parse_sources([f"{t}=taskonomy:{small_ckpts['taskonomy/' + t]}" for t in TASKS])
     config = SweepConfig(str(tmp_path), sources, (4,), 2, finetune=None)
-    for i, (name, spec) in enumerate(sources):
+    for i, (name, spec, _) in enumerate(sources):
         for r in range(2):
             run = tmp_path / name / "n4" / f"r{r}"
             run.mkdir(parents=True)

@@ -49,8 +49,11 @@ def _initialise(config, models) -> None:
     if config.init_from == "scratch":
         return
     spec = InitSpec.parse(config.init_from)
-    report = spec.load(models.encoder, model=models.model,
-                       decoder=getattr(config, "init_decoder", False))
+    if spec.kind == "random":
+        print(f"init_from random: the seeded random encoder (--seed {config.seed}), the "
+              "random-encoder control", flush=True)
+        return
+    report = spec.load(models.encoder, model=models.model, decoder=config.init_decoder)
     print(f"init_from {config.init_from}: {report.summary()}", flush=True)
     if spec.is_export or report.adapted or report.reinitialised:
         print(report.table(), flush=True)
