@@ -192,3 +192,46 @@ def test_resume_mid_freeze_or_after_unfreezing_equals_uninterrupted(tiny_data_di
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     iterations = {k.split("/")[0]: int(v) for k, v in a.items() if "/_iterations/" in k}
     assert iterations == {"optimizer": 12, "encoder_optimizer": 6}, iterations
+
+
+@pytest.fixture(scope="module")
+def grey_export(tmp_path_factory):
+    """A fine-tuning run whose export takes 1-channel input (only model.json is read)."""
+    from tl_keras.models.export import ExportMeta, save_exported
+    from tl_keras.models.presets import tiny_task_models
+    run = str(tmp_path_factory.mktemp("grey") / "run")
+    save_exported(tiny_task_models("target", 32, 1, 2).model, run,
+                  ExportMeta(image_size=(32, 32), input_channels=1, num_classes=2))
+    return run
+
+
+@pytest.mark.parametrize("module,args,message", [
+    ("tl_keras.finetune", ["--freeze_encoder"], "the frozen random-encoder control is "
+                                                "--init_from random"),
+    ("tl_keras.finetune", ["--freeze_epochs=2"], "applies only with --freeze_encoder"),
+    ("tl_keras.finetune", ["--init_from=random", "--freeze_encoder", "--freeze_epochs=3",
+                           "--epochs=3"], "--freeze_epochs 0 freezes the whole run"),
+    ("tl_keras.finetune", ["--encoder_lr_multiplier=0"], "must be > 0"),
+    ("tl_keras.finetune", ["--init_from=random", "--freeze_encoder",
+                           "--encoder_lr_multiplier=0.1"], "has no effect"),
+    ("tl_keras.finetune", ["--init_from=random", "--freeze_encoder",
+                           "--mixed_precision=float16"], "use bfloat16"),
+    ("tl_keras.finetune", ["--init_from=random", "--init_decoder"], "has no decoder"),
+    ("tl_keras.finetune", ["--init_from=GREY"], "pass --input_channels 1"),
+    ("tl_keras.sweep", ["--out_dir=OUT", "--sources=scratch+frozen", "--set_sizes=2",
+                        "--repeats=1"], "--init_from random"),
+])
+def test_bad_mode_flags_are_one_line_and_write_nothing(tiny_data_dir, tmp_path, grey_export,
+                                                       capsys, module, args, message):
+    import importlib
+    args = [a.replace("GREY", grey_export).replace("OUT", str(tmp_path / "run"))
+            for a in args]
+    cli = importlib.import_module(module)  # in-process: main(argv) returns the exit code
+    code = cli.main([module, f"--data_dir={tiny_data_dir}", f"--model_dir={tmp_path / 'run'}",
+                     *args])
+    err = capsys.readouterr().err
+    assert code == 1, err[-2000:]
+    lines = [l for l in err.splitlines() if l.startswith(f"{module}: error:")]
+    assert len(lines) == 1 and message in lines[0], err[-2000:]
+    assert "Traceback" not in err
+    assert not os.path.exists(tmp_path / "run")
