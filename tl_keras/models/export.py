@@ -164,7 +164,23 @@ def load_exported(model_dir: str):
     if _uses_keras_hub(path):  # its classes register on import
         require_keras_hub(path)
         import keras_hub  # noqa: F401
-    return keras.models.load_model(path, compile=False), meta
+    model = keras.models.load_model(path, compile=False)
+    _check_agrees(model, meta, path)
+    return model, meta
+
+
+def _check_agrees(model, meta: ExportMeta, path: str) -> None:
+    """RecordError when ``model.json`` describes another network than the model file
+    (input size, channels, classes), instead of Keras' shape error at the first batch."""
+    want = (*meta.image_size, meta.input_channels, meta.num_classes)
+    got = (*tuple(model.input_shape)[1:4], tuple(model.output_shape)[-1])
+    if None in got or got == want:
+        return
+    names = ("height", "width", "input channels", "classes")
+    diff = "; ".join(f"{n} {w} in {META_FILE}, {g} in the model" for n, w, g in
+                     zip(names, want, got) if w != g)
+    raise RecordError(f"{os.path.join(os.path.dirname(path), META_FILE)} does not describe "
+                      f"{path} ({diff}); export the run again")
 
 
 def _uses_keras_hub(path: str) -> bool:

@@ -19,7 +19,7 @@ from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
-from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.rundir import claim_run_dir, refuse_input_overlap
 from tl_common import lock
 from tl_common.io import write_csv_atomic
 from tl_keras.weights.load_report import WeightLoadError
@@ -183,6 +183,7 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
     mine = job_cells(config)
     for cell in mine:  # bad flags or missing data fail before any training
         validate_finetune(cell_config(config, cell))
+        refuse_input_overlap("--out_dir", config.out_dir, cell_config(config, cell))
     # Jobs of one sweep share out_dir (a SLURM array); the same job twice may not.
     name = f"{lock.LOCK_NAME}-job{config.job_index}of{config.num_jobs}"
     try:

@@ -92,7 +92,7 @@ class TrainConfig:
                "default, only the export and results stay)")
     validate: bool = _flag(True, "compute the validation loss (split 'val') after each epoch")
     overwrite: bool = _flag(False, "replace a run with other flags in --model_dir (otherwise "
-                                   "refused; the folder is emptied first)")
+                                   "refused; only what runs of ours wrote there is deleted)")
 
 
 def _new_default(base, name: str, default):

@@ -17,7 +17,8 @@ from tl_keras.models.presets import build_taskonomy_models
 from tl_keras.training import freezing, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
-from tl_keras.training.runs import cached_json, make_optimizer, schedule, start_run
+from tl_keras.training.runs import (cached_json, make_optimizer, record_start, schedule,
+                                    start_run)
 from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.tasks import StepContext, TaskSpec
 
@@ -113,10 +114,11 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     _check_builder(build_models)
     strategy = start_run(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None
-    weights = (cached_json(os.path.join(config.model_dir, CLASS_WEIGHTS_FILE), compute)
-               if compute is not None else None)
+    weights_file = os.path.join(config.model_dir, CLASS_WEIGHTS_FILE)
+    weights = cached_json(weights_file, compute) if compute is not None else None
     slices = weights["slices"] if weights is not None else int(meta["splits"]["train"]["slices"])
     steps_per_epoch, total = schedule(config, slices)
+    record_start(config, strategy, {weights_file: weights})  # nothing written before here
     loss_fn = task.loss(config, weights)
     with strategy.scope():
         tm, step_for, ckpt, mode = _build(config, task, meta, build_models, strategy, loss_fn,
