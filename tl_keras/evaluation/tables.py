@@ -12,7 +12,10 @@ from tl_keras.evaluation import metrics
 from tl_keras.evaluation.detection import (PER_LESION_COLUMNS, PRESET_COLUMNS,
                                            SUMMARY_COLUMNS, detected_column)
 
-META_COLUMNS = ("target", "source_task", "source_domain", "init_from", "train_subjects",
+#: The fine-tuning mode fields of ExportMeta (a frozen encoder ...), copied as they are.
+MODE_COLUMNS = ("freeze_encoder", "freeze_epochs", "encoder_lr_multiplier", "init_decoder")
+META_COLUMNS = ("target", "source_task", "source_domain", "source_label", "init_from",
+                *MODE_COLUMNS, "train_subjects",
                 "repeat", "seed", "subset_seed", "split", "empty_policy", "include_background",
                 "connectivity", "model_dir")
 
@@ -24,7 +27,8 @@ def run_metadata(meta, config, model_dir: str) -> dict:
     ``repeat`` is the subset seed (each repeat of a sweep draws its own subset).
     """
     return {"target": meta.target, "source_task": meta.source_task,
-            "source_domain": meta.source_domain, "init_from": meta.init_from,
+            "source_domain": meta.source_domain, "source_label": meta.source_label,
+            "init_from": meta.init_from, **{k: getattr(meta, k) for k in MODE_COLUMNS},
             "train_subjects": meta.train_subjects, "repeat": meta.subset_seed,
             "seed": meta.seed, "subset_seed": meta.subset_seed, "split": config.split,
             "empty_policy": config.empty_policy,

@@ -56,11 +56,19 @@ def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
     return steps_per_epoch, config.max_steps or epochs * steps_per_epoch
 
 
-def make_optimizer(config: TrainConfig, boundaries=(), values=()):
-    """Decoupled AdamW with the run's LR schedule (explicit flags win)."""
+def make_optimizer(config: TrainConfig, boundaries=(), values=(), *, multiplier: float = 1.0,
+                   offset: int = 0):
+    """Decoupled AdamW with the run's LR schedule (explicit flags win).
+
+    ``multiplier`` and ``offset``: the encoder's own optimizer (:mod:`tl_keras.training.
+    freezing`): LR ``multiplier * schedule(step + offset)``, its steps counted from
+    ``offset``.
+    """
     if config.lr_boundaries:
         boundaries, values = config.lr_boundaries, config.lr_values
     lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
+    if multiplier != 1.0 or offset:
+        lr = optimizers.ShiftedScaledSchedule(lr, multiplier, offset)
     return optimizers.make_generator_optimizer(
         lr, config.weight_decay, loss_scale=config.mixed_precision == "float16")
 
