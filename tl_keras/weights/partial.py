@@ -63,16 +63,25 @@ def _source_encoder(model):
     return None
 
 
+def rgb_kernels(encoder) -> tuple[str, ...]:
+    """The first-convolution kernels of ``encoder`` the grey rule applies to: a keras-hub
+    backbone's stem convolutions, else the first convolution the images enter (``conv1``
+    of the Taskonomy encoder, ``enc0`` of the small presets)."""
+    from tl_keras.weights.hub import first_conv_kernels  # keras-hub's modules load Keras
+    return tuple(dict.fromkeys(n for n in (*first_conv_kernels(encoder), first_conv(encoder))
+                               if n))
+
+
 def strict_encoder_load(sources: dict, encoder, report: LoadReport) -> LoadReport:
     """Copy ``sources`` into every weight of ``encoder`` (strict, all or nothing), the first
     convolution adapted from RGB to one channel; a mismatch is one line, with the channel
     rule spelled out when it is the first convolution's input channels."""
-    conv1 = first_conv(encoder)
+    kernels = rgb_kernels(encoder)
     try:
-        return assign(sources, weight_map(encoder), report, strict=True, conv1=conv1)
+        return assign(sources, weight_map(encoder), report, strict=True, rgb_kernels=kernels)
     except WeightLoadError:
         for name, src, tgt in report.mismatched:
-            if name == conv1 and len(src) == len(tgt) == 4 and src[2] != tgt[2]:
+            if name in kernels and len(src) == len(tgt) == 4 and src[2] != tgt[2]:
                 raise WeightLoadError(
                     f"{report.source}: the encoder's first convolution ({name}) takes "
                     f"{src[2]} input channel(s), this run {tgt[2]}; only 3 -> 1 is adapted "

@@ -13,7 +13,9 @@ Grammar (docs/models_weights.md, "Initialisation specs")::
            | "imagenet:" FILE ".h5"          Keras Applications ResNet50 weights
     CKPT  := V2 prefix (.../model.permanent-ckpt) | one of its files (.index, .data-*)
            | the folder holding it | a V1 checkpoint file (resnet_v1_50.ckpt)
+           | "keras_hub:" PRESET             a keras-hub backbone preset
     TASK  := [A-Za-z0-9_.-]+                 the Taskonomy task; default: CKPT's folder name
+    PRESET := a keras-hub preset name (resnet_50_imagenet) | a local preset directory
 
 Every stage uses this one type: :meth:`InitSpec.parse` (syntax only), :meth:`InitSpec.check`
 (the files are there; no TensorFlow, so configuration checks stay fast),
@@ -26,20 +28,24 @@ import dataclasses
 import os
 import re
 
+from tl_keras.models.hub_preset import PREFIX as KERAS_HUB_PREFIX
+from tl_keras.models.hub_preset import HubPresetError, preset_name
+from tl_keras.models.hub_preset import check as check_hub_preset
 from tl_keras.weights.checkpoint import check_checkpoint, checkpoint_prefix, is_checkpoint
 from tl_keras.weights.encoder_io import (encoder_dir, is_encoder_dir, load_encoder,
                                          read_encoder_meta)
 from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
-from tl_keras.weights.mapping import assign, first_conv, weight_map
+from tl_keras.weights.mapping import assign, weight_map
 from tl_keras.weights.load_report import LoadReport, WeightLoadError
 from tl_keras.models.export import EXPORT_DIR, MODEL_FILE
-from tl_keras.weights.partial import (export_run_dir, is_export_dir, load_export_into, read_export_meta,
-                                     strict_encoder_load)
+from tl_keras.weights.partial import (export_run_dir, is_export_dir, load_export_into,
+                                      read_export_meta, rgb_kernels, strict_encoder_load)
 from tl_keras.weights.taskonomy import load_taskonomy
 
 SPEC_HELP = ("scratch | random (seeded random encoder, the frozen-encoder control) | DIR "
              "(tl_keras encoder dir, or a fine-tuning run's export) | taskonomy:CKPT[@TASK] | "
-             "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50)")
+             "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50) "
+             "| keras_hub:PRESET (keras-hub preset name or preset dir)")
 #: Source domain of the checkpoint sources (the value ``pretrain --domain`` uses).
 NATURAL = "natural"
 TASKONOMY_PREFIX = "taskonomy:"
@@ -56,7 +62,7 @@ class InitSpec:
 
     Attributes:
       text: the spec as given.
-      kind: ``scratch``, ``random``, ``dir``, ``taskonomy`` or ``imagenet``.
+      kind: ``scratch``, ``random``, ``dir``, ``taskonomy``, ``imagenet`` or ``keras_hub``.
       path: the file, prefix or directory (empty for ``scratch`` and ``random``).
       task: the ``@TASK`` override of a Taskonomy spec, else None.
     """
@@ -79,7 +85,7 @@ class InitSpec:
         kind, sep, path = text.partition(":")
         if not sep:
             kind, path = "dir", text
-        elif kind not in ("taskonomy", "imagenet"):
+        elif kind not in ("taskonomy", "imagenet", "keras_hub"):
             raise WeightLoadError(f"--init_from {text}: unknown kind '{kind}'; "
                                   f"expected {SPEC_HELP}")
         task = None
@@ -109,6 +115,12 @@ class InitSpec:
           WeightLoadError: one line naming the missing or unusable file.
         """
         if self.kind in ("scratch", RANDOM):
+            return
+        if self.kind == "keras_hub":
+            try:
+                check_hub_preset("--init_from", self.path)
+            except HubPresetError as e:
+                raise WeightLoadError(str(e)) from e
             return
         if self.kind == "dir":
             if self.is_export:
@@ -158,6 +170,8 @@ class InitSpec:
             return RANDOM, None
         if self.kind == "imagenet":
             return "imagenet", NATURAL
+        if self.kind == "keras_hub":
+            return KERAS_HUB_PREFIX + preset_name(self.path), NATURAL
         if self.kind == "taskonomy":
             return TASKONOMY_PREFIX + (self.task or checkpoint_task(self.path)), NATURAL
         if self.is_export:
@@ -200,6 +214,9 @@ class InitSpec:
             return load_export_into(self.path, encoder, model if decoder else None)
         if self.kind == "taskonomy":
             return load_taskonomy(self.path, {"encoder": encoder}, strict=strict)
+        if self.kind == "keras_hub":
+            from tl_keras.weights.hub import load_keras_hub
+            return load_keras_hub(self.path, encoder, strict=strict)
         if self.kind == "imagenet":
             if self.is_keras_h5:
                 return load_keras_resnet50(self.path, encoder, strict=strict)
@@ -220,9 +237,10 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
     """The report's name of a source from what a run recorded.
 
     ``imagenet`` -> "ImageNet"; ``taskonomy:<task>`` -> "Taskonomy <task>" (a converted
-    encoder records the same); ``random`` -> "random encoder"; ``finetuned:<target>`` ->
-    "<target> fine-tuned"; none -> "scratch"; else "<domain> <task>" ("t1 segmentation").
-    The fine-tuning mode is appended by :func:`mode_suffix`.
+    encoder records the same); ``keras_hub:<preset>`` -> "keras-hub <preset>"; ``random`` ->
+    "random encoder"; ``finetuned:<target>`` -> "<target> fine-tuned"; none -> "scratch"; else
+    "<domain> <task>" ("t1 segmentation"). The fine-tuning mode is appended by
+    :func:`mode_suffix`.
     """
     task = "" if source_task is None else str(source_task)
     if kind == "imagenet" or task == "imagenet":
@@ -235,6 +253,8 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
         return "Taskonomy " + task[len(TASKONOMY_PREFIX):]
     if task.startswith(FINETUNED_PREFIX):
         return f"{task[len(FINETUNED_PREFIX):]} fine-tuned"
+    if task.startswith(KERAS_HUB_PREFIX):
+        return "keras-hub " + task[len(KERAS_HUB_PREFIX):]
     return f"{source_domain} {task}" if source_domain else task
 
 
@@ -270,4 +290,4 @@ def load_encoder_dir_into(encoder, path: str, *, strict: bool = True) -> LoadRep
     if strict:
         return strict_encoder_load(sources, encoder, report)
     return assign(sources, weight_map(encoder), report, strict=False,
-                  conv1=first_conv(encoder))
+                  rgb_kernels=rgb_kernels(encoder))
