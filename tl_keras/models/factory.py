@@ -8,9 +8,13 @@ import keras
 from tl_keras.models.decoder import build_decoder
 from tl_keras.models.discriminator import build_discriminator
 from tl_keras.models.head import build_classification_head
+from tl_keras.models.simsiam import build_simsiam_head
 from tl_keras.models.unet import unet_model
 
-TASKS = ("segmentation", "autoencoding", "classification", "target")
+TASKS = ("segmentation", "autoencoding", "classification", "target", "reconstruction",
+         "simsiam")
+#: Network kinds that reconstruct their input (a tanh decoder with the input's channels).
+RECONSTRUCTING = ("autoencoding", "reconstruction")
 #: Why a skip decoder is refused for auto-encoding.
 UNET_REFUSED = ("--decoder_variant=unet is for segmentation tasks; --task={task} keeps its own "
                 "decoder (a skip-connected auto-encoder learns the identity through the skips, "
@@ -27,7 +31,8 @@ class TaskModels:
       encoder: the shared encoder (a sub-model of ``model``).
       decoder: pixel-wise decoder, or None for classification.
       discriminator: auto-encoding only: (N, H, W, 2C) ``input ++ candidate`` -> patch logits.
-      head: classification only.
+      head: classification (class logits) and simsiam (projector and predictor; ``model``
+        then maps images to ``[z, p]``, :mod:`tl_keras.models.simsiam`) only.
     """
 
     model: keras.Model
@@ -46,7 +51,9 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
     Args:
       task: ``segmentation`` / ``target`` (encoder + decoder with ``num_classes`` logits),
         ``autoencoding`` (encoder + tanh decoder with C outputs + discriminator on 2C
-        channels; ``num_classes`` is ignored) or ``classification`` (encoder + head).
+        channels; ``num_classes`` is ignored), ``reconstruction`` (the same without
+        discriminator: restoration, masked modelling), ``classification`` (encoder +
+        head) or ``simsiam`` (encoder + projector and predictor; ``num_classes`` ignored).
       encoder: from :func:`tl_keras.models.build_encoder` (defines image size and C).
       num_classes: K output classes (segmentation, target, classification).
       decoder_variant: ``taskonomy``, ``paper`` or ``unet`` (skip-connected, fed by the
@@ -62,19 +69,26 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
     image_shape = tuple(encoder.input_shape[1:])
     latent_shape = tuple(encoder.output_shape[1:])
     channels = image_shape[-1]
-    if task != "autoencoding" and (num_classes is None or num_classes < 1):
+    if task not in RECONSTRUCTING + ("simsiam",) and (num_classes is None or num_classes < 1):
         raise ValueError(f"task {task!r} needs num_classes >= 1, got {num_classes}")
     inputs = keras.Input(image_shape, name="image")
     latent = encoder(inputs)
     if task == "classification":
         head = build_classification_head(latent_shape, num_classes)
         return TaskModels(keras.Model(inputs, head(latent), name=task), encoder, head=head)
-    if decoder_variant == "unet" and task == "autoencoding":
+    if task == "simsiam":
+        head = build_simsiam_head(latent_shape)
+        return TaskModels(keras.Model(inputs, head(latent), name=task), encoder, head=head)
+    if decoder_variant == "unet" and task in RECONSTRUCTING:
         raise ValueError(UNET_REFUSED.format(task=task))
     if decoder_variant == "unet":
         model, decoder = unet_model(encoder, num_classes, output_activation=output_activation,
                                     name=task)
         return TaskModels(model, encoder, decoder=decoder)
+    if task == "reconstruction":
+        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
+        return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder,
+                          decoder=decoder)
     if task == "autoencoding":
         decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
         discriminator = build_discriminator(image_shape[:2], 2 * channels, discriminator_variant)

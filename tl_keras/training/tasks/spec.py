@@ -110,6 +110,9 @@ class TaskSpec:
         (fine-tuning loads ``--init_from``), or None.
       export: ``(config, models, epoch, logs, is_best)`` after every epoch on the chief
         (source tasks export their encoder), or None.
+      eval_step: ``StepContext -> step(x, y) -> {"loss_sum", "count"}``, the per-replica
+        validation step, or None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs
+        are made in the step, like the self-supervised ones, validate on them too).
     """
 
     name: str
@@ -125,3 +128,4 @@ class TaskSpec:
     lr_schedule: Callable[[Any, int], tuple] | None = None
     initialise: Callable[[Any, Any], None] | None = None
     export: Callable[[Any, Any, int, dict, bool], None] | None = None
+    eval_step: Callable[[StepContext], Callable] | None = None
