@@ -15,10 +15,11 @@ TASKS = ("segmentation", "autoencoding", "classification", "target", "reconstruc
          "simsiam")
 #: Network kinds that reconstruct their input (a tanh decoder with the input's channels).
 RECONSTRUCTING = ("autoencoding", "reconstruction")
-#: Why a skip decoder is refused for auto-encoding.
+#: Why a skip decoder is refused for the tasks that reconstruct their input.
 UNET_REFUSED = ("--decoder_variant=unet is for segmentation tasks; --task={task} keeps its own "
                 "decoder (a skip-connected auto-encoder learns the identity through the skips, "
-                "so its encoder would learn nothing)")
+                "and a restoration or masked-image model fills its gaps from the skips' "
+                "full-resolution detail, so its encoder would learn little)")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,8 @@ def test_every_list_of_task_names_comes_from_the_registry():
     from tl_keras.data.dataset import TASKS as DATA_TASKS
     from tl_keras.models import TASKS as NETWORKS
     from tl_keras.training.flags import define_config_flags
-    assert tasks.source_tasks() == ("autoencoding", "classification", "segmentation")
+    assert tasks.source_tasks() == ("autoencoding", "classification", "restoration",
+                                    "segmentation", "simsiam")
     assert not tasks.get("target").source and tasks.weighted_tasks() == ("segmentation",)
     fv = flags.FlagValues()
     define_config_flags(PretrainConfig, flag_values=fv)
@@ -29,7 +30,7 @@ def test_every_list_of_task_names_comes_from_the_registry():
         assert f"`{name}`" in docs, f"docs/extending.md does not list task {name}"
     for name in tasks.source_tasks():
         assert name in fv["task"].help
-    with pytest.raises(KeyError, match="registered: autoencoding, classification"):
+    with pytest.raises(KeyError, match="registered: autoencoding, classification, restoration"):
         tasks.get("depth")
     with pytest.raises(ValueError, match="already registered"):
         tasks.register(tasks.get("segmentation"))
