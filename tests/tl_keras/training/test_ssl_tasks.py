@@ -72,7 +72,7 @@ def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
     from tl_keras.training import run_finetune, run_pretrain
     from tl_keras.training.config import FinetuneConfig
     base = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "a"), task=name,
-                          batch_size=2, max_steps=4, class_weights="none", deterministic=True,
+                          batch_size=2, max_steps=4, deterministic=True,
                           log_every=1, seed=5)
     result = run_pretrain(base, build_tiny_models)
     assert result["task"] == name and np.isfinite(result["final_val_loss"])
@@ -94,3 +94,16 @@ def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
     loaded = [l for l in capsys.readouterr().out.splitlines() if l.startswith("init_from")]
     assert len(loaded) == 1 and " 0 missing" in loaded[0] and " 0 skipped" in loaded[0]
     assert " 0 matched" not in loaded[0], loaded
+
+
+@pytest.mark.parametrize("name", ["restoration", "simsiam"])
+def test_label_only_flags_are_refused_with_one_line(tiny_data_dir, tmp_path, capsys, name):
+    import os
+    from tl_keras import pretrain
+    run = tmp_path / "run"
+    code = pretrain.main(["pretrain", f"--data_dir={tiny_data_dir}", f"--model_dir={run}",
+                          f"--task={name}", "--class_weights=inverse"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("tl_keras.pretrain: error: --class_weights")
+    assert not os.path.exists(run)
