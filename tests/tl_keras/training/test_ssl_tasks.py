@@ -8,7 +8,7 @@ import tensorflow as tf
 from tl_keras.training import losses, tasks
 from tl_keras.training.config import PretrainConfig
 
-RECONSTRUCTING = ("restoration",)
+RECONSTRUCTING = ("restoration", "masked_modeling")
 
 
 def _task_step(data_dir, name, batch_size, learning_rate):
@@ -17,9 +17,11 @@ def _task_step(data_dir, name, batch_size, learning_rate):
     from tl_keras.data.dataset import build_dataset
     from tl_keras.models.presets import build_tiny_models
     from tl_keras.training.runs import make_optimizer
+    from tl_keras.training.validation import with_task_options
     task = tasks.get(name)
-    config = PretrainConfig(data_dir=data_dir, model_dir="unused", task=name,
-                            batch_size=batch_size, learning_rate=learning_rate, seed=1)
+    config = with_task_options(PretrainConfig(data_dir=data_dir, model_dir="unused", task=name,
+                                              batch_size=batch_size,
+                                              learning_rate=learning_rate, seed=1))
     tf.keras.utils.set_random_seed(1)  # the networks' initial weights
     tm = build_tiny_models(config, schema.read_meta(data_dir), network=task.network,
                            num_outputs=None)
@@ -59,7 +61,7 @@ def _checkpoint(model_dir):
             if k.startswith(("model/", "optimizer/"))}
 
 
-@pytest.mark.parametrize("name", ["restoration", "simsiam"])
+@pytest.mark.parametrize("name", ["masked_modeling", "simsiam"])
 def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
         tiny_data_dir, tmp_path, capsys, name):
     """Two steps, killed, resumed to four: the weights of an uninterrupted four-step run
@@ -96,14 +98,28 @@ def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
     assert " 0 matched" not in loaded[0], loaded
 
 
-@pytest.mark.parametrize("name", ["restoration", "simsiam"])
-def test_label_only_flags_are_refused_with_one_line(tiny_data_dir, tmp_path, capsys, name):
+@pytest.mark.parametrize("name,args,message", [
+    ("restoration", ["--class_weights=inverse"],
+     "--class_weights does not apply to --task=restoration, which trains without labels"),
+    ("simsiam", ["--class_weights=none"], "--class_weights does not apply to --task=simsiam"),
+    ("masked_modeling", ["--foreground_weight=2"],
+     "--foreground_weight does not apply to --task=masked_modeling"),
+    ("restoration", ["--mask_ratio=0.5"], "--mask_ratio applies only to --task=masked_modeling"),
+    ("masked_modeling", ["--mask_patch_size=7"], "--mask_patch_size=7 must divide the image"),
+    ("masked_modeling", ["--mask_ratio=0.005"], "--mask_ratio=0.005 must mask at least one"),
+    ("restoration", ["--decoder_variant=unet"], "--task=restoration keeps its own decoder"),
+    ("simsiam", ["--decoder_variant=unet"], "--task=simsiam has no decoder"),
+])
+def test_bad_flags_are_refused_with_one_line(tiny_data_dir, tmp_path, capsys, name, args,
+                                             message):
+    """Label-only flags, another task's options, patches that do not tile the slice, a
+    skip decoder: one line naming the flag, exit 1, nothing written."""
     import os
     from tl_keras import pretrain
     run = tmp_path / "run"
     code = pretrain.main(["pretrain", f"--data_dir={tiny_data_dir}", f"--model_dir={run}",
-                          f"--task={name}", "--class_weights=inverse"])
+                          f"--task={name}", "--batch_size=2", *args])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1, err
-    assert err[0].startswith("tl_keras.pretrain: error: --class_weights")
+    assert err[0].startswith("tl_keras.pretrain: error: ") and message in err[0], err
     assert not os.path.exists(run)

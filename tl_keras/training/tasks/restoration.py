@@ -50,4 +50,4 @@ def _eval_step(ctx):
 
 TASK = TaskSpec(name="restoration", data_task="autoencoding", network="reconstruction",
                 num_outputs=lambda meta: None, loss=_loss, check=_check, steps=_steps,
-                eval_step=_eval_step, export=export_encoder)
+                eval_step=_eval_step, export=export_encoder, labels=False)

@@ -45,4 +45,4 @@ def _eval_step(ctx):
 
 TASK = TaskSpec(name="simsiam", data_task="autoencoding", network="simsiam",
                 num_outputs=lambda meta: None, loss=_loss, check=_check, steps=_steps,
-                eval_step=_eval_step, export=export_encoder)
+                eval_step=_eval_step, export=export_encoder, labels=False)

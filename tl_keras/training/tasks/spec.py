@@ -113,6 +113,12 @@ class TaskSpec:
       eval_step: ``StepContext -> step(x, y) -> {"loss_sum", "count"}``, the per-replica
         validation step, or None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs
         are made in the step, like the self-supervised ones, validate on them too).
+      options: the task's own options, a frozen dataclass whose fields are made with
+        :func:`tl_keras.training.config.option` (each a ``pretrain`` flag; names unique
+        across tasks), read as ``config.task_options.<field>``; it may define
+        ``check(self, config, meta) -> message or None``. None: no options.
+      labels: the task trains on labels; a task without (auto-encoding, self-supervised
+        tasks) refuses an explicit ``--class_weights`` / ``--foreground_weight``.
     """
 
     name: str
@@ -129,3 +135,5 @@ class TaskSpec:
     initialise: Callable[[Any, Any], None] | None = None
     export: Callable[[Any, Any, int, dict, bool], None] | None = None
     eval_step: Callable[[StepContext], Callable] | None = None
+    options: type | None = None
+    labels: bool = True
