@@ -55,7 +55,9 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
         channels; ``num_classes`` is ignored), ``reconstruction`` (the same without
         discriminator: restoration, masked modelling), ``classification`` (encoder +
         head) or ``simsiam`` (encoder + projector and predictor; ``num_classes`` ignored).
-      encoder: from :func:`tl_keras.models.build_encoder` (defines image size and C).
+      encoder: from :func:`tl_keras.models.build_encoder` or
+        :func:`tl_keras.models.hub.build_hub_encoder` (defines image size and C; a /32
+        latent gets one more upsampling step in the paper / Taskonomy decoders).
       num_classes: K output classes (segmentation, target, classification).
       decoder_variant: ``taskonomy``, ``paper`` or ``unet`` (skip-connected, fed by the
         encoder's stages; segmentation and target only, see docs/decoders.md).
@@ -86,14 +88,15 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
         model, decoder = unet_model(encoder, num_classes, output_activation=output_activation,
                                     name=task)
         return TaskModels(model, encoder, decoder=decoder)
-    if task == "reconstruction":
-        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
-        return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder,
-                          decoder=decoder)
-    if task == "autoencoding":
-        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
+    upsampling = image_shape[0] // latent_shape[0]
+    if task in RECONSTRUCTING:
+        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh",
+                                upsampling=upsampling)
+        model = keras.Model(inputs, decoder(latent), name=task)
+        if task == "reconstruction":
+            return TaskModels(model, encoder, decoder=decoder)
         discriminator = build_discriminator(image_shape[:2], 2 * channels, discriminator_variant)
-        return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder,
-                          decoder=decoder, discriminator=discriminator)
-    decoder = build_decoder(latent_shape, num_classes, decoder_variant, output_activation)
+        return TaskModels(model, encoder, decoder=decoder, discriminator=discriminator)
+    decoder = build_decoder(latent_shape, num_classes, decoder_variant, output_activation,
+                            upsampling=upsampling)
     return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder, decoder=decoder)
