@@ -83,12 +83,26 @@ def bezier_intensity(x01: tf.Tensor, seed) -> tf.Tensor:
     xs, ys = tf.sort(curve[..., 0], axis=-1), tf.sort(curve[..., 1], axis=-1)
     flip = _uniform(seed, 1, [b]) < 0.5
     ys = tf.where(flip[:, None], tf.reverse(ys, [-1]), ys)
-    values = tf.reshape(x01, [b, -1])
-    right = tf.clip_by_value(tf.searchsorted(xs, values, side="right"), 1, CURVE_POINTS - 1)
+    # The curve tabulated on CURVE_POINTS even steps of [0, 1], then read per pixel by
+    # linear interpolation: a gather per pixel instead of a search of the curve.
+    grid = tf.broadcast_to(tf.linspace(0.0, 1.0, CURVE_POINTS)[None], tf.shape(xs))
+    table = _interpolate(xs, ys, grid)
+    pos = tf.clip_by_value(tf.reshape(x01, [b, -1]), 0.0, 1.0) * (CURVE_POINTS - 1)
+    low = tf.minimum(tf.cast(tf.floor(pos), tf.int32), CURVE_POINTS - 2)
+    w = pos - tf.cast(low, tf.float32)
+    y = (tf.gather(table, low, batch_dims=1) * (1.0 - w)
+         + tf.gather(table, low + 1, batch_dims=1) * w)
+    return tf.reshape(y, tf.shape(x01))
+
+
+def _interpolate(xs: tf.Tensor, ys: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+    """Per row, the piecewise-linear function through (xs, ys) (xs sorted) at ``values``."""
+    n = xs.shape[-1]
+    right = tf.clip_by_value(tf.searchsorted(xs, values, side="right"), 1, n - 1)
     x0, x1 = tf.gather(xs, right - 1, batch_dims=1), tf.gather(xs, right, batch_dims=1)
     y0, y1 = tf.gather(ys, right - 1, batch_dims=1), tf.gather(ys, right, batch_dims=1)
     w = tf.clip_by_value(tf.math.divide_no_nan(values - x0, x1 - x0), 0.0, 1.0)
-    return tf.reshape(y0 + w * (y1 - y0), tf.shape(x01))
+    return y0 + w * (y1 - y0)
 
 
 def local_shuffle(x: tf.Tensor, seed, shuffled_cells: float = SHUFFLED_CELLS) -> tf.Tensor:
