@@ -64,9 +64,9 @@ def _checkpoint(model_dir):
 @pytest.mark.parametrize("name", ["masked_modeling", "simsiam"])
 def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
         tiny_data_dir, tmp_path, capsys, name):
-    """Two steps, killed, resumed to four: the weights of an uninterrupted four-step run
-    (the corruptions / views are drawn again identically); then fine-tuning loads the
-    exported encoder, every variable matched."""
+    """One step, killed, resumed to two: the weights of an uninterrupted two-step run
+    (the corruptions / views of step 2 are drawn again identically); then fine-tuning
+    loads the exported encoder, every variable matched."""
     import dataclasses
     import json
     import os
@@ -74,13 +74,13 @@ def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
     from tl_keras.training import run_finetune, run_pretrain
     from tl_keras.training.config import FinetuneConfig
     base = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "a"), task=name,
-                          batch_size=2, max_steps=4, deterministic=True,
+                          batch_size=2, max_steps=2, deterministic=True,
                           log_every=1, seed=5)
     result = run_pretrain(base, build_tiny_models)
     assert result["task"] == name and np.isfinite(result["final_val_loss"])
-    killed = dataclasses.replace(base, model_dir=str(tmp_path / "b"), max_steps=2)
+    killed = dataclasses.replace(base, model_dir=str(tmp_path / "b"), max_steps=1)
     run_pretrain(killed, build_tiny_models)
-    run_pretrain(dataclasses.replace(killed, max_steps=4), build_tiny_models)
+    run_pretrain(dataclasses.replace(killed, max_steps=2), build_tiny_models)
     a, b = _checkpoint(base.model_dir), _checkpoint(killed.model_dir)
     assert a.keys() == b.keys() and len(a) > 10
     for k in a:
