@@ -20,21 +20,30 @@ from tl_common.records import read_json_object
 
 
 def start_run(config: TrainConfig):
-    """Seed everything, set the precision policy, record flags.json (chief only);
-    return the strategy."""
-    os.makedirs(config.model_dir, exist_ok=True)
+    """Seed everything, set the precision policy; return the strategy. Writes nothing:
+    :func:`record_start` does, once the run's checks have passed."""
     keras.backend.clear_session()
     set_determinism(config.seed, config.deterministic)
     policy = set_precision(config.mixed_precision)
     if config.mixed_precision == "auto":
         print(f"--mixed_precision auto: {policy} on this machine", flush=True)
     strategy = make_strategy(config.strategy)
-    if is_chief(strategy):
-        record_run(config.model_dir, config, seed=config.seed)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")
     return strategy
+
+
+def record_start(config: TrainConfig, strategy, cached: dict) -> None:
+    """Record ``flags.json`` and the JSON files of ``cached`` (path -> value, absent ones
+    only) in ``model_dir`` (chief only)."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    if not is_chief(strategy):
+        return
+    record_run(config.model_dir, config, seed=config.seed)
+    for path, value in cached.items():
+        if value is not None and not os.path.exists(path):
+            write_json_atomic(path, value)
 
 
 def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
@@ -47,24 +56,31 @@ def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
     return steps_per_epoch, config.max_steps or epochs * steps_per_epoch
 
 
-def make_optimizer(config: TrainConfig, boundaries=(), values=()):
-    """Decoupled AdamW with the run's LR schedule (explicit flags win)."""
+def make_optimizer(config: TrainConfig, boundaries=(), values=(), *, multiplier: float = 1.0,
+                   offset: int = 0):
+    """Decoupled AdamW with the run's LR schedule (explicit flags win).
+
+    ``multiplier`` and ``offset``: the encoder's own optimizer (:mod:`tl_keras.training.
+    freezing`): LR ``multiplier * schedule(step + offset)``, its steps counted from
+    ``offset``.
+    """
     if config.lr_boundaries:
         boundaries, values = config.lr_boundaries, config.lr_values
     lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
+    if multiplier != 1.0 or offset:
+        lr = optimizers.ShiftedScaledSchedule(lr, multiplier, offset)
     return optimizers.make_generator_optimizer(
         lr, config.weight_decay, loss_scale=config.mixed_precision == "float16")
 
 
 def cached_json(path: str, compute):
-    """Return the JSON at ``path``, computing and writing it first if absent
-    (keeps resumed runs from re-reading the data set for class weights)."""
+    """The JSON at ``path``, else ``compute()`` (not written here: see
+    :func:`record_start`; keeps resumed runs from re-reading the data set for class
+    weights)."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    value = compute()
-    write_json_atomic(path, value)
-    return value
+    return compute()
 
 
 def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:

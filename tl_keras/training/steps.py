@@ -38,15 +38,19 @@ def _compile(step: Callable, inner: Callable, jit_compile: bool) -> tuple[Callab
 
 
 def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size: int,
-                         jit_compile: bool = False) -> Callable:
+                         jit_compile: bool = False, groups=None) -> Callable:
     """One optimisation step of ``model`` on ``loss_fn(y, model(x))``.
 
     Args:
       model: keras.Model, images -> logits / reconstructions.
-      optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``).
+      optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``); its loss scale
+        scales the loss.
       loss_fn: per-example loss, ``(y, output) -> (B,)``.
       global_batch_size: batch size summed over replicas.
       jit_compile: XLA-compile the step (see the module docstring).
+      groups: ``((optimizer, variables), ...)``: each optimizer updates its variables
+        (:mod:`tl_keras.training.freezing`: the encoder with its own learning rate, or
+        not at all while frozen). Default: ``optimizer`` on all trainable variables.
 
     Call it inside the strategy's scope (the replica count decides what XLA covers).
 
@@ -55,14 +59,17 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
     """
     return _optimisation_step(model, optimizer,
                               lambda x, y: loss_fn(y, model(x, training=True)),
-                              global_batch_size, jit_compile)
+                              global_batch_size, jit_compile, groups)
 
 
 def _optimisation_step(model, optimizer, objective: Callable, global_batch_size: int,
-                       jit_compile: bool) -> Callable:
+                       jit_compile: bool, groups=None) -> Callable:
     """``step(a, b) -> {"loss"}``: one update of ``model`` on the per-example
-    ``objective(a, b)`` (computed in training mode), averaged over the global batch."""
-    variables = model.trainable_variables
+    ``objective(a, b)`` (computed in training mode), averaged over the global batch;
+    ``groups`` as :func:`make_supervised_step` takes them."""
+    groups = (tuple((opt, list(group)) for opt, group in groups) if groups is not None
+              else ((optimizer, model.trainable_variables),))
+    variables = [v for _, group in groups for v in group]
 
     def loss_and_grads(a, b):
         with tf.GradientTape() as tape:
@@ -72,7 +79,10 @@ def _optimisation_step(model, optimizer, objective: Callable, global_batch_size:
 
     def step(a, b):
         loss, grads = inner(a, b)
-        optimizer.apply(grads, variables)
+        start = 0
+        for opt, group in groups:
+            opt.apply(grads[start:start + len(group)], group)
+            start += len(group)
         return {"loss": loss}
 
     compiled, inner = _compile(step, loss_and_grads, jit_compile)

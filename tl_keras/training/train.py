@@ -14,14 +14,17 @@ from typing import Callable
 
 from tl_keras.models import TaskModels
 from tl_keras.models.presets import build_taskonomy_models
-from tl_keras.training import steps
+from tl_keras.training import freezing, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
-from tl_keras.training.runs import cached_json, make_optimizer, schedule, start_run
+from tl_keras.training.runs import (cached_json, make_optimizer, record_start, schedule,
+                                    start_run)
 from tl_keras.training.strategy import is_chief, work_dir
 from tl_keras.training.tasks import StepContext, TaskSpec
 
 CLASS_WEIGHTS_FILE = "class_weights.json"
+#: Checkpoint key of the encoder's own optimizer (:mod:`tl_keras.training.freezing`).
+ENCODER_OPTIMIZER = "encoder_optimizer"
 
 
 @dataclasses.dataclass
@@ -63,19 +66,25 @@ def _check_builder(build_models: Callable) -> None:
 
 
 def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
-           total: int):
-    """Step context (networks, optimizers), step selection and checkpoint (call in the
-    strategy scope)."""
+           steps_per_epoch: int, total: int):
+    """Step context (networks, optimizers, encoder mode), step selection and checkpoint
+    (call in the strategy scope)."""
     tm = build_models(config, meta, network=task.network, num_outputs=task.num_outputs(meta))
-    optimizer = make_optimizer(config, *(task.lr_schedule(config, total)
-                                         if task.lr_schedule else ((), ())))
-    optimizer.build(tm.model.trainable_variables)
+    lr = task.lr_schedule(config, total) if task.lr_schedule else ((), ())
+    optimizer = make_optimizer(config, *lr)
+    mode = freezing.encoder_mode(
+        config, tm, steps_per_epoch, total,
+        lambda multiplier, offset: make_optimizer(config, *lr, multiplier=multiplier,
+                                                  offset=offset))
+    optimizer.build(mode.other_variables if mode else tm.model.trainable_variables)
     objects, extra = {"model": tm.model, "optimizer": optimizer}, {}
+    if mode is not None and mode.optimizer is not None:
+        objects[ENCODER_OPTIMIZER] = mode.optimizer
     for net in task.extra_networks:
         network, extra[net.name] = getattr(tm, net.name), net.make_optimizer(config)
         extra[net.name].build(network.trainable_variables)
         objects.update({net.name: network, net.optimizer_key: extra[net.name]})
-    ctx = StepContext(config, tm, optimizer, extra, loss_fn, strategy)
+    ctx = StepContext(config, tm, optimizer, extra, loss_fn, strategy, mode)
     step_for = task.steps(ctx)
     if is_chief(strategy):
         remove_debris(config.model_dir)
@@ -107,14 +116,16 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     _check_builder(build_models)
     strategy = start_run(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None
-    weights = (cached_json(os.path.join(config.model_dir, CLASS_WEIGHTS_FILE), compute)
-               if compute is not None else None)
+    weights_file = os.path.join(config.model_dir, CLASS_WEIGHTS_FILE)
+    weights = cached_json(weights_file, compute) if compute is not None else None
     slices = weights["slices"] if weights is not None else int(meta["splits"]["train"]["slices"])
     steps_per_epoch, total = schedule(config, slices)
+    record_start(config, strategy, {weights_file: weights})  # nothing written before here
     loss_fn = task.loss(config, weights)
     with strategy.scope():
-        ctx, step_for, ckpt = _build(config, task, meta, build_models, strategy, loss_fn, total)
-        tm = ctx.models
+        ctx, step_for, ckpt = _build(config, task, meta, build_models, strategy, loss_fn,
+                                     steps_per_epoch, total)
+        tm, mode = ctx.models, ctx.encoder_mode
         initialise = (lambda: task.initialise(config, tm)) if task.initialise else None
         start = ckpt.restore_or_initialize(initialise)
     data = DataSpec(config.data_dir, task.data_task, config.batch_size, config.input_channels,
@@ -133,4 +144,6 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     loop = LoopSpec(steps_per_epoch, total, step_for, validate, on_epoch_end, config.log_every,
                     config.checkpoint_every)
     fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
+    if mode is not None:
+        mode.set_frozen(False)  # the export keeps the layers' usual (trainable) flags
     return Trained(tm, list(ckpt.record.history), total, weights, strategy)
