@@ -31,7 +31,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     if done is not None:
         return done
     run = train(config, tasks.get(config.task), meta, build_models)
-    result = pretrain_result(config, run.history, run.total_steps)
+    result = {**pretrain_result(config, run.history, run.total_steps),
+              "precision": run.precision.policy}
     if run.is_chief:
         finish_run(config, result)
     return result

@@ -4,37 +4,61 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from typing import Callable
 
 import keras
 import numpy as np
 
-from tl_keras.training import optimizers
+from tl_keras.training import optimizers, precision
 from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.results import RESULT_FILE
-from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
-                                        set_precision)
+from tl_keras.training.strategy import (is_chief, loss_scaling, make_strategy,
+                                        set_determinism, set_precision)
 from tl_common.io import write_json_atomic
 from tl_common.runinfo import record_run
 from tl_common.records import read_json_object
 
 
-def start_run(config: TrainConfig):
-    """Seed everything, set the precision policy, record flags.json (chief only);
-    return the strategy."""
+def open_strategy(config: TrainConfig):
+    """The run's ``tf.distribute`` strategy (``--batch_size`` must divide over its replicas)."""
     os.makedirs(config.model_dir, exist_ok=True)
-    keras.backend.clear_session()
-    set_determinism(config.seed, config.deterministic)
-    policy = set_precision(config.mixed_precision)
-    if config.mixed_precision == "auto":
-        print(f"--mixed_precision auto: {policy} on this machine", flush=True)
     strategy = make_strategy(config.strategy)
-    if is_chief(strategy):
-        record_run(config.model_dir, config, seed=config.seed)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")
     return strategy
+
+
+def start_run(config: TrainConfig, strategy, network: str = "",
+              measure: Callable[[tuple], dict] | None = None):
+    """Choose the precision (``--mixed_precision auto``: measured, see
+    :mod:`tl_keras.training.precision`), seed everything, set the precision policy and
+    record flags.json with the choice (chief only).
+
+    Args:
+      config: the run configuration.
+      strategy: from :func:`open_strategy`.
+      network: the network key of the precision choice.
+      measure: ``candidates -> {candidate: slices/s}`` of the run's own step (auto only).
+
+    Returns:
+      The :class:`~tl_keras.training.precision.PrecisionChoice`.
+    """
+    choice = precision.choose(config.mixed_precision, network, measure,
+                              model_dir=config.model_dir,
+                              multi_worker=config.strategy == "multi_worker",
+                              jit_compile=config.jit_compile)
+    if config.mixed_precision == "auto":
+        print(choice.line(), flush=True)
+    # After the measurement, which built networks: the run starts from the same state
+    # (layer names, random seeds) whether or not it measured.
+    keras.backend.clear_session()
+    set_determinism(config.seed, config.deterministic)
+    set_precision(choice.precision)
+    if is_chief(strategy):
+        record_run(config.model_dir, config, seed=config.seed, precision=choice.to_dict())
+    return choice
 
 
 def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
@@ -48,12 +72,13 @@ def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
 
 
 def make_optimizer(config: TrainConfig, boundaries=(), values=()):
-    """Decoupled AdamW with the run's LR schedule (explicit flags win)."""
+    """Decoupled AdamW with the run's LR schedule (explicit flags win); with loss scaling
+    under the float16 policy."""
     if config.lr_boundaries:
         boundaries, values = config.lr_boundaries, config.lr_values
     lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
     return optimizers.make_generator_optimizer(
-        lr, config.weight_decay, loss_scale=config.mixed_precision == "float16")
+        lr, config.weight_decay, loss_scale=loss_scaling())
 
 
 def cached_json(path: str, compute):

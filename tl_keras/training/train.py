@@ -14,11 +14,13 @@ from typing import Callable
 
 from tl_keras.models import TaskModels
 from tl_keras.models.presets import build_taskonomy_models
-from tl_keras.training import steps
+from tl_keras.training import precision, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
-from tl_keras.training.runs import cached_json, make_optimizer, schedule, start_run
-from tl_keras.training.strategy import is_chief, work_dir
+from tl_keras.training.runs import (cached_json, make_optimizer, open_strategy, schedule,
+                                    start_run)
+from tl_keras.training.precision import PrecisionChoice
+from tl_keras.training.strategy import is_chief, set_precision, work_dir
 from tl_keras.training.tasks import StepContext, TaskSpec
 
 CLASS_WEIGHTS_FILE = "class_weights.json"
@@ -34,6 +36,7 @@ class Trained:
       total_steps: the run's steps.
       weights: the class-weights record (``class_weights.json``), or None.
       strategy: the ``tf.distribute`` strategy (only its chief writes records).
+      precision: the run's :class:`~tl_keras.training.precision.PrecisionChoice`.
     """
 
     models: TaskModels
@@ -41,6 +44,7 @@ class Trained:
     total_steps: int
     weights: dict | None
     strategy: object
+    precision: PrecisionChoice
 
     @property
     def logs(self) -> dict:
@@ -62,9 +66,9 @@ def _check_builder(build_models: Callable) -> None:
                         "(docs/training.md, Python API)") from None
 
 
-def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
-           total: int):
-    """Networks, optimizers, step selection and checkpoint (call in the strategy scope)."""
+def _networks(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
+              total: int):
+    """(models, checkpointed objects, step selection): networks, optimizers and steps."""
     tm = build_models(config, meta, network=task.network, num_outputs=task.num_outputs(meta))
     optimizer = make_optimizer(config, *(task.lr_schedule(config, total)
                                          if task.lr_schedule else ((), ())))
@@ -75,10 +79,55 @@ def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy,
         extra[net.name].build(network.trainable_variables)
         objects.update({net.name: network, net.optimizer_key: extra[net.name]})
     step_for = task.steps(StepContext(config, tm, optimizer, extra, loss_fn, strategy))
+    return tm, objects, step_for
+
+
+def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
+           total: int):
+    """Networks, optimizers, step selection and checkpoint (call in the strategy scope)."""
+    tm, objects, step_for = _networks(config, task, meta, build_models, strategy, loss_fn,
+                                      total)
     if is_chief(strategy):
         remove_debris(config.model_dir)
     ckpt = RunCheckpoint(work_dir(config.model_dir, strategy), objects, config.keep_checkpoints)
     return tm, step_for, ckpt
+
+
+#: Config fields that shape a run's training step (the network key of the precision choice);
+#: those a config class lacks are left out.
+STEP_FIELDS = ("network", "input_channels", "latent_channels", "decoder_variant",
+               "discriminator_variant", "task_options", "jit_compile")
+
+
+def network_key(config, task: TaskSpec, meta: dict, build_models: Callable,
+                batch: int) -> str:
+    """What the step's speed depends on besides the machine, e.g. ``target
+    tl_keras.models.presets.build_taskonomy_models 256x256 batch 8 input_channels=3 ...``."""
+    fields = " ".join(f"{f}={getattr(config, f)}" for f in STEP_FIELDS if hasattr(config, f))
+    h, w = meta["image_size"]
+    return (f"{task.name} {build_models.__module__}.{build_models.__qualname__} {h}x{w} "
+            f"batch {batch} outputs={task.num_outputs(meta)} {fields}")
+
+
+def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn, batch: int,
+             subjects: list | None) -> Callable[[tuple], dict]:
+    """``candidates -> slices/s`` of the run's first training step on one device and one
+    batch of its data, per candidate precision (:func:`precision.time_steps`)."""
+    def measure(options: tuple) -> dict:
+        import tensorflow as tf
+        from tl_keras.data.dataset import build_dataset
+        x, y = next(iter(build_dataset(
+            config.data_dir, "train", task.data_task, batch, training=True, subjects=subjects,
+            input_channels=config.input_channels, seed=config.seed, repeat=True, meta=meta)))
+
+        def make_run(candidate: str):
+            set_precision(candidate)
+            _, _, step_for = _networks(config, task, meta, build_models,
+                                       tf.distribute.get_strategy(), loss_fn, 1)
+            step = step_for(0)
+            return lambda: [float(v) for v in step(x, y).values()]  # waits for the step
+        return precision.time_steps(make_run, options, batch)
+    return measure
 
 
 def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = None,
@@ -103,13 +152,17 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     """
     build_models = build_models or build_taskonomy_models
     _check_builder(build_models)
-    strategy = start_run(config)
+    strategy = open_strategy(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None
     weights = (cached_json(os.path.join(config.model_dir, CLASS_WEIGHTS_FILE), compute)
                if compute is not None else None)
     slices = weights["slices"] if weights is not None else int(meta["splits"]["train"]["slices"])
     steps_per_epoch, total = schedule(config, slices)
     loss_fn = task.loss(config, weights)
+    batch = config.batch_size // strategy.num_replicas_in_sync
+    choice = start_run(
+        config, strategy, network_key(config, task, meta, build_models, batch),
+        _measure(config, task, meta, build_models, loss_fn, batch, subjects))
     with strategy.scope():
         tm, step_for, ckpt = _build(config, task, meta, build_models, strategy, loss_fn, total)
         initialise = (lambda: task.initialise(config, tm)) if task.initialise else None
@@ -129,4 +182,4 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     loop = LoopSpec(steps_per_epoch, total, step_for, validate, on_epoch_end, config.log_every,
                     config.checkpoint_every)
     fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
-    return Trained(tm, list(ckpt.record.history), total, weights, strategy)
+    return Trained(tm, list(ckpt.record.history), total, weights, strategy, choice)
