@@ -19,6 +19,9 @@ not measured. ``bfloat16`` is Keras' ``mixed_bfloat16`` policy against
 Timing: per precision, ``--rounds`` rounds alternate the two frameworks (``--steps``
 timed steps each, after ``--warmup`` untimed ones), so both see the same machine
 load; the medians and their ratio (tl_keras / PyTorch slices per second) are printed.
+Last, best against best: each framework at its faster precision on this machine (what
+a user who picks the faster one gets; ``--mixed_precision auto`` does so for tl_keras)
+and the ratio of the two, with the machine's CPU model and relevant flags.
 """
 from __future__ import annotations
 
@@ -265,6 +268,23 @@ def bench_precision(precision: str, x_np, y_np) -> dict:
             "ratio": med["tl_keras"] / med["pytorch"]}
 
 
+def best_against_best(rows: list) -> dict:
+    """Each framework at its fastest precision among ``rows``, and the ratio."""
+    out = {}
+    for side in ("tl_keras", "pytorch"):
+        best = max(rows, key=lambda r: r[f"{side}_slices_per_s"])
+        out[side] = {"precision": best["precision"],
+                     "slices_per_s": best[f"{side}_slices_per_s"]}
+    out["ratio"] = out["tl_keras"]["slices_per_s"] / out["pytorch"]["slices_per_s"]
+    return out
+
+
+def machine_line() -> str:
+    """The CPU model and the flags that decide oneDNN's kernels (the speed cache's key)."""
+    from tl_keras.models import machine
+    return machine.machine_key()
+
+
 def main(argv):
     del argv
     from tl_common import console
@@ -292,9 +312,15 @@ def main(argv):
         for side in ("tl_keras", "pytorch"):
             print(f"{'':8s} {side} per round: "
                   + " ".join(f"{v:.2f}" for v in row["rounds"][side]), flush=True)
+    best = best_against_best(rows)
+    print(f"best against best: tl_keras {best['tl_keras']['slices_per_s']:.2f} slices/s "
+          f"({best['tl_keras']['precision']}) | PyTorch {best['pytorch']['slices_per_s']:.2f} "
+          f"slices/s ({best['pytorch']['precision']}) | ratio {best['ratio']:.2f}x", flush=True)
+    print(f"machine: {machine_line()}", flush=True)
     if FLAGS.out_json:
         with open(FLAGS.out_json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"machine": machine_line(), "precisions": rows,
+                       "best_against_best": best}, f, indent=2)
 
 
 if __name__ == "__main__":
