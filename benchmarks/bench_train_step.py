@@ -8,8 +8,8 @@ Usage::
 
 Model: the full Taskonomy encoder + decoder (target segmentation, 2 classes) on a
 fixed random batch (so the input pipeline is not measured). FLOPs per training
-slice are counted analytically from the conv / transposed-conv / dense layers
-(forward x 3 for forward + backward).
+slice are counted from the conv / transposed-conv / dense layers
+(``tl_keras.models.flops``: forward x 3 for forward + backward).
 """
 from __future__ import annotations
 
@@ -30,23 +30,6 @@ flags.DEFINE_list("jit", ["false", "true"], "jit_compile settings to measure")
 flags.DEFINE_integer("matmul_size", 2048, "n of the n x n reference matmul")
 flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
-
-
-def training_flops_per_slice(model) -> float:
-    """3 x forward multiply-adds x 2 of the conv, transposed-conv and dense layers."""
-    import keras
-    total = 0.0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, cin = layer.input.shape
-            total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * cin * layer.filters
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            cin = layer.input.shape[-1]
-            total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2.0 * layer.input.shape[-1] * layer.units
-    return 3.0 * total
 
 
 def matmul_gflops(n: int, dtype: str, repeats: int = 10) -> float:
@@ -114,6 +97,7 @@ def bench_fit(precision: str, jit: bool, x, y) -> float:
 def main(argv):
     del argv
     import tensorflow as tf
+    from tl_keras.models.flops import training_flops_per_slice
     s, b = FLAGS.image_size, FLAGS.batch_size
     x = tf.random.uniform((b, s, s, 3), -1.0, 1.0)
     y = tf.random.uniform((b, s, s), 0, 2, dtype=tf.int32)
