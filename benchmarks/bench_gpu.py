@@ -27,6 +27,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import bench_common  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
@@ -53,14 +54,7 @@ EFFICIENCY = (0.10, 0.20)
 
 
 def build_model(precision: str):
-    import keras
-    from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.strategy import set_precision
-    keras.backend.clear_session()
-    set_precision("none" if precision == "float32" else precision)
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(image_size=FLAGS.image_size)
-    return build_task_models("target", encoder, num_classes=NUM_CLASSES).model
+    return bench_common.taskonomy_model(FLAGS.image_size, precision, NUM_CLASSES)
 
 
 def estimate() -> dict:
@@ -87,14 +81,7 @@ def estimate() -> dict:
 
 
 def bench_step(model, x, y) -> float:
-    import tensorflow as tf
-    from tl_keras.training import losses, steps
-    from tl_keras.training.optimizers import make_generator_optimizer
-    opt = make_generator_optimizer(1e-4, 2e-6, loss_scale=FLAGS.precision == "float16")
-    opt.build(model.trainable_variables)
-    step = steps.distribute(steps.make_supervised_step(
-        model, opt, losses.weighted_cross_entropy, FLAGS.batch_size),
-        tf.distribute.get_strategy())
+    step = bench_common.custom_step(model, FLAGS.batch_size)
     for _ in range(FLAGS.warmup):
         float(step(x, y)["loss"])
     t0 = time.perf_counter()

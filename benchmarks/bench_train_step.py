@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import bench_common  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
@@ -50,26 +51,11 @@ def matmul_gflops(n: int, dtype: str, repeats: int = 10) -> float:
 
 
 def _build(precision: str):
-    import keras
-    from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.strategy import set_precision
-    keras.backend.clear_session()
-    set_precision("none" if precision == "float32" else precision)
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(image_size=FLAGS.image_size)
-    return build_task_models("target", encoder, num_classes=2).model
+    return bench_common.taskonomy_model(FLAGS.image_size, precision)
 
 
 def bench_custom(precision: str, jit: bool, x, y) -> float:
-    import tensorflow as tf
-    from tl_keras.training import losses, steps
-    from tl_keras.training.optimizers import make_generator_optimizer
-    model = _build(precision)
-    opt = make_generator_optimizer(1e-4, 2e-6)
-    opt.build(model.trainable_variables)
-    step = steps.distribute(steps.make_supervised_step(
-        model, opt, losses.weighted_cross_entropy, FLAGS.batch_size, jit),
-        tf.distribute.get_strategy())
+    step = bench_common.custom_step(_build(precision), FLAGS.batch_size, jit)
     for _ in range(FLAGS.warmup):
         float(step(x, y)["loss"])
     t0 = time.perf_counter()
@@ -84,7 +70,8 @@ def bench_fit(precision: str, jit: bool, x, y) -> float:
     import tensorflow as tf
     from tl_keras.training.optimizers import make_generator_optimizer
     model = _build(precision)
-    model.compile(optimizer=make_generator_optimizer(1e-4, 2e-6),
+    model.compile(optimizer=make_generator_optimizer(bench_common.LEARNING_RATE,
+                                                     bench_common.WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit)
     data = tf.data.Dataset.from_tensors((x, y)).repeat()

@@ -29,6 +29,7 @@ import json
 import statistics
 import time
 
+import bench_common
 from absl import app, flags
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
@@ -41,33 +42,19 @@ flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
 
 NUM_CLASSES = 2
-LEARNING_RATE = 1e-4
-#: tl_keras' decoupled decay per step (w <- w - wd * w); PyTorch's AdamW multiplies its
-#: weight_decay by the learning rate, hence WEIGHT_DECAY / LEARNING_RATE there.
-WEIGHT_DECAY = 2e-6
+LEARNING_RATE, WEIGHT_DECAY = bench_common.LEARNING_RATE, bench_common.WEIGHT_DECAY
+# PyTorch's AdamW multiplies its weight_decay by the learning rate, hence
+# WEIGHT_DECAY / LEARNING_RATE there.
 
 
 def build_keras(precision: str):
     """The Taskonomy encoder + decoder (target segmentation) under ``precision``."""
-    import keras
-    from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.strategy import set_precision
-    keras.backend.clear_session()
-    set_precision("none" if precision == "float32" else precision)
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(image_size=FLAGS.image_size)
-    return build_task_models("target", encoder, num_classes=NUM_CLASSES).model
+    return bench_common.taskonomy_model(FLAGS.image_size, precision, NUM_CLASSES)
 
 
 def keras_step(model, batch_size: int):
     """tl_keras' own training step (the one ``tl_keras.finetune`` runs)."""
-    import tensorflow as tf
-    from tl_keras.training import losses, steps
-    from tl_keras.training.optimizers import make_generator_optimizer
-    opt = make_generator_optimizer(LEARNING_RATE, WEIGHT_DECAY)
-    opt.build(model.trainable_variables)
-    return steps.distribute(steps.make_supervised_step(
-        model, opt, losses.weighted_cross_entropy, batch_size), tf.distribute.get_strategy())
+    return bench_common.custom_step(model, batch_size)
 
 
 def keras_layers(model):
