@@ -40,6 +40,7 @@ import time
 
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record
 
 from tl_keras.models import machine
 
@@ -69,7 +70,9 @@ class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` with a matrix-product kernel gradient (module docstring)."""
 
     def convolution_op(self, inputs, kernel):
-        if not (self._matmul_gradient_applies()
+        # Without a gradient tape recording (inference, Keras' symbolic build) no kernel
+        # gradient is computed: nothing to choose, nothing to measure.
+        if not (record.could_possibly_record() and self._matmul_gradient_applies()
                 and use_matmul_gradient(inputs.shape, kernel.shape, self.compute_dtype)):
             return super().convolution_op(inputs, kernel)
         return _conv_same(tf.cast(inputs, self.compute_dtype),

@@ -181,3 +181,14 @@ def test_kernel_gradient_measurement_times_both():
     entry = conv.measure_kernel_gradients((2, 8, 8, 4), (3, 3, 4, 8), "float32")
     assert entry["matmul_ms"] > 0 and entry["tensorflow_ms"] > 0
     assert entry["matmul"] == (entry["matmul_ms"] < entry["tensorflow_ms"])
+
+
+def test_inference_neither_chooses_nor_measures(monkeypatch):
+    """Without a gradient tape (prediction, evaluation) no kernel gradient is timed."""
+    import numpy as np
+    from tl_keras.models import conv
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "auto")
+    monkeypatch.setattr(conv, "_choices", {})
+    monkeypatch.setattr(conv, "use_matmul_gradient", lambda *a: pytest.fail("chose"))
+    layer = conv.Conv2D(4, 1, padding="same")
+    assert layer(np.ones((2, 8, 8, 4), np.float32)).shape == (2, 8, 8, 4)
