@@ -30,3 +30,12 @@ def _auto_precision_is_float32(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "candidates", lambda *a, **k: ("none",))
     monkeypatch.setenv("TL_KERAS_SPEED_CACHE", str(tmp_path / "speed_cache.json"))
     monkeypatch.setenv("TL_KERAS_KERNEL_GRADIENT", "rule")
+
+
+@pytest.fixture(scope="session")
+def hub_presets(tmp_path_factory):
+    """keras-hub presets saved from tiny, randomly initialised backbones (no network):
+    ``resnet`` (with an ImageNet-style image converter), ``efficientnet``, ``vgg`` (no
+    pyramid outputs); ``{name: directory}``."""
+    from tests.helpers import save_hub_presets
+    return save_hub_presets(str(tmp_path_factory.mktemp("hub_presets")))

@@ -144,8 +144,9 @@ def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options)
     return build_models(preset, network, int(meta["image_size"][0]), config.input_channels,
                         num_outputs, latent_channels=config.latent_channels,
                         decoder_variant=config.decoder_variant,
-                        discriminator_variant=getattr(config, "discriminator_variant",
-                                                      "taskonomy"), **options)
+                        discriminator_variant=getattr(getattr(config, "task_options", None),
+                                                      "discriminator_variant", "taskonomy"),
+                        **options)
 
 
 def build_taskonomy_models(config, meta: dict, *, network: str,

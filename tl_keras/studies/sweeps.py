@@ -15,7 +15,8 @@ import traceback
 from typing import Callable
 
 from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
-from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
+from tl_keras.training.config import ConfigError, FinetuneConfig
+from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
 from tl_keras.training.rundir import claim_run_dir
 from tl_common import lock

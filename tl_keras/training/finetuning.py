@@ -10,7 +10,8 @@ from typing import Callable
 from tl_keras.data.dataset import select_subjects, split_subjects
 from tl_keras.models.export import ExportMeta, save_exported
 from tl_keras.training import tasks
-from tl_keras.training.config import FinetuneConfig, validate_finetune
+from tl_keras.training.config import FinetuneConfig
+from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import FinetuneResult, result_path  # noqa: F401
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.strategy import is_chief

@@ -47,10 +47,18 @@ def _normal(value):
     return json.loads(json.dumps(value, sort_keys=True, default=str))
 
 
+def _flat(flags_: dict) -> dict:
+    """The flags with a task's options (``task_options``) as flags of their own."""
+    flags_ = dict(flags_)
+    options = flags_.pop("task_options", None)
+    return {**flags_, **options} if isinstance(options, dict) else flags_
+
+
 def flag_differences(recorded: dict, config) -> list[str]:
-    """``--name: old -> new`` for each flag recorded in both and not in ``RESUME_FLAGS``."""
-    new = _normal(dataclasses.asdict(config))
-    old = _normal(recorded)
+    """``--name: old -> new`` for each flag recorded in both and not in ``RESUME_FLAGS``
+    (a task's options count as flags)."""
+    new = _flat(_normal(dataclasses.asdict(config)))
+    old = _flat(_normal(recorded))
     out = []
     for name in sorted(set(old) & set(new) - RESUME_FLAGS):
         a, b = old[name], new[name]

@@ -110,6 +110,12 @@ class TaskSpec:
         (fine-tuning loads ``--init_from``), or None.
       export: ``(config, models, epoch, logs, is_best)`` after every epoch on the chief
         (source tasks export their encoder), or None.
+      options: the task's own options, a frozen dataclass whose fields are made with
+        :func:`tl_keras.training.config.option` (each a ``pretrain`` flag; names unique
+        across tasks), read as ``config.task_options.<field>``; it may define
+        ``check(self, config, meta) -> message or None``. None: no options.
+      labels: the task trains on labels; a task without (auto-encoding, self-supervised
+        tasks) refuses an explicit ``--class_weights`` / ``--foreground_weight``.
     """
 
     name: str
@@ -125,3 +131,5 @@ class TaskSpec:
     lr_schedule: Callable[[Any, int], tuple] | None = None
     initialise: Callable[[Any, Any], None] | None = None
     export: Callable[[Any, Any, int, dict, bool], None] | None = None
+    options: type | None = None
+    labels: bool = True
