@@ -8,6 +8,7 @@ steps, checkpoint (resume before initialisation), validation and the loop.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 from typing import Callable
@@ -105,8 +106,25 @@ def network_key(config, task: TaskSpec, meta: dict, build_models: Callable,
     tl_keras.models.presets.build_taskonomy_models 256x256 batch 8 input_channels=3 ...``."""
     fields = " ".join(f"{f}={getattr(config, f)}" for f in STEP_FIELDS if hasattr(config, f))
     h, w = meta["image_size"]
-    return (f"{task.name} {build_models.__module__}.{build_models.__qualname__} {h}x{w} "
+    return (f"{task.name} {builder_name(build_models)} {h}x{w} "
             f"batch {batch} outputs={task.num_outputs(meta)} {fields}")
+
+
+def builder_name(fn) -> str:
+    """A ``build_models`` hook's module and name, with the arguments it was made with (a
+    ``functools.partial``'s, a closure's plain values: ``hub_models_hook(preset)``)."""
+    if isinstance(fn, functools.partial):
+        return f"{builder_name(fn.func)}{fn.args}{fn.keywords or ''}"
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__name__)}"
+    values = []
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        if isinstance(value, (str, int, float, bool)):
+            values.append(value)
+    return name + (str(tuple(values)) if values else "")
 
 
 def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn, batch: int,

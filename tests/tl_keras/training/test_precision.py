@@ -140,3 +140,14 @@ def test_auto_run_measures_its_own_step_records_and_reuses(tiny_data_dir, tmp_pa
     assert "batch 2 " in record["network"] and record["network"].startswith("segmentation ")
     again = choose("auto", record["network"], measure=None)
     assert (again.how, again.precision) == ("cached", record["precision"])
+
+
+def test_network_key_tells_builders_and_their_arguments_apart():
+    import functools
+    from tl_keras.models.hub import hub_models_hook
+    from tl_keras.models.presets import build_tiny_models
+    from tl_keras.training.train import builder_name
+    assert builder_name(build_tiny_models) == "tl_keras.models.presets.build_tiny_models"
+    assert builder_name(hub_models_hook("a")) != builder_name(hub_models_hook("b"))
+    assert builder_name(functools.partial(build_tiny_models, batch_norm=False)).endswith(
+        "build_tiny_models(){'batch_norm': False}")
