@@ -21,8 +21,8 @@ from tl_common.records import read_json_object
 
 
 def open_strategy(config: TrainConfig):
-    """The run's ``tf.distribute`` strategy (``--batch_size`` must divide over its replicas)."""
-    os.makedirs(config.model_dir, exist_ok=True)
+    """The run's ``tf.distribute`` strategy (``--batch_size`` must divide over its replicas).
+    Writes nothing."""
     strategy = make_strategy(config.strategy)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
@@ -33,8 +33,8 @@ def open_strategy(config: TrainConfig):
 def start_run(config: TrainConfig, strategy, network: str = "",
               measure: Callable[[tuple], dict] | None = None):
     """Choose the precision (``--mixed_precision auto``: measured, see
-    :mod:`tl_keras.training.precision`), seed everything, set the precision policy and
-    record flags.json with the choice (chief only).
+    :mod:`tl_keras.training.precision`), seed everything, set the precision policy. Writes
+    nothing in ``model_dir``: :func:`record_start` does, once the run's checks have passed.
 
     Args:
       config: the run configuration.
@@ -56,9 +56,20 @@ def start_run(config: TrainConfig, strategy, network: str = "",
     keras.backend.clear_session()
     set_determinism(config.seed, config.deterministic)
     set_precision(choice.precision)
-    if is_chief(strategy):
-        record_run(config.model_dir, config, seed=config.seed, precision=choice.to_dict())
     return choice
+
+
+def record_start(config: TrainConfig, strategy, cached: dict, choice=None) -> None:
+    """Record ``flags.json`` (with the precision ``choice``) and the JSON files of
+    ``cached`` (path -> value, absent ones only) in ``model_dir`` (chief only)."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    if not is_chief(strategy):
+        return
+    extra = {"precision": choice.to_dict()} if choice is not None else {}
+    record_run(config.model_dir, config, seed=config.seed, **extra)
+    for path, value in cached.items():
+        if value is not None and not os.path.exists(path):
+            write_json_atomic(path, value)
 
 
 def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
@@ -71,25 +82,32 @@ def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
     return steps_per_epoch, config.max_steps or epochs * steps_per_epoch
 
 
-def make_optimizer(config: TrainConfig, boundaries=(), values=()):
+def make_optimizer(config: TrainConfig, boundaries=(), values=(), *, multiplier: float = 1.0,
+                   offset: int = 0):
     """Decoupled AdamW with the run's LR schedule (explicit flags win); with loss scaling
-    under the float16 policy."""
+    under the float16 policy.
+
+    ``multiplier`` and ``offset``: the encoder's own optimizer (:mod:`tl_keras.training.
+    freezing`): LR ``multiplier * schedule(step + offset)``, its steps counted from
+    ``offset``.
+    """
     if config.lr_boundaries:
         boundaries, values = config.lr_boundaries, config.lr_values
     lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
+    if multiplier != 1.0 or offset:
+        lr = optimizers.ShiftedScaledSchedule(lr, multiplier, offset)
     return optimizers.make_generator_optimizer(
         lr, config.weight_decay, loss_scale=loss_scaling())
 
 
 def cached_json(path: str, compute):
-    """Return the JSON at ``path``, computing and writing it first if absent
-    (keeps resumed runs from re-reading the data set for class weights)."""
+    """The JSON at ``path``, else ``compute()`` (not written here: see
+    :func:`record_start`; keeps resumed runs from re-reading the data set for class
+    weights)."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    value = compute()
-    write_json_atomic(path, value)
-    return value
+    return compute()
 
 
 def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:

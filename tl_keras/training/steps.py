@@ -38,22 +38,28 @@ def _compile(step: Callable, inner: Callable, jit_compile: bool) -> tuple[Callab
 
 
 def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size: int,
-                         jit_compile: bool = False) -> Callable:
+                         jit_compile: bool = False, groups=None) -> Callable:
     """One optimisation step of ``model`` on ``loss_fn(y, model(x))``.
 
     Args:
       model: keras.Model, images -> logits / reconstructions.
-      optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``).
+      optimizer: a Keras optimizer (possibly a ``LossScaleOptimizer``); its loss scale
+        scales the loss.
       loss_fn: per-example loss, ``(y, output) -> (B,)``.
       global_batch_size: batch size summed over replicas.
       jit_compile: XLA-compile the step (see the module docstring).
+      groups: ``((optimizer, variables), ...)``: each optimizer updates its variables
+        (:mod:`tl_keras.training.freezing`: the encoder with its own learning rate, or
+        not at all while frozen). Default: ``optimizer`` on all trainable variables.
 
     Call it inside the strategy's scope (the replica count decides what XLA covers).
 
     Returns:
       ``step(x, y) -> {"loss": scalar}``.
     """
-    variables = model.trainable_variables
+    groups = (tuple((opt, list(group)) for opt, group in groups) if groups is not None
+              else ((optimizer, model.trainable_variables),))
+    variables = [v for _, group in groups for v in group]
 
     def loss_and_grads(x, y):
         with tf.GradientTape() as tape:
@@ -64,7 +70,10 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
 
     def step(x, y):
         loss, grads = inner(x, y)
-        optimizer.apply(grads, variables)
+        start = 0
+        for opt, group in groups:
+            opt.apply(grads[start:start + len(group)], group)
+            start += len(group)
         return {"loss": loss}
 
     compiled, inner = _compile(step, loss_and_grads, jit_compile)
