@@ -78,9 +78,11 @@ class TrainConfig:
     seed: int = _flag(0, "seed of weights init, data order and dropout")
     deterministic: bool = _flag(False, "deterministic TF ops (resumed runs reproduce "
                                        "uninterrupted ones)")
-    mixed_precision: str = _flag("auto", "auto (bfloat16 where the CPU / GPU computes it "
-                                         "natively, else none) | none (float32) | bfloat16 | "
-                                         "float16 (dynamic loss scaling)")
+    mixed_precision: str = _flag("auto", "auto (the faster of float32 and the CPU's / GPU's "
+                                         "native bfloat16 / float16, timed on the run's own "
+                                         "step once per machine and network, cached) | none "
+                                         "(float32) | bfloat16 | float16 (dynamic loss "
+                                         "scaling)")
     jit_compile: bool = _flag(False, "XLA-compile forward and backward passes")
     strategy: str = _flag("default", "default | mirrored (local devices) | multi_worker "
                                      "(TF_CONFIG)")

@@ -73,7 +73,7 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
                             **mode_of(config),
                             train_subjects=len(subjects), subset_seed=config.subset_seed,
                             seed=config.seed, steps=total, train_slices=counts["slices"],
-                            final=dict(logs)).to_dict()
+                            precision=run.precision.policy, final=dict(logs)).to_dict()
     if is_chief(strategy):
         _export(config, tm, meta, subjects, source)
         finish_run(config, result)

@@ -39,7 +39,8 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
                             "kept (--keep_checkpoints_after_done)")
         return done
     run = train(config, task, meta, build_models)
-    result = pretrain_result(config, run.history, run.total_steps)
+    result = {**pretrain_result(config, run.history, run.total_steps),
+              "precision": run.precision.policy}
     if run.is_chief:
         unrestorable = _restore_encoders(config, task, run, result)
         finish_run(config, result)

@@ -37,6 +37,9 @@ class FinetuneResult:
       final: the last epoch's mean logs (``final_<name>`` in the file: loss, val_loss...).
       eval_dir: the evaluation's output folder; None until the run is evaluated.
       test: the evaluation's summary row (``test_<column>`` in the file: dice...).
+      precision: the Keras dtype policy the run trained in (``float32``,
+        ``mixed_bfloat16``...; ``--mixed_precision auto`` resolved); None in records
+        written before it was recorded.
     """
 
     target: str
@@ -53,6 +56,7 @@ class FinetuneResult:
     freeze_epochs: int = 0
     encoder_lr_multiplier: float = 1.0
     init_decoder: bool = False
+    precision: str | None = None
     final: dict = dataclasses.field(default_factory=dict)
     eval_dir: str | None = None
     test: dict = dataclasses.field(default_factory=dict)
@@ -92,7 +96,7 @@ class FinetuneResult:
                     "subset_seed": integer, "seed": integer, "steps": integer,
                     "train_slices": integer, "source_task": opt_text,
                     "source_domain": opt_text, "source_label": opt_text,
-                    "eval_dir": opt_text, **MODE_CHECKERS}
+                    "precision": opt_text, "eval_dir": opt_text, **MODE_CHECKERS}
         return from_fields(cls, {**rest, "final": final, "test": test}, where, checkers)
 
 

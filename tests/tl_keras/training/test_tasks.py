@@ -81,7 +81,8 @@ def test_a_task_registered_in_the_test_trains_through_run_pretrain(tiny_data_dir
     assert (result["task"], result["steps"], result["epochs"]) == ("denoising", 2, 1)
     assert math.isfinite(result["final_loss"]) and math.isfinite(result["final_val_loss"])
     assert set(result) == {"task", "domain", "seed", "steps", "epochs", "best_epoch",
-                           "best_score", "final_loss", "final_val_loss"}  # no GAN parts
+                           "best_score", "final_loss", "final_val_loss",
+                           "precision"}  # no GAN parts
     meta = json.load(open(os.path.join(config.model_dir, "encoder_best", "encoder.json")))
     assert (meta["source_task"], meta["provenance"]["epoch"]) == ("denoising", 1)
     assert load_encoder(os.path.join(config.model_dir, "encoder_last")).output_shape[1:] == (
