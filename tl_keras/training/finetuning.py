@@ -11,7 +11,7 @@ from tl_keras.data.dataset import select_subjects, split_subjects
 from tl_keras.models.export import ExportMeta, save_exported
 from tl_keras.training import tasks
 from tl_keras.training.config import FinetuneConfig
-from tl_keras.training.validation import validate_finetune
+from tl_keras.training.validation import resolve, validate_finetune
 from tl_keras.training.results import FinetuneResult, result_path  # noqa: F401
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.strategy import is_chief
@@ -46,11 +46,12 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     Args:
       config: the run configuration.
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
-        (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
+        (default: the networks ``config.network`` names; :mod:`tl_keras.models.presets`).
 
     Returns:
       The :class:`FinetuneResult` as a dict (as in ``model_dir/result.json``).
     """
+    config = resolve(config)  # --network auto: the source's network
     meta = validate_finetune(config)
     done = completed_result(config)
     if done is not None:

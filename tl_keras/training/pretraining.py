@@ -8,7 +8,7 @@ from typing import Callable
 
 from tl_keras.training import tasks
 from tl_keras.training.config import PretrainConfig
-from tl_keras.training.validation import validate_pretrain, with_task_options
+from tl_keras.training.validation import resolve, validate_pretrain
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
@@ -25,9 +25,9 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     Args:
       config: the run configuration.
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
-        (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
+        (default: the networks ``config.network`` names; :mod:`tl_keras.models.presets`).
     """
-    config = with_task_options(config)  # None: the task's default options
+    config = resolve(config)  # --network auto, task options None: the defaults
     meta = validate_pretrain(config)
     done = completed_result(config, extendable=True)
     if done is not None:

@@ -17,7 +17,8 @@ import json
 import os
 import shutil
 
-from tl_keras.training.config import ConfigError
+from tl_keras.training.config import ConfigError, TrainConfig
+from tl_keras.training.validation import resolve
 from tl_common import lock
 
 FLAGS_JSON = "flags.json"
@@ -81,7 +82,10 @@ def _empty(folder: str, keep: str) -> None:
 
 
 def check_flags(config, overwrite: bool) -> None:
-    """Refuse (or with ``overwrite`` empty) a run directory holding other flags."""
+    """Refuse (or with ``overwrite`` empty) a run directory holding other flags (a
+    training config compared as it runs: :func:`tl_keras.training.validation.resolve`)."""
+    if isinstance(config, TrainConfig):
+        config = resolve(config)
     path = os.path.join(config.model_dir, FLAGS_JSON)
     if not os.path.exists(path):
         return

@@ -128,6 +128,6 @@ def convert(config: ConvertConfig, log=print):
                                   "missing": report.missing, "unexpected": report.unexpected,
                                   "left_random": report.left_random, "notes": report.notes}}
     save_encoder(encoder, config.out, source_task=_default_task(config), domain=config.domain,
-                 provenance=provenance)
+                 provenance=provenance, network="taskonomy")
     log(f"wrote {config.out} ({', '.join(config.parts)}) in {time.time() - start:.1f} s")
     return report
