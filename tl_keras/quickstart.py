@@ -40,7 +40,8 @@ from tl_common.io import write_csv_atomic
 from tl_common.runinfo import record_run
 from tl_keras.models import presets
 from tl_keras.training import parallel
-from tl_keras.training.config import FinetuneConfig, PretrainConfig
+from tl_keras.training.config import ConfigError, FinetuneConfig, PretrainConfig
+from tl_keras.training.parallel import JobsFailed
 from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 
 NETWORKS = tuple(presets.NETWORKS)  # the fixed networks of the one registry
@@ -241,8 +242,8 @@ def _sweep_job(config) -> None:
     from tl_keras.studies.sweeps import run_sweep
     result = run_sweep(config)
     if result["failed"]:
-        raise RuntimeError(f"{len(result['failed'])} sweep cells failed, first: "
-                           f"{result['failed'][0][0]}: {result['failed'][0][1]}")
+        raise JobsFailed(f"{len(result['failed'])} sweep cells failed, first: "
+                         f"{result['failed'][0][0]}: {result['failed'][0][1]}")
 
 
 def report(c: QuickstartConfig) -> dict[str, str]:
@@ -255,7 +256,7 @@ def report(c: QuickstartConfig) -> dict[str, str]:
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
     if c.network not in NETWORKS:
-        raise ValueError(f"--network must be one of {NETWORKS}, got {c.network!r}")
+        raise ConfigError(f"--network must be one of {NETWORKS}, got {c.network!r}")
     t0 = time.time()
     os.makedirs(c.workdir, exist_ok=True)
     record_run(c.workdir, c, seed=c.seed, name="quickstart.json")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
 from tl_common.records import (RecordError, from_fields, integer, mapping, optional,
                                     read_json_object, text)
@@ -135,7 +136,7 @@ def read_exported_meta(model_dir: str) -> ExportMeta:
     """
     path = os.path.join(model_dir, EXPORT_DIR, META_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: no exported model; is {model_dir} a finished tl_keras.finetune run?")
     return ExportMeta.from_dict(read_json_object(path), path)
 
@@ -147,7 +148,7 @@ def load_exported(model_dir: str):
     meta = read_exported_meta(model_dir)
     path = os.path.join(model_dir, EXPORT_DIR, MODEL_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: exported model file missing")
+        raise MissingFileError(f"{path}: exported model file missing")
     return keras.models.load_model(path, compile=False), meta
 
 
