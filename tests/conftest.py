@@ -26,3 +26,12 @@ def _auto_precision_is_float32(monkeypatch):
     depend on whether the CPU has native bfloat16); tests of bfloat16 ask for it."""
     from tl_keras.training import strategy
     monkeypatch.setattr(strategy, "native_bfloat16", lambda *a, **k: False)
+
+
+@pytest.fixture(scope="session")
+def hub_presets(tmp_path_factory):
+    """keras-hub presets saved from tiny, randomly initialised backbones (no network):
+    ``resnet`` (with an ImageNet-style image converter), ``efficientnet``, ``vgg`` (no
+    pyramid outputs); ``{name: directory}``."""
+    from tests.helpers import save_hub_presets
+    return save_hub_presets(str(tmp_path_factory.mktemp("hub_presets")))

@@ -22,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("tl_common", "tfrecords_tools", "tl_keras")
 # Libraries whose import costs from ~0.2 s (pandas, scipy, nibabel, scikit-image, h5py:
 # they would slow every light CLI path such as --help or a flag error) to seconds
-# (TensorFlow, Keras, SimpleITK, matplotlib, nilearn).
+# (TensorFlow, Keras, SimpleITK, matplotlib, nilearn; keras_hub, the optional extra, loads
+# Keras).
 HEAVY = frozenset({"tensorflow", "keras", "SimpleITK", "matplotlib", "nilearn", "scipy",
-                   "skimage", "pandas", "nibabel", "h5py"})
+                   "skimage", "pandas", "nibabel", "h5py", "keras_hub"})
 # tl_keras sub-packages by layer; a module may import its own layer or lower ones.
 LAYERS = {"data": 0, "models": 0, "weights": 0, "training": 1, "evaluation": 2, "studies": 3}
 CLI_LAYER = 4  # tl_keras/*.py: the command-line modules

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 
 from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
+from tl_keras.models.hub_preset import require_keras_hub
 from tl_common.records import (RecordError, from_fields, integer, mapping, optional,
                                     read_json_object, text)
 
@@ -149,7 +151,16 @@ def load_exported(model_dir: str):
     path = os.path.join(model_dir, EXPORT_DIR, MODEL_FILE)
     if not os.path.exists(path):
         raise MissingFileError(f"{path}: exported model file missing")
+    if _uses_keras_hub(path):  # its classes register on import
+        require_keras_hub(path)
+        import keras_hub  # noqa: F401
     return keras.models.load_model(path, compile=False), meta
+
+
+def _uses_keras_hub(path: str) -> bool:
+    """Whether the ``.keras`` file holds a keras-hub layer (a backbone encoder)."""
+    with zipfile.ZipFile(path) as z:
+        return b'"keras_hub>' in z.read("config.json")
 
 
 __all__ = ["EXPORT_DIR", "META_FILE", "MODEL_FILE", "ExportMeta", "RecordError",

@@ -51,7 +51,9 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
       task: ``segmentation`` / ``target`` (encoder + decoder with ``num_classes`` logits),
         ``autoencoding`` (encoder + tanh decoder with C outputs + discriminator on 2C
         channels; ``num_classes`` is ignored) or ``classification`` (encoder + head).
-      encoder: from :func:`tl_keras.models.build_encoder` (defines image size and C).
+      encoder: from :func:`tl_keras.models.build_encoder` or
+        :func:`tl_keras.models.hub.build_hub_encoder` (defines image size and C; a /32
+        latent gets one more upsampling step in the paper / Taskonomy decoders).
       num_classes: K output classes (segmentation, target, classification).
       decoder_variant: ``taskonomy``, ``paper`` or ``unet`` (skip-connected, fed by the
         encoder's stages; segmentation and target only, see docs/decoders.md).
@@ -79,10 +81,13 @@ def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | Non
         model, decoder = unet_model(encoder, num_classes, output_activation=output_activation,
                                     name=task)
         return TaskModels(model, encoder, decoder=decoder)
+    upsampling = image_shape[0] // latent_shape[0]
     if task == "autoencoding":
-        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh")
+        decoder = build_decoder(latent_shape, channels, decoder_variant, "tanh",
+                                upsampling=upsampling)
         discriminator = build_discriminator(image_shape[:2], 2 * channels, discriminator_variant)
         return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder,
                           decoder=decoder, discriminator=discriminator)
-    decoder = build_decoder(latent_shape, num_classes, decoder_variant, output_activation)
+    decoder = build_decoder(latent_shape, num_classes, decoder_variant, output_activation,
+                            upsampling=upsampling)
     return TaskModels(keras.Model(inputs, decoder(latent), name=task), encoder, decoder=decoder)

@@ -9,7 +9,9 @@ Grammar (docs/models_weights.md, "Initialisation specs")::
            | "imagenet:" FILE ".h5"          Keras Applications ResNet50 weights
     CKPT  := V2 prefix (.../model.permanent-ckpt) | one of its files (.index, .data-*)
            | the folder holding it | a V1 checkpoint file (resnet_v1_50.ckpt)
+           | "keras_hub:" PRESET             a keras-hub backbone preset
     TASK  := [A-Za-z0-9_.-]+                 the Taskonomy task; default: CKPT's folder name
+    PRESET := a keras-hub preset name (resnet_50_imagenet) | a local preset directory
 
 Every stage uses this one type: :meth:`InitSpec.parse` (syntax only), :meth:`InitSpec.check`
 (the files are there; no TensorFlow, so configuration checks stay fast),
@@ -22,6 +24,9 @@ import dataclasses
 import os
 import re
 
+from tl_keras.models.hub_preset import PREFIX as KERAS_HUB_PREFIX
+from tl_keras.models.hub_preset import HubPresetError, preset_name
+from tl_keras.models.hub_preset import check as check_hub_preset
 from tl_keras.weights.checkpoint import check_checkpoint, checkpoint_prefix, is_checkpoint
 from tl_keras.weights.encoder_io import (TASKONOMY_ARCH, encoder_dir, is_encoder_dir,
                                          load_encoder, read_encoder_meta)
@@ -31,7 +36,8 @@ from tl_keras.weights.load_report import LoadReport, WeightLoadError
 from tl_keras.weights.taskonomy import load_taskonomy
 
 SPEC_HELP = ("scratch | DIR (tl_keras encoder dir) | taskonomy:CKPT[@TASK] | "
-             "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50)")
+             "imagenet:CKPT (TF-slim resnet_v1_50, V1 or V2) | imagenet:FILE.h5 (Keras ResNet50) "
+             "| keras_hub:PRESET (keras-hub preset name or preset dir)")
 #: Source domain of the checkpoint sources (the value ``pretrain --domain`` uses).
 NATURAL = "natural"
 TASKONOMY_PREFIX = "taskonomy:"
@@ -44,7 +50,7 @@ class InitSpec:
 
     Attributes:
       text: the spec as given.
-      kind: ``scratch``, ``dir``, ``taskonomy`` or ``imagenet``.
+      kind: ``scratch``, ``dir``, ``taskonomy``, ``imagenet`` or ``keras_hub``.
       path: the file, prefix or directory (empty for ``scratch``).
       task: the ``@TASK`` override of a Taskonomy spec, else None.
     """
@@ -67,7 +73,7 @@ class InitSpec:
         kind, sep, path = text.partition(":")
         if not sep:
             kind, path = "dir", text
-        elif kind not in ("taskonomy", "imagenet"):
+        elif kind not in ("taskonomy", "imagenet", "keras_hub"):
             raise WeightLoadError(f"--init_from {text}: unknown kind '{kind}'; "
                                   f"expected {SPEC_HELP}")
         task = None
@@ -92,6 +98,12 @@ class InitSpec:
           WeightLoadError: one line naming the missing or unusable file.
         """
         if self.kind == "scratch":
+            return
+        if self.kind == "keras_hub":
+            try:
+                check_hub_preset("--init_from", self.path)
+            except HubPresetError as e:
+                raise WeightLoadError(str(e)) from e
             return
         if self.kind == "dir":
             if is_encoder_dir(self.path):
@@ -122,6 +134,8 @@ class InitSpec:
             return None, None
         if self.kind == "imagenet":
             return "imagenet", NATURAL
+        if self.kind == "keras_hub":
+            return KERAS_HUB_PREFIX + preset_name(self.path), NATURAL
         if self.kind == "taskonomy":
             return TASKONOMY_PREFIX + (self.task or checkpoint_task(self.path)), NATURAL
         meta = read_encoder_meta(self.path)
@@ -160,6 +174,9 @@ class InitSpec:
             return report
         if self.kind == "taskonomy":
             return load_taskonomy(self.path, {"encoder": encoder}, strict=strict)
+        if self.kind == "keras_hub":
+            from tl_keras.weights.hub import load_keras_hub
+            return load_keras_hub(self.path, encoder, strict=strict)
         if self.kind == "imagenet":
             if self.is_keras_h5:
                 return load_keras_resnet50(self.path, encoder, strict=strict)
@@ -180,7 +197,8 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
     """The report's name of a source from what a run recorded.
 
     ``imagenet`` -> "ImageNet"; ``taskonomy:<task>`` -> "Taskonomy <task>" (a converted
-    encoder records the same); none -> "scratch"; else "<domain> <task>" ("t1 segmentation").
+    encoder records the same); ``keras_hub:<preset>`` -> "keras-hub <preset>"; none ->
+    "scratch"; else "<domain> <task>" ("t1 segmentation").
     """
     task = "" if source_task is None else str(source_task)
     if kind == "imagenet" or task == "imagenet":
@@ -189,6 +207,8 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
         return "scratch"
     if task.startswith(TASKONOMY_PREFIX):
         return "Taskonomy " + task[len(TASKONOMY_PREFIX):]
+    if task.startswith(KERAS_HUB_PREFIX):
+        return "keras-hub " + task[len(KERAS_HUB_PREFIX):]
     return f"{source_domain} {task}" if source_domain else task
 
 
@@ -198,7 +218,9 @@ def load_encoder_dir_into(encoder, path: str, *, strict: bool = True) -> LoadRep
     The target may have another image size (convs are size-independent) and may take one
     channel where the saved one takes RGB (conv1 summed over channels).
     """
+    from tl_keras.weights.hub import first_conv_kernels
     source = load_encoder(path, name="saved_encoder")
     report = LoadReport(source=encoder_dir(path))
     sources = {n: v.numpy() for n, v in weight_map(source).items()}
-    return assign(sources, weight_map(encoder), report, strict=strict)
+    return assign(sources, weight_map(encoder), report, strict=strict,
+                  rgb_kernels=first_conv_kernels(encoder))
