@@ -203,7 +203,7 @@ def _task_options(task: str, c: QuickstartConfig):
 
 
 def _pretrain_job(config) -> None:
-    from tl_keras.training.pretraining import run_pretrain
+    from tl_keras.training import run_pretrain
     run_pretrain(config)
 
 

@@ -9,13 +9,15 @@ from typing import Callable
 from tl_keras.training import tasks
 from tl_keras.training.config import PretrainConfig
 from tl_keras.training.validation import resolve, validate_pretrain
+from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
-    """Pre-train (or resume) in ``config.model_dir``; write and return ``result.json``.
+    """Pre-train (or resume) in ``config.model_dir``, holding it (lock and flags check,
+    :func:`tl_keras.training.rundir.claim_run_dir`); write and return ``result.json``.
 
     Exports ``encoder_last`` after every epoch and ``encoder_best`` whenever the
     validation loss improves, in the format of :func:`tl_keras.weights.save_encoder`.
@@ -29,14 +31,15 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     """
     config = resolve(config)  # --network auto, task options None: the defaults
     meta = validate_pretrain(config)
-    done = completed_result(config, extendable=True)
-    if done is not None:
-        return done
-    run = train(config, tasks.get(config.task), meta, build_models)
-    result = pretrain_result(config, run.history, run.total_steps)
-    if run.is_chief:
-        finish_run(config, result)
-    return result
+    with claim_run_dir(config):
+        done = completed_result(config, extendable=True)
+        if done is not None:
+            return done
+        run = train(config, tasks.get(config.task), meta, build_models)
+        result = pretrain_result(config, run.history, run.total_steps)
+        if run.is_chief:
+            finish_run(config, result)
+        return result
 
 
 def pretrain_result(config: PretrainConfig, history: list, total_steps: int) -> dict:

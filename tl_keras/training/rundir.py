@@ -105,16 +105,23 @@ def check_flags(config, overwrite: bool) -> None:
         _empty(config.model_dir, keep=lock.LOCK_NAME)
 
 
+#: Run directories this process holds (real paths): a nested claim of one is a no-op, so
+#: a caller may hold a run directory around ``run_finetune`` (which claims it too).
+_HELD: set[str] = set()
+
+
 @contextlib.contextmanager
 def claim_run_dir(config):
-    """Hold ``config.model_dir`` for the block: lock it, check its flags.
+    """Hold ``config.model_dir`` for the block: lock it, check its flags. Reentrant within
+    a process (an inner claim of a directory this process holds does nothing).
 
     Raises:
       ConfigError: another live process holds the folder; it is a file or not
         writable; or it holds a run with other flags and ``config.overwrite`` is off.
     """
     folder = config.model_dir
-    if not is_chief_from_env():  # the chief holds the folder for the whole cluster
+    key = os.path.realpath(folder)
+    if not is_chief_from_env() or key in _HELD:  # the chief holds it for the cluster
         yield
         return
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -128,4 +135,8 @@ def claim_run_dir(config):
                           f"({e.strerror or e})") from None
     with held:
         check_flags(config, getattr(config, "overwrite", False))
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
