@@ -17,7 +17,7 @@ import numpy as np
 
 # The one import of the compact / tiny presets (``width=4`` is the quickstart's compact
 # network, ``width=1`` the tiny one); change this line if they move.
-from tl_keras.models.presets import tiny_task_models as preset_task_models  # noqa: F401
+from tl_keras.models.small import tiny_task_models as preset_task_models  # noqa: F401
 
 #: bfloat16 keeps 8 bits of mantissa: the relative L2 difference of a whole output to the
 #: float32 pass stays well under this for every network here (ResNet-50 included).

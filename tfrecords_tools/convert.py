@@ -122,7 +122,7 @@ def preprocess_config(preset: releases.Preset, overrides: Mapping[str, object]):
     known = {f.name for f in dataclasses.fields(PreprocessConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"PreprocessConfig has no parameter(s) {unknown}")
+        raise cli.FlagError(f"PreprocessConfig has no parameter(s) {unknown}")
     values = {"crop_top": preset.crop_top, "crop_bottom": preset.crop_bottom,
               "skip_registration": preset.skip_registration, "mask_mode": preset.mask_mode}
     if preset.label_mapping:
@@ -144,9 +144,9 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
     """
     preset = releases.get_preset(flags_cfg.preset) if flags_cfg.preset else releases.Preset()
     if bool(flags_cfg.manifest) == bool(flags_cfg.root):
-        raise ValueError("give exactly one of --manifest or --root (with --preset)")
+        raise cli.FlagError("give exactly one of --manifest or --root (with --preset)")
     if flags_cfg.root and not flags_cfg.preset:
-        raise ValueError("--root needs --preset (e.g. atlas_r12 or glob)")
+        raise cli.FlagError("--root needs --preset (e.g. atlas_r12 or glob)")
     if flags_cfg.manifest:
         manifest = mf.read_manifest(flags_cfg.manifest)
     else:

@@ -85,7 +85,7 @@ def run_flags(cfg: ImageFlags) -> dict:
     common = dict(image_size=cfg.image_size, num_shards=cfg.num_shards, split_counts=counts,
                   split_fractions=fractions, seed=cfg.seed, progress=cfg.progress)
     if cfg.from_skimage_samples + bool(cfg.image_dir) + bool(cfg.taskonomy_dir) != 1:
-        raise ValueError("give exactly one of --image_dir, --taskonomy_dir or "
+        raise cli.FlagError("give exactly one of --image_dir, --taskonomy_dir or "
                          "--from_skimage_samples")
     if cfg.from_skimage_samples:
         return convert_skimage_samples(cfg.out_dir, num_images=cfg.num_images,

@@ -1,7 +1,13 @@
-"""The one exception type for bad input scans and label files (CLI convention: tl_common.cli)."""
+"""The exception types for bad input scans, label files and converted data sets (CLI
+convention: tl_common.cli)."""
 from __future__ import annotations
 
 from tl_common.cli import UserError
+
+
+class DataSetError(UserError, ValueError):
+    """A converted data set (shards, ``dataset.json``) that cannot be used as asked: damaged
+    or replaced files, a missing split, data that does not fit the model (one line)."""
 
 
 class InputError(UserError):

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from tl_common.records import RecordError
+from tl_common.cli import MissingFileError
+
 SCHEMA_VERSION = 1
 # 10-bit levels: max abs error 0.5 / 1020 = 4.9e-4 on [0, 1] (the 5e-4 budget), and
 # 1020 = 4 x 255 stores 8-bit photographs exactly. At 1 mm a phantom slice measured
@@ -205,7 +208,7 @@ def read_meta(data_dir: str) -> dict[str, Any]:
     """Read ``dataset.json`` of a converted data set, with a clear error."""
     path = os.path.join(data_dir, DATASET_JSON)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: no dataset.json; is {data_dir} the --out_dir of tfrecords_tools.convert?")
     with open(path) as f:
         try:
@@ -217,5 +220,5 @@ def read_meta(data_dir: str) -> dict[str, Any]:
         raise ValueError(f"{path}: not a readable dataset.json (no JSON object)")
     for key in ("image_size", "channels", "num_mask_classes", "num_tissue_classes", "splits"):
         if key not in meta:
-            raise ValueError(f"{path}: missing key '{key}'")
+            raise RecordError(f"{path}: missing key '{key}'")
     return meta

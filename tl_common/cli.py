@@ -16,6 +16,7 @@ unreadable ``--flagfile``, unexpected arguments), 128 + the signal number when s
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -51,6 +52,16 @@ class FlagfileError(UsageError, ValueError):
     """A ``--flagfile`` that cannot be read (message: one line)."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the input names is not there, or holds nothing usable (message:
+    one line naming it)."""
+
+
+class FlagError(UserError, ValueError):
+    """A flag value or combination of flags that cannot be used, or a file a flag names
+    that holds the wrong thing (message: one line naming the flag or file; exit 1)."""
+
+
 def one_line(error: BaseException) -> str:
     """A CLI's one-line text for an expected error.
 
@@ -67,14 +78,27 @@ def one_line(error: BaseException) -> str:
     return " ".join(_ANSI.sub("", text).split())
 
 
-def _expected(error: BaseException, more: tuple = ()) -> bool:
-    if isinstance(error, more):
+# OS errors a user fixes although they name no file (a full, read-only or forbidden disk).
+_USER_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM})
+
+
+def expected_error(error: BaseException, more: tuple = ()) -> bool:
+    """True for an error a CLI prints as one line: a :class:`UserError`, an OS error that
+    names a file (or a full / read-only disk), a TensorFlow I/O error (file not found,
+    permission denied, data loss), a SimpleITK read error, or one of ``more``. Anything
+    else (``ValueError``, ``RuntimeError``, ... raised by a bug) keeps its traceback."""
+    if isinstance(error, (UserError, *more)):
         return True
+    if isinstance(error, OSError):
+        return bool(error.filename) or error.errno in _USER_ERRNOS
     tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(error, tf.errors.OpError):
+    if tf is not None and isinstance(error, (tf.errors.NotFoundError,
+                                             tf.errors.PermissionDeniedError,
+                                             tf.errors.DataLossError)):
         return True
-    # RuntimeError: lock held, SimpleITK failures; ValueError: bad flags or data.
-    return isinstance(error, (UserError, OSError, ValueError, RuntimeError))
+    return ("SimpleITK" in sys.modules and type(error) is RuntimeError
+            and str(error).startswith("Exception thrown in SimpleITK")
+            and ("ReadImage" in str(error) or "ImageFileReader" in str(error)))
 
 
 @contextlib.contextmanager
@@ -112,7 +136,7 @@ def run_cli(prog: str, fn, expected: tuple = ()):
               "rerun the same command to resume", file=sys.stderr)
         sys.exit(128 + signum)
     except Exception as e:  # noqa: BLE001 - filtered by _expected
-        if not _expected(e, expected):
+        if not expected_error(e, expected):
             raise
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
         sys.exit(getattr(e, "exit_code", 1) if isinstance(e, UserError) else 1)
@@ -198,9 +222,9 @@ def make_main(prog: str, flag_values: flags.FlagValues, usage: str,
         flags before loading TensorFlow calls ``console.load_tensorflow()`` itself.
       tensorflow: load TensorFlow (silently unless ``-v 0``) before ``run``.
       positional: accept positional arguments (``args``); otherwise they are a usage error.
-      expected: more exception types printed as one line with exit 1 (besides
-        :class:`UserError`, ``OSError``, ``ValueError``, ``RuntimeError`` and TensorFlow's
-        ``OpError``).
+      expected: more exception types printed as one line with exit 1 (besides those of
+        :func:`expected_error`: :class:`UserError`, OS and TensorFlow I/O errors naming a
+        file, SimpleITK read errors).
 
     Returns:
       ``main``; ``argv`` defaults to ``sys.argv``. The exit code is returned, never raised,
@@ -242,4 +266,4 @@ def floats(values) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in values)
     except ValueError:
-        raise ValueError(f"expected numbers, got {list(values)}") from None
+        raise FlagError(f"expected numbers, got {list(values)}") from None

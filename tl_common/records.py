@@ -12,8 +12,10 @@ import json
 import math
 import numbers
 
+from tl_common.cli import UserError
 
-class RecordError(ValueError):
+
+class RecordError(UserError, ValueError):
     """A record file that cannot be used; ``str(error)`` is one line naming the file
     and the bad or missing key."""
 

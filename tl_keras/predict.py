@@ -42,13 +42,13 @@ def _jobs(f: flags.FlagValues):
     from tl_keras.evaluation import predict as lib
     modes = [m for m in ("input", "input_dir", "manifest") if getattr(f, m)]
     if len(modes) != 1:
-        raise ValueError("give exactly one of --input, --input_dir, --manifest")
+        raise cli.FlagError("give exactly one of --input, --input_dir, --manifest")
     if f.input:
         if not f.output:
-            raise ValueError("--input needs --output")
+            raise cli.FlagError("--input needs --output")
         return [lib.PredictJob(f.input, f.output, f.probabilities)]
     if not f.output_dir:
-        raise ValueError(f"--{modes[0]} needs --output_dir")
+        raise cli.FlagError(f"--{modes[0]} needs --output_dir")
     make = lib.jobs_from_dir if f.input_dir else lib.jobs_from_manifest
     return make(f.input_dir or f.manifest, f.output_dir, f.save_probabilities)
 

@@ -9,7 +9,6 @@ import sys
 from absl import flags
 
 from tl_common import cli, console
-from tl_keras.training import run_pretrain
 from tl_keras.training.flags import define_pretrain_flags, pretrain_config_from_flags
 from tl_keras.training.validation import validate_pretrain
 
@@ -22,6 +21,7 @@ def run(flag_values: flags.FlagValues, args) -> None:
     config = pretrain_config_from_flags(flag_values)
     validate_pretrain(config)
     console.load_tensorflow()
+    from tl_keras.training.pretraining import run_pretrain  # loads Keras
     print(f"done: {run_pretrain(config)}")
 
 

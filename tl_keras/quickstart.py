@@ -38,11 +38,13 @@ from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common import cli
 from tl_common.io import write_csv_atomic
 from tl_common.runinfo import record_run
+from tl_keras.models import presets
 from tl_keras.training import parallel
-from tl_keras.training.config import FinetuneConfig, PretrainConfig
+from tl_keras.training.config import ConfigError, FinetuneConfig, PretrainConfig
+from tl_keras.training.parallel import JobsFailed
 from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 
-NETWORKS = ("compact", "tiny", "taskonomy")
+NETWORKS = tuple(presets.NETWORKS)  # the fixed networks of the one registry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,12 +155,6 @@ def _complete(out_dir: str) -> bool:
         return bool(json.load(f).get("complete", True))
 
 
-def _build_models(network: str):
-    from tl_keras.models import presets
-    return {"tiny": presets.build_tiny_models, "compact": presets.build_compact_models,
-            "taskonomy": None}[network]  # None: the Taskonomy ResNet-50 networks
-
-
 PRETRAIN_RUNS = (("t1_segmentation", "t1_source", "segmentation", "t1"),
                  ("t1_autoencoding", "t1_source", "autoencoding", "t1"),
                  ("t1_classification", "t1_source", "classification", "t1"),
@@ -178,6 +174,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                       learning_rate=c.learning_rate,
                                       mixed_precision=c.mixed_precision,
                                       task_options=_task_options(task, c), seed=c.seed,
+                                      network=c.network,
                                       log_every=max(c.pretrain_steps // 4, 1),
                                       checkpoint_every=c.pretrain_steps))
         encoders[name] = model_dir
@@ -185,7 +182,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
          + ", ".join(encoders))
     # Longest first (natural images: 75 short epochs, each validated and saved), so two
     # workers finish together.
-    jobs = [(_pretrain_job, (config, c.network))
+    jobs = [(_pretrain_job, (config,))
             for config in sorted(configs, key=lambda config: config.domain != "natural")]
     done = lambda: sum(os.path.isdir(os.path.join(d, ENCODER_LAST))  # noqa: E731
                        for d in encoders.values())
@@ -205,9 +202,9 @@ def _task_options(task: str, c: QuickstartConfig):
     return None
 
 
-def _pretrain_job(config, network: str) -> None:
-    from tl_keras.training.pretraining import run_pretrain
-    run_pretrain(config, _build_models(network))
+def _pretrain_job(config) -> None:
+    from tl_keras.training import run_pretrain
+    run_pretrain(config)
 
 
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
@@ -220,6 +217,7 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
                               epochs=c.finetune_epochs, validate=c.finetune_validate,
                               learning_rate=c.learning_rate,
                               decoder_variant=c.decoder_variant, loss=c.loss,
+                              network=c.network,
                               class_weights=c.class_weights,
                               foreground_weight=c.foreground_weight,
                               mixed_precision=c.mixed_precision,
@@ -233,19 +231,19 @@ def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -
     configs = [dataclasses.replace(base, job_index=i, num_jobs=jobs) for i in range(jobs)]
     done = lambda: sum(os.path.exists(os.path.join(cell.run_dir, RESULT_FILE))  # noqa: E731
                        for cell in cells)
-    parallel.run_jobs([(_sweep_job, (config, c.network)) for config in configs], jobs,
+    parallel.run_jobs([(_sweep_job, (config,)) for config in configs], jobs,
                       os.path.join(c.workdir, "logs", "sweep"), "fine-tuning", "run", done,
                       total=len(cells))
     return merge_results(base)
 
 
-def _sweep_job(config, network: str) -> None:
+def _sweep_job(config) -> None:
     """One sweep job (its share of the cells); a failed cell fails the quickstart."""
     from tl_keras.studies.sweeps import run_sweep
-    result = run_sweep(config, _build_models(network))
+    result = run_sweep(config)
     if result["failed"]:
-        raise RuntimeError(f"{len(result['failed'])} sweep cells failed, first: "
-                           f"{result['failed'][0][0]}: {result['failed'][0][1]}")
+        raise JobsFailed(f"{len(result['failed'])} sweep cells failed, first: "
+                         f"{result['failed'][0][0]}: {result['failed'][0][1]}")
 
 
 def report(c: QuickstartConfig) -> dict[str, str]:
@@ -258,7 +256,7 @@ def report(c: QuickstartConfig) -> dict[str, str]:
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
     if c.network not in NETWORKS:
-        raise ValueError(f"--network must be one of {NETWORKS}, got {c.network!r}")
+        raise ConfigError(f"--network must be one of {NETWORKS}, got {c.network!r}")
     t0 = time.time()
     os.makedirs(c.workdir, exist_ok=True)
     record_run(c.workdir, c, seed=c.seed, name="quickstart.json")

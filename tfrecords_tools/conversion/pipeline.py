@@ -25,7 +25,7 @@ from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.scans import labels
 from tfrecords_tools.scans.config import PreprocessConfig
 from tfrecords_tools.shards import assemble
-from tl_common.cli import UserError
+from tl_common.cli import FlagError, UserError
 from tl_common.io import remove_temp_debris
 from tl_common.runinfo import TOOL_VERSION, record_run
 
@@ -56,9 +56,9 @@ def parse_shard_job(spec: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(v) for v in spec.split("/"))
     except ValueError:
-        raise ValueError(f"--shard_job must look like I/N (e.g. 0/4), got '{spec}'") from None
+        raise FlagError(f"--shard_job must look like I/N (e.g. 0/4), got '{spec}'") from None
     if not 0 <= i < n:
-        raise ValueError(f"--shard_job {spec}: need 0 <= I < N")
+        raise FlagError(f"--shard_job {spec}: need 0 <= I < N")
     return i, n
 
 
@@ -198,7 +198,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
       workers.Stopped: SIGTERM / SIGINT (workers killed, temporary files removed).
     """
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got '{on_error}'")
+        raise FlagError(f"on_error must be one of {ON_ERROR}, got '{on_error}'")
     config = config if config is not None else PreprocessConfig()
     if isinstance(manifest, str):
         manifest = mf.read_manifest(manifest, check=True)

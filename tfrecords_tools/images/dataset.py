@@ -34,6 +34,7 @@ from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.shards import writer as shards
 from tl_common.io import write_csv_atomic, write_json_atomic
 from tl_common.runinfo import TOOL_VERSION
+from tl_common.cli import FlagError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 IGNORE_CLASS = "ignore"  # name of the class whose pixels the loss leaves out
@@ -202,7 +203,7 @@ def label_table(masks: dict, ignore_label: int | None = None) -> tuple[np.ndarra
       (lut, names): a 256-entry uint8 lookup table and the class names.
     """
     if ignore_label is not None and not 0 <= ignore_label <= 255:
-        raise ValueError(f"ignore_label must be a mask value 0..255, got {ignore_label}")
+        raise FlagError(f"ignore_label must be a mask value 0..255, got {ignore_label}")
     top = 0
     for s, p in masks.items():
         values = np.unique(_read(s, p, labels=True))

@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from tl_common.cli import FlagError
+
 MASK_MODES = ("binary", "multiclass")
 TISSUE_SOURCES = ("label", "fallback", "none")
 CLIP_REGIONS = ("nonzero", "volume")
@@ -79,13 +81,13 @@ class PreprocessConfig:
                    "mask_mode multiclass needs a label_mapping")]
         for ok, message in checks:
             if not ok:
-                raise ValueError(f"PreprocessConfig: {message}")
+                raise FlagError(f"PreprocessConfig: {message}")
         shape = template_shape(self.resolution)
         if max(shape[:2]) > self.slice_size:
-            raise ValueError(f"PreprocessConfig: slice_size {self.slice_size} is smaller than "
+            raise FlagError(f"PreprocessConfig: slice_size {self.slice_size} is smaller than "
                              f"the {self.resolution} mm template slice {shape[:2]}")
         if sum(self.crop_slices()) >= shape[2]:
-            raise ValueError("PreprocessConfig: the crops remove every axial slice")
+            raise FlagError("PreprocessConfig: the crops remove every axial slice")
 
     @classmethod
     def for_resolution(cls, resolution: float, **kwargs) -> "PreprocessConfig":
@@ -126,7 +128,7 @@ class PreprocessConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
-            raise ValueError(f"PreprocessConfig: unknown keys {sorted(unknown)}")
+            raise FlagError(f"PreprocessConfig: unknown keys {sorted(unknown)}")
         return cls(**data)
 
 

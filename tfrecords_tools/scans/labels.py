@@ -17,6 +17,8 @@ import csv
 
 import numpy as np
 
+from tl_common.cli import FlagError
+
 TISSUE_CLASSES = ("background", "CSF", "GM", "WM")
 
 # FreeSurfer codes of the 15 FSL FIRST structures, in the fixed presence order.
@@ -157,15 +159,15 @@ def read_label_mapping(path: str):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"label", "class"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected a CSV with columns label,class[,name]")
+        raise FlagError(f"{path}: expected a CSV with columns label,class[,name]")
     mapping, names = {}, {0: "background"}
     for n, row in enumerate(rows, start=2):
         try:
             label, cls = int(row["label"]), int(row["class"])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: line {n}: label and class must be integers") from None
+            raise FlagError(f"{path}: line {n}: label and class must be integers") from None
         if not 0 <= cls <= 255:
-            raise ValueError(f"{path}: line {n}: class {cls} outside 0..255")
+            raise FlagError(f"{path}: line {n}: class {cls} outside 0..255")
         mapping[label] = cls
         if row.get("name"):
             names.setdefault(cls, row["name"])

@@ -18,13 +18,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from tfrecords_tools.errors import itk_reason
+from tl_common.cli import FlagError
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])
 
 
 def _whole_mm(resolution: float) -> int:
     if float(resolution) != int(resolution) or resolution < 1:
-        raise ValueError(f"template resolution must be a whole number of mm >= 1, "
+        raise FlagError(f"template resolution must be a whole number of mm >= 1, "
                          f"got {resolution}")
     return int(resolution)
 

@@ -25,6 +25,8 @@ from tfrecords_tools.manifests.manifest import Manifest, split_of
 from tfrecords_tools.shards import writer as shards
 from tl_common.io import sha256_file, write_csv_atomic, write_json_atomic
 from tl_common.runinfo import package_versions
+from tl_common.cli import FlagError
+from tfrecords_tools.errors import DataSetError
 
 RECORD_DIR = ".shards"
 ERRORS_CSV = "errors.csv"
@@ -54,7 +56,7 @@ class ClassInfo:
 def plan_shards(manifest: Manifest, num_shards: int) -> list[ShardPlan]:
     """Deterministic subject -> shard assignment (sorted ids, round-robin)."""
     if num_shards < 1:
-        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+        raise FlagError(f"num_shards must be >= 1, got {num_shards}")
     plans = []
     for split, subjects in sorted(split_of(manifest.subjects).items()):
         ids = [s.subject_id for s in subjects]
@@ -140,7 +142,7 @@ def write_planned_shard(out_dir: str, plan: ShardPlan, subjects: list[str],
     write_json_atomic(_record_path(out_dir, plan.name), record)
     stale = sorted(s for s in subjects if read.get(s) != fingerprints[s])
     if stale:
-        raise RuntimeError(f"{path}: the caches of {stale} changed while the shard was "
+        raise DataSetError(f"{path}: the caches of {stale} changed while the shard was "
                            "written (another conversion into the same folder?); rerun")
     return record
 

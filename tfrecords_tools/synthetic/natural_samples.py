@@ -19,6 +19,7 @@ import hashlib
 import numpy as np
 
 from tfrecords_tools.images.dataset import ImageItem, resize_rgb, write_image_dataset
+from tl_common.cli import FlagError
 
 # Colour photographs bundled with scikit-image (no pooch download needed).
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
@@ -95,7 +96,7 @@ def convert_skimage_samples(out_dir: str, *, num_images: int = 64, num_classes: 
     split_counts, split_fractions, progress).
     """
     if num_images < 1 or num_classes < 2:
-        raise ValueError("need num_images >= 1 and num_classes >= 2")
+        raise FlagError("need num_images >= 1 and num_classes >= 2")
     items = sample_items(num_images, image_size, num_classes, seed, photos)
     pre = {"kind": "skimage_samples", "photos": list(photos), "num_images": num_images,
            "image_size": image_size, "seed": seed,

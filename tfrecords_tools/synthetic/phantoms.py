@@ -35,6 +35,7 @@ from tqdm import tqdm
 from tfrecords_tools.scans import labels as labels_lib
 from tfrecords_tools.scans.native import save_nifti_atomic
 from tl_common.io import write_csv_atomic, write_json_atomic, write_text_atomic
+from tl_common.cli import FlagError
 
 DESCRIPTION = b"SYNTHETIC phantom (tl_keras), not patient data"
 MANIFEST_NAME = "synthetic_manifest.csv"
@@ -282,9 +283,9 @@ def make_cohort(out_dir: str, subjects: int, lesions: str = "stroke", seed: int 
     """
     import pandas as pd
     if lesions not in ("stroke", "ms"):
-        raise ValueError(f"lesions must be 'stroke' or 'ms', got {lesions!r}")
+        raise FlagError(f"lesions must be 'stroke' or 'ms', got {lesions!r}")
     if subjects < 1:
-        raise ValueError(f"subjects must be >= 1, got {subjects}")
+        raise FlagError(f"subjects must be >= 1, got {subjects}")
     os.makedirs(out_dir, exist_ok=True)
     splits = _splits(subjects, seed)
     rows = []

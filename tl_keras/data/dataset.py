@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from tfrecords_tools import schema
 from tl_common.io import sha256_file
+from tfrecords_tools.errors import DataSetError
+from tl_common.cli import MissingFileError
 
 TASKS = ("segmentation", "autoencoding", "classification", "target", "raw")
 
@@ -28,7 +30,7 @@ def list_shards(data_dir: str, split: str) -> list[str]:
     """Sorted shard files of one split; a clear error when there are none."""
     files = sorted(glob.glob(os.path.join(data_dir, f"{split}-*-of-*.tfrecord")))
     if not files:
-        raise FileNotFoundError(f"{data_dir}: no shards for split '{split}' "
+        raise MissingFileError(f"{data_dir}: no shards for split '{split}' "
                                 f"(expected {schema.shard_name(split, 0, 1)} and so on)")
     return files
 
@@ -58,10 +60,10 @@ def verify_shards(files: Sequence[str], meta: dict) -> None:
         stat = os.stat(path)
         redo = "rerun tfrecords_tools.convert with the same --out_dir to re-create it"
         if stat.st_size != record["bytes"]:
-            raise ValueError(f"{path}: {stat.st_size} bytes but dataset.json records "
+            raise DataSetError(f"{path}: {stat.st_size} bytes but dataset.json records "
                              f"{record['bytes']} (truncated or replaced); {redo}")
         if _sha256(path, stat.st_size, stat.st_mtime_ns) != record["sha256"]:
-            raise ValueError(f"{path}: content differs from its SHA-256 in dataset.json "
+            raise DataSetError(f"{path}: content differs from its SHA-256 in dataset.json "
                              f"(damaged); {redo}")
 
 
@@ -70,7 +72,7 @@ def split_subjects(meta: dict, split: str) -> list[str]:
     try:
         return list(meta["splits"][split]["subjects"])
     except KeyError as e:
-        raise ValueError(f"dataset.json has no split '{split}' "
+        raise DataSetError(f"dataset.json has no split '{split}' "
                          f"(has {sorted(meta['splits'])})") from e
 
 
@@ -99,7 +101,7 @@ def to_model_input(image: tf.Tensor, input_channels: int = 3) -> tf.Tensor:
         return tf.repeat(x, 3, axis=-1)
     if c == 3 and input_channels == 1:
         return tf.reduce_mean(x, axis=-1, keepdims=True)
-    raise ValueError(f"cannot map {c} image channels to {input_channels} model channels")
+    raise DataSetError(f"cannot map {c} image channels to {input_channels} model channels")
 
 
 # Fields each task decodes; the label of a (x, y) pair; "raw" keeps every field.

@@ -12,6 +12,7 @@ import numpy as np
 
 from tl_common.progress import Progress
 from tl_keras.models.inference import predict_batches
+from tfrecords_tools.errors import DataSetError
 
 
 @dataclasses.dataclass
@@ -53,7 +54,7 @@ class _Store:
     def add(self, subject: str, index: int, gt, pred, voxel_ml: float) -> None:
         per = self.slices.setdefault(subject, {})
         if index in per:
-            raise ValueError(f"subject {subject}: slice {index} occurs twice in the split")
+            raise DataSetError(f"subject {subject}: slice {index} occurs twice in the split")
         per[index] = (self._pack(gt), self._pack(pred))
         self.voxel_ml.setdefault(subject, voxel_ml)
 
@@ -114,5 +115,5 @@ def predict_split(model, dataset, *, input_channels: int, binary: bool, slice_me
         progress.update(len(subjects))
     progress.close()
     if store is None:
-        raise ValueError("the split holds no slices")
+        raise DataSetError("the split holds no slices")
     return store, rows

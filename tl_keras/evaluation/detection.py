@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from tl_common.cli import FlagError
+
 CONNECTIVITIES = (4, 8, 6, 18, 26)
 _TOL_ML = 1e-9
 PER_LESION_COLUMNS = ("lesion_id", "voxels", "volume_ml", "overlap_voxels",
@@ -252,11 +254,11 @@ RETIRED_PRESETS = {
 def get_preset(name: str) -> DetectionPreset:
     """The preset called ``name`` (a clear error listing the known ones)."""
     if name in RETIRED_PRESETS:
-        raise ValueError(f"detection preset '{name}' no longer exists: {RETIRED_PRESETS[name]}")
+        raise FlagError(f"detection preset '{name}' no longer exists: {RETIRED_PRESETS[name]}")
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown detection preset '{name}', expected one of "
+        raise FlagError(f"unknown detection preset '{name}', expected one of "
                          f"{sorted(PRESETS)}") from None
 
 

@@ -35,6 +35,8 @@ from tl_keras.evaluation import metrics, native, tables
 from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
+from tl_common.cli import FlagError
+from tfrecords_tools.errors import DataSetError
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
@@ -88,7 +90,7 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.empty_policy not in metrics.EMPTY_POLICIES:
-            raise ValueError(f"empty_policy must be one of {metrics.EMPTY_POLICIES}")
+            raise FlagError(f"empty_policy must be one of {metrics.EMPTY_POLICIES}")
         for p in self.presets:
             metrics.get_preset(p)
         from tl_keras.evaluation.detection import structure
@@ -96,7 +98,7 @@ class EvalConfig:
         if self.space not in SPACES:
             raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise FlagError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
 class _Examples:
@@ -133,10 +135,10 @@ def _check_compatible(meta: ExportMeta, data_meta: dict, data_dir: str,
                       model_dir: str) -> None:
     size = list(meta.image_size)
     if list(data_meta["image_size"]) != size:
-        raise ValueError(f"{data_dir}: slices are {data_meta['image_size']} but the model in "
+        raise DataSetError(f"{data_dir}: slices are {data_meta['image_size']} but the model in "
                          f"{model_dir} expects {size}")
     if int(data_meta["num_mask_classes"]) != meta.num_classes:
-        raise ValueError(f"{data_dir}: {data_meta['num_mask_classes']} mask classes but the "
+        raise DataSetError(f"{data_dir}: {data_meta['num_mask_classes']} mask classes but the "
                          f"model in {model_dir} predicts {meta.num_classes}")
 
 

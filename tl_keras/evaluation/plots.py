@@ -14,6 +14,7 @@ import numpy as np
 
 from tl_keras.evaluation import stats
 from tl_common.io import atomic_path
+from tl_common.records import RecordError
 
 
 def _pyplot():
@@ -183,7 +184,7 @@ def plot_examples(by_source: dict, path: str, max_rows: int = 4) -> str:
         keys = k if keys is None else keys & k
     keys = sorted(keys)[:max_rows]
     if not keys:
-        raise ValueError("the examples.npz files share no slice (different test sets?)")
+        raise RecordError("the examples.npz files share no slice (different test sets?)")
     colours = ["none", "#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4",
                "#46f0f0", "#f032e6"]
     cmap = ListedColormap([(0, 0, 0, 0)] + [plt.matplotlib.colors.to_rgba(c)

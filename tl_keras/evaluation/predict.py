@@ -18,10 +18,11 @@ import numpy as np
 from tfrecords_tools.errors import InputError, itk_reason
 from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common import paths
-from tl_common.cli import UserError
+from tl_common.cli import MissingFileError, UserError
 from tl_common.progress import Progress
 from tl_keras.models.export import ExportMeta, load_exported, read_exported_meta
 from tl_keras.models.inference import predict_batches
+from tfrecords_tools.manifests.manifest import ManifestError
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
 
@@ -90,10 +91,10 @@ def _stem(path: str) -> str:
 def jobs_from_dir(input_dir: str, output_dir: str, probabilities: bool) -> list[PredictJob]:
     """Every NIfTI file of ``input_dir`` -> ``<output_dir>/<stem>_seg.nii.gz``."""
     if not os.path.isdir(input_dir):
-        raise FileNotFoundError(f"{input_dir}: no such input directory")
+        raise MissingFileError(f"{input_dir}: no such input directory")
     files = sorted(f for f in os.listdir(input_dir) if f.endswith(NIFTI_SUFFIXES))
     if not files:
-        raise FileNotFoundError(f"{input_dir}: no .nii / .nii.gz files")
+        raise MissingFileError(f"{input_dir}: no .nii / .nii.gz files")
     paths.refuse_overlap("--output_dir", output_dir, [("--input_dir", input_dir)], OutputError)
     return [_job(os.path.join(input_dir, f), _stem(f), output_dir, probabilities)
             for f in files]
@@ -103,17 +104,17 @@ def jobs_from_manifest(manifest: str, output_dir: str, probabilities: bool) -> l
     """A CSV with ``subject_id`` and ``image`` columns (relative paths: to the CSV)."""
     import pandas as pd
     if not os.path.exists(manifest):
-        raise FileNotFoundError(f"{manifest}: no such manifest")
+        raise MissingFileError(f"{manifest}: no such manifest")
     frame = pd.read_csv(manifest, dtype=str)
     frame.columns = [c.strip().lower() for c in frame.columns]
     missing = {"subject_id", "image"} - set(frame.columns)
     if missing:
-        raise ValueError(f"{manifest}: missing column(s) {sorted(missing)}; "
+        raise ManifestError(f"{manifest}: missing column(s) {sorted(missing)}; "
                          f"expected subject_id,image")
     base = os.path.dirname(os.path.abspath(manifest))
     if frame["subject_id"].duplicated().any():
         dup = frame.loc[frame["subject_id"].duplicated(), "subject_id"].iloc[0]
-        raise ValueError(f"{manifest}: subject_id '{dup}' occurs twice")
+        raise ManifestError(f"{manifest}: subject_id '{dup}' occurs twice")
     jobs = [_job(os.path.join(base, r["image"]), r["subject_id"], output_dir, probabilities)
             for r in frame.to_dict("records")]
     paths.refuse_overlap("--output_dir", output_dir, [("--manifest", manifest)] + [

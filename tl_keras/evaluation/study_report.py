@@ -29,6 +29,8 @@ from tl_keras.evaluation.tables import MODE_COLUMNS
 from tl_common.io import write_csv_atomic, write_text_atomic
 from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, mode_suffix, source_label as spec_source_label
+from tl_common.records import RecordError
+from tl_common.cli import MissingFileError
 
 GROUP_COLUMNS = ("target", "source", "source_domain", "source_task")
 
@@ -99,7 +101,7 @@ def _metric_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     if "metric" not in frame:
         has = [m for m in ("dice", "miou") if m in frame]
         if not has:
-            raise ValueError(f"{where}: no 'dice' or 'miou' column "
+            raise RecordError(f"{where}: no 'dice' or 'miou' column "
                              f"(columns: {', '.join(map(str, frame.columns))})")
         frame["metric"] = [next((m for m in has if pd.notna(r[m])), has[0])
                            for r in frame.to_dict("records")]
@@ -134,7 +136,7 @@ def load_results(paths) -> Results:
         if os.path.isdir(path):
             summaries = sorted(glob.glob(os.path.join(path, "**", "summary.csv"), recursive=True))
             if not summaries:
-                raise FileNotFoundError(f"{path}: no summary.csv below this directory; "
+                raise MissingFileError(f"{path}: no summary.csv below this directory; "
                                         f"is it an evaluate --out_dir?")
             for s in summaries:
                 d = os.path.dirname(s)
@@ -150,7 +152,7 @@ def load_results(paths) -> Results:
             else:
                 runs.append(_metric_rows(frame, path))
         else:
-            raise FileNotFoundError(f"{path}: no such results directory or CSV")
+            raise MissingFileError(f"{path}: no such results directory or CSV")
     run_frame = (_with_source(_dedupe(pd.concat(runs, ignore_index=True))) if runs
                  else pd.DataFrame())
     det_frame = (_with_source(pd.concat(detection, ignore_index=True)) if detection

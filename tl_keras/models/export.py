@@ -12,6 +12,7 @@ import dataclasses
 import os
 import zipfile
 
+from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
 from tl_keras.models.hub_preset import require_keras_hub
 from tl_common.records import (RecordError, boolean, from_fields, integer, mapping, optional,
@@ -148,7 +149,7 @@ def read_exported_meta(model_dir: str) -> ExportMeta:
     """
     path = os.path.join(model_dir, EXPORT_DIR, META_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{path}: no exported model; is {model_dir} a finished tl_keras.finetune run?")
     return ExportMeta.from_dict(read_json_object(path), path)
 
@@ -160,7 +161,7 @@ def load_exported(model_dir: str):
     meta = read_exported_meta(model_dir)
     path = os.path.join(model_dir, EXPORT_DIR, MODEL_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: exported model file missing")
+        raise MissingFileError(f"{path}: exported model file missing")
     if _uses_keras_hub(path):  # its classes register on import
         require_keras_hub(path)
         import keras_hub  # noqa: F401

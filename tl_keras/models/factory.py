@@ -34,6 +34,9 @@ class TaskModels:
       discriminator: auto-encoding only: (N, H, W, 2C) ``input ++ candidate`` -> patch logits.
       head: classification (class logits) and simsiam (projector and predictor; ``model``
         then maps images to ``[z, p]``, :mod:`tl_keras.models.simsiam`) only.
+      network: the ``tl_keras.models.presets`` name they were built as (set by
+        :func:`tl_keras.models.presets.build_models`; exported encoders record it), or
+        None.
     """
 
     model: keras.Model
@@ -41,6 +44,7 @@ class TaskModels:
     decoder: keras.Model | None = None
     discriminator: keras.Model | None = None
     head: keras.Model | None = None
+    network: str | None = None
 
 
 def build_task_models(task: str, encoder: keras.Model, *, num_classes: int | None,

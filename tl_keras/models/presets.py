@@ -1,121 +1,132 @@
-"""Model presets: the networks a run trains, by name, with one ``TaskModels`` interface.
+"""The networks a run trains, by name: one registry for every CLI (``--network``), the
+quickstart and the Python API, each entry building one ``TaskModels`` interface.
 
 - ``taskonomy``: the Taskonomy ResNet-50 encoder and decoders (~40 M parameters,
-  :mod:`tl_keras.models.factory`); the default of pretrain / finetune.
-- ``compact``: the small networks below, 4x wider, with ``latent_channels`` from the
-  config (the quickstart's default: small enough for a CPU, large enough to learn).
-- ``tiny``: the few-thousand-parameter networks below (latent 8). Tracing a Taskonomy
-  training step takes tens of seconds on a 2-core CPU; these (same inputs, outputs,
-  BN and LeakyReLU conventions, /16 latent) let the loop, resume, distribution and
-  sweep machinery be tested in seconds.
+  :mod:`tl_keras.models.factory`); what ``--network auto`` means without a source that
+  says otherwise.
+- ``compact``: the small networks of :mod:`tl_keras.models.small`, 4x wider, with
+  ``latent_channels`` from the config (the quickstart's default: small enough for a CPU,
+  large enough to learn).
+- ``tiny``: the few-thousand-parameter networks of :mod:`tl_keras.models.small` (latent 8),
+  for tests in seconds.
+- ``PREFIX:NAME``: a family registered with :func:`register_network_prefix` (e.g.
+  ``keras_hub:PRESET``), built by its module.
 
-:func:`build_models` builds a preset for one network kind (``TASKS`` of
-:mod:`tl_keras.models.factory`); :func:`build_taskonomy_models`,
-:func:`build_compact_models` and :func:`build_tiny_models` are the ``build_models``
-hooks of ``run_pretrain`` / ``run_finetune``: ``(config, meta, *, network,
-num_outputs) -> TaskModels`` (docs/training.md, "Python API").
+A builder is ``(network_kind, image_size, input_channels, num_outputs, *, latent_channels,
+decoder_variant, discriminator_variant, **options) -> TaskModels`` where ``network_kind``
+is one of ``tl_keras.models.TASKS``. :func:`build_models` builds a network by name;
+:func:`build_network_models` (``config.network``), :func:`build_taskonomy_models`,
+:func:`build_compact_models` and :func:`build_tiny_models` are ``build_models`` hooks of
+``run_pretrain`` / ``run_finetune``: ``(config, meta, *, network, num_outputs) ->
+TaskModels`` (docs/training.md, "Python API"). This module imports Keras only inside the
+builders, so the CLIs check ``--network`` before TensorFlow loads.
 """
 from __future__ import annotations
 
-import keras
+import dataclasses
+from typing import Callable
 
-from tl_keras.models import TaskModels
-from tl_keras.models.batchnorm import BatchNormalization
-from tl_keras.models.encoder import build_encoder
-from tl_keras.models.factory import RECONSTRUCTING, UNET_REFUSED, build_task_models
-from tl_keras.models.simsiam import build_simsiam_head
-from tl_keras.models.unet import unet_model
+AUTO = "auto"
+DEFAULT_NETWORK = "taskonomy"
 
 
-def _conv(x, filters, stride=1, name=None, batch_norm=True):
-    x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=not batch_norm,
-                            name=name)(x)
-    if batch_norm:
-        x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
+def _taskonomy(kind: str, image_size: int, input_channels: int, num_outputs: int | None, *,
+               latent_channels: int = 8, decoder_variant: str = "taskonomy",
+               discriminator_variant: str = "taskonomy"):
+    from tl_keras.models.encoder import build_encoder
+    from tl_keras.models.factory import build_task_models
+    encoder = build_encoder(image_size=image_size, input_channels=input_channels,
+                            latent_channels=latent_channels)
+    return build_task_models(kind, encoder, num_classes=num_outputs,
+                             decoder_variant=decoder_variant,
+                             discriminator_variant=discriminator_variant)
 
 
-def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8,
-                 batch_norm: bool = True, width: int = 1):
-    """Four stride-2 convs and a 1x1 ``compress1``: (H, W, C) -> (H/16, W/16, latent)."""
-    inputs = keras.Input((image_size, image_size, input_channels), name="image")
-    x = inputs
-    for i, f in enumerate((8 * width, 16 * width, 16 * width, 16 * width)):
-        x = _conv(x, f, 2, name=f"enc{i}", batch_norm=batch_norm)
-    x = keras.layers.Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
-    return keras.Model(inputs, x, name="encoder")
+def _compact(kind: str, image_size: int, input_channels: int, num_outputs: int | None, *,
+             latent_channels: int = 8, decoder_variant: str = "taskonomy",
+             discriminator_variant: str = "taskonomy"):
+    from tl_keras.models.small import tiny_task_models
+    return tiny_task_models(kind, image_size, input_channels, num_outputs, width=4,
+                            latent_channels=latent_channels, decoder_variant=decoder_variant)
 
 
-def tiny_decoder(latent_shape, out_channels: int, activation=None, width: int = 1):
-    """Four stride-2 transposed convs and an output conv (float32 logits)."""
-    inputs = keras.Input(tuple(latent_shape), name="latent")
-    x = inputs
-    for i, f in enumerate((16 * width, 16 * width, 8 * width, 8 * width)):
-        x = keras.layers.Conv2DTranspose(f, 3, 2, padding="same", use_bias=False,
-                                         name=f"dec{i}")(x)
-        x = keras.layers.LeakyReLU(0.2, name=f"dec{i}_act")(x)
-    x = keras.layers.Conv2D(out_channels, 3, padding="same", activation=activation,
-                            dtype="float32", name="decoder_output")(x)
-    return keras.Model(inputs, x, name="decoder")
+def _tiny(kind: str, image_size: int, input_channels: int, num_outputs: int | None, *,
+          latent_channels: int = 8, decoder_variant: str = "taskonomy",
+          discriminator_variant: str = "taskonomy", batch_norm: bool = True):
+    """``latent_channels`` is ignored (always 8); ``batch_norm=False`` gives networks whose
+    result does not depend on how the batch is split over replicas."""
+    from tl_keras.models.small import tiny_task_models
+    return tiny_task_models(kind, image_size, input_channels, num_outputs, batch_norm,
+                            decoder_variant=decoder_variant)
 
 
-def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
-                     num_classes: int | None = None, batch_norm: bool = True,
-                     width: int = 1, latent_channels: int = 8,
-                     decoder_variant: str = "paper") -> TaskModels:
-    """Tiny encoder + decoder / discriminator / head for ``task``.
+#: Network name -> builder (see the module docstring).
+NETWORKS: dict[str, Callable] = {"taskonomy": _taskonomy, "compact": _compact, "tiny": _tiny}
+PRESETS = tuple(NETWORKS)  # the former name of the fixed presets
+#: Name prefix -> (builder taking the name after the prefix first, check of that name).
+_PREFIXES: dict[str, tuple[Callable, Callable | None]] = {}
 
-    ``batch_norm=False`` gives networks whose result does not depend on how the
-    batch is split over replicas (for strategy-equivalence tests). ``width``
-    multiplies every layer's channels (the quickstart's "compact" network is 4).
-    ``decoder_variant="unet"`` gives segmentation / target a skip-connected decoder fed
-    by the four stages (:mod:`tl_keras.models.unet`, always with BN); any other value the
-    plain decoder.
+
+def register_network_prefix(prefix: str, builder: Callable,
+                            check: Callable[[str], str | None] | None = None) -> None:
+    """Build every network named ``prefix + NAME`` with ``builder(NAME, network_kind, ...)``.
+
+    Args:
+      prefix: e.g. ``keras_hub:`` (ends with ``:``; new).
+      builder: ``(name, network_kind, image_size, input_channels, num_outputs, *,
+        latent_channels, decoder_variant, discriminator_variant) -> TaskModels``.
+      check: ``name -> message or None``, a cheap check run by config validation
+        before TensorFlow loads (e.g. that the optional package is installed).
     """
-    encoder = tiny_encoder(image_size, input_channels, latent_channels, batch_norm, width)
-    inputs = keras.Input((image_size, image_size, input_channels), name="image")
-    latent = encoder(inputs)
-    if task == "classification":
-        h = keras.Input(encoder.output_shape[1:], name="latent")
-        logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(
-            keras.layers.Flatten()(h))
-        head = keras.Model(h, logits, name="head")
-        return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
-    if task == "simsiam":
-        # SimSiam's widths (2048 / 512 on ResNet-50) narrowed with the network.
-        head = build_simsiam_head(encoder.output_shape[1:], 256 * width, 64 * width)
-        return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
-    if task in RECONSTRUCTING and decoder_variant == "unet":
-        raise ValueError(UNET_REFUSED.format(task=task))
-    if task == "reconstruction":
-        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
-        return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
-    if task == "autoencoding":
-        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
-        d_in = keras.Input((image_size, image_size, 2 * input_channels))
-        d = _conv(d_in, 8, 2, name="d0", batch_norm=batch_norm)
-        d_out = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
-        disc = keras.Model(d_in, d_out, name="discriminator")
-        return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
-                          discriminator=disc)
-    if decoder_variant == "unet":
-        model, decoder = unet_model(encoder, num_classes, widths=(4 * width, 16 * width))
-        return TaskModels(model, encoder, decoder=decoder)
-    decoder = tiny_decoder(encoder.output_shape[1:], num_classes, width=width)
-    return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
+    if not prefix.endswith(":") or prefix in _PREFIXES:
+        raise ValueError(f"network prefix {prefix!r} must end with ':' and be new")
+    _PREFIXES[prefix] = (builder, check)
 
 
-PRESETS = ("taskonomy", "compact", "tiny")
+def network_choices() -> tuple[str, ...]:
+    """Every value ``--network`` takes (``PREFIX:NAME`` for a registered family)."""
+    return (AUTO, *NETWORKS, *(f"{prefix}NAME" for prefix in _PREFIXES))
+
+
+def _prefixed(name: str):
+    prefix, sep, rest = name.partition(":")
+    return _PREFIXES.get(prefix + sep), rest
+
+
+def check_network(name: str) -> str | None:
+    """One line saying why ``--network=name`` cannot be built, else None (no import of
+    Keras)."""
+    if name == AUTO or name in NETWORKS:
+        return None
+    entry, rest = _prefixed(name)
+    if entry is None or not rest:
+        return f"--network={name!r} is not one of {', '.join(network_choices())}"
+    return entry[1](rest) if entry[1] is not None else None
+
+
+def network_builder(name: str) -> Callable:
+    """The builder of network ``name`` (``auto``: the default network).
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    name = DEFAULT_NETWORK if name == AUTO else name
+    if name in NETWORKS:
+        return NETWORKS[name]
+    entry, rest = _prefixed(name)
+    if entry is None or not rest:
+        raise ValueError(check_network(name))
+    return lambda *args, **kw: entry[0](rest, *args, **kw)
 
 
 def build_models(preset: str, network: str, image_size: int, input_channels: int,
                  num_outputs: int | None, *, latent_channels: int = 8,
                  decoder_variant: str = "taskonomy", discriminator_variant: str = "taskonomy",
-                 batch_norm: bool = True) -> TaskModels:
-    """The networks of ``preset`` for one network kind.
+                 **options):
+    """The networks named ``preset`` for one network kind.
 
     Args:
-      preset: one of ``PRESETS``.
+      preset: a network name (``NETWORKS``, or ``PREFIX:NAME`` of a registered family).
       network: ``segmentation`` / ``target`` (pixel-wise logits), ``autoencoding``
         (tanh decoder + discriminator), ``reconstruction`` (tanh decoder), ``simsiam``
         (projector and predictor) or ``classification`` (head).
@@ -123,32 +134,22 @@ def build_models(preset: str, network: str, image_size: int, input_channels: int
       input_channels: model input channels (1 or 3).
       num_outputs: classes (None for auto-encoding: as many as the input channels).
       latent_channels: ``compress1`` channels (``tiny`` keeps 8).
-      decoder_variant: see :func:`tl_keras.models.build_task_models`; the small presets
+      decoder_variant: see :func:`tl_keras.models.build_task_models`; the small networks
         know ``unet`` and a plain decoder for any other value.
-      discriminator_variant: ``taskonomy`` only.
-      batch_norm: ``tiny`` only: False gives networks whose result does not depend on
-        how the batch is split over replicas (strategy-equivalence tests).
+      discriminator_variant: ``taskonomy`` or ``paper`` (the Taskonomy networks).
+      **options: the builder's own (``tiny``: ``batch_norm``).
 
     Returns:
-      A :class:`TaskModels`.
+      A :class:`tl_keras.models.TaskModels` whose ``network`` is ``preset``.
     """
-    if preset == "taskonomy":
-        encoder = build_encoder(image_size=image_size, input_channels=input_channels,
-                                latent_channels=latent_channels)
-        return build_task_models(network, encoder, num_classes=num_outputs,
-                                 decoder_variant=decoder_variant,
-                                 discriminator_variant=discriminator_variant)
-    if preset == "compact":
-        return tiny_task_models(network, image_size, input_channels, num_outputs, width=4,
-                                latent_channels=latent_channels,
-                                decoder_variant=decoder_variant)
-    if preset == "tiny":
-        return tiny_task_models(network, image_size, input_channels, num_outputs, batch_norm,
-                                decoder_variant=decoder_variant)
-    raise ValueError(f"preset must be one of {PRESETS}, got {preset!r}")
+    models = network_builder(preset)(network, image_size, input_channels, num_outputs,
+                                     latent_channels=latent_channels,
+                                     decoder_variant=decoder_variant,
+                                     discriminator_variant=discriminator_variant, **options)
+    return dataclasses.replace(models, network=DEFAULT_NETWORK if preset == AUTO else preset)
 
 
-def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options) -> TaskModels:
+def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options):
     """:func:`build_models` with the sizes of ``meta`` and the options of ``config``."""
     return build_models(preset, network, int(meta["image_size"][0]), config.input_channels,
                         num_outputs, latent_channels=config.latent_channels,
@@ -158,19 +159,23 @@ def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options)
                         **options)
 
 
-def build_taskonomy_models(config, meta: dict, *, network: str,
-                           num_outputs: int | None) -> TaskModels:
-    """``build_models`` hook: the Taskonomy networks (the default of every run)."""
+def build_network_models(config, meta: dict, *, network: str, num_outputs: int | None):
+    """``build_models`` hook: the networks ``config.network`` names (the default of
+    every run)."""
+    return _hook(getattr(config, "network", AUTO), config, meta, network, num_outputs)
+
+
+def build_taskonomy_models(config, meta: dict, *, network: str, num_outputs: int | None):
+    """``build_models`` hook: the Taskonomy networks."""
     return _hook("taskonomy", config, meta, network, num_outputs)
 
 
 def build_tiny_models(config, meta: dict, batch_norm: bool = True, *, network: str,
-                      num_outputs: int | None) -> TaskModels:
+                      num_outputs: int | None):
     """``build_models`` hook: the tiny networks (same outputs as the Taskonomy ones)."""
     return _hook("tiny", config, meta, network, num_outputs, batch_norm=batch_norm)
 
 
-def build_compact_models(config, meta: dict, *, network: str,
-                         num_outputs: int | None) -> TaskModels:
+def build_compact_models(config, meta: dict, *, network: str, num_outputs: int | None):
     """``build_models`` hook: the compact networks (the quickstart's default)."""
     return _hook("compact", config, meta, network, num_outputs)

@@ -42,7 +42,8 @@ def finetune_and_evaluate(config: FinetuneConfig, build_models: Callable | None 
 
     Args:
       config: the run configuration.
-      build_models: ``(config, meta) -> TaskModels`` (default: the Taskonomy networks).
+      build_models: ``(config, meta, *, network, num_outputs) -> TaskModels`` (default:
+        the networks ``config.network`` names).
 
     Returns:
       The :class:`FinetuneResult` as a dict (as in ``model_dir/result.json``).

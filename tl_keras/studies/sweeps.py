@@ -21,6 +21,7 @@ from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
 from tl_keras.training.rundir import claim_run_dir, refuse_input_overlap
 from tl_common import lock
+from tl_common.cli import expected_error
 from tl_common.io import write_csv_atomic
 from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import InitSpec, checkpoint_task
@@ -231,6 +232,6 @@ def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
             print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
-            if not isinstance(e, (ConfigError, OSError)):  # both say what is wrong
+            if not expected_error(e):  # a bug: its traceback
                 traceback.print_exc()
     return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}

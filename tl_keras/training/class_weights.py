@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tfrecords_tools import schema
 from tl_keras.data.dataset import list_shards, verify_shards
+from tfrecords_tools.errors import DataSetError
 
 METHODS = ("median_frequency", "inverse", "enet", "foreground", "none")
 #: ``foreground`` weights: background 1, every other class this (docs/decoders.md).
@@ -81,7 +82,7 @@ def compute_class_weights(slice_counts, method: str = "median_frequency",
     n_c = counts.sum(axis=0)
     total = n_c.sum()
     if total <= 0:
-        raise ValueError("class weights: the selected slices contain no labelled pixels")
+        raise DataSetError("class weights: the selected slices contain no labelled pixels")
     present = n_c > 0
     if method == "enet":
         return (1.0 / np.log(1.02 + n_c / total)).astype(np.float32)
@@ -120,7 +121,7 @@ def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method
     else:
         counts = read_slice_counts(data_dir, split, labels, meta, subjects)
         if counts.shape[0] == 0:
-            raise ValueError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
+            raise DataSetError(f"{data_dir}: no slices of the selected subjects in split '{split}'")
         if ignore is not None:
             counts[:, ignore] = 0
         weights = compute_class_weights(counts, method, foreground_weight)

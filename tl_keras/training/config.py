@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 from tl_common.cli import UserError
+from tl_keras.models.presets import network_choices
 from tl_keras.weights.spec import SPEC_HELP, mode_suffix
 
 DOMAINS = ("t1", "natural")
@@ -54,6 +55,10 @@ class TrainConfig:
     model_dir: str = _flag("", "run directory: checkpoints, flags.json, TensorBoard, "
                                "encoders / export")
     image_size: int = _flag(0, "slice size in px; 0 = take it from dataset.json (must match it)")
+    network: str = _flag("auto", "the networks trained: auto (fine-tuning: the network of the "
+                                 "--init_from source, else taskonomy) | "
+                                 + " | ".join(network_choices()[1:])
+                                 + " (tl_keras.models.presets)")
     input_channels: int = _flag(3, "model input channels: 3 (grey repeated, Taskonomy/ImageNet) "
                                    "or 1")
     latent_channels: int = _flag(8, "encoder compress1 channels (Taskonomy 8; the paper says 4)")

@@ -11,8 +11,9 @@ from tl_keras.data.dataset import select_subjects, split_subjects
 from tl_keras.models.export import ExportMeta, save_exported
 from tl_keras.training import tasks
 from tl_keras.training.config import FinetuneConfig
-from tl_keras.training.validation import validate_finetune
+from tl_keras.training.validation import resolve, validate_finetune
 from tl_keras.training.results import FinetuneResult, result_path  # noqa: F401
+from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.strategy import is_chief
 from tl_keras.training.train import train
@@ -46,7 +47,8 @@ def _export(config, tm, meta, subjects, source) -> None:
 
 
 def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -> dict:
-    """Fine-tune (or resume) in ``config.model_dir``; export, write ``result.json``.
+    """Fine-tune (or resume) in ``config.model_dir``, holding it (lock and flags check,
+    :func:`tl_keras.training.rundir.claim_run_dir`); export, write ``result.json``.
 
     ``config.evaluate`` is not read here: the callers evaluate the export
     (:func:`tl_keras.studies.finetune_and_evaluate`).
@@ -54,27 +56,29 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     Args:
       config: the run configuration.
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
-        (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
+        (default: the networks ``config.network`` names; :mod:`tl_keras.models.presets`).
 
     Returns:
       The :class:`FinetuneResult` as a dict (as in ``model_dir/result.json``).
     """
+    config = resolve(config)  # --network auto: the source's network
     meta = validate_finetune(config)
-    done = completed_result(config)
-    if done is not None:
-        return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
-    source = source_of(config.init_from, config.mode_suffix())
-    subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
-                               config.subset_seed)
-    run = train(config, tasks.get("target"), meta, build_models, subjects)
-    tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
-                                         run.strategy)
-    result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
-                            **mode_of(config),
-                            train_subjects=len(subjects), subset_seed=config.subset_seed,
-                            seed=config.seed, steps=total, train_slices=counts["slices"],
-                            precision=run.precision.policy, final=dict(logs)).to_dict()
-    if is_chief(strategy):
-        _export(config, tm, meta, subjects, source)
-        finish_run(config, result)
-    return result
+    with claim_run_dir(config):
+        done = completed_result(config)
+        if done is not None:
+            return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
+        source = source_of(config.init_from, config.mode_suffix())
+        subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
+                                   config.subset_seed)
+        run = train(config, tasks.get("target"), meta, build_models, subjects)
+        tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
+                                             run.strategy)
+        result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
+                                **mode_of(config),
+                                train_subjects=len(subjects), subset_seed=config.subset_seed,
+                                seed=config.seed, steps=total, train_slices=counts["slices"],
+                                precision=run.precision.policy, final=dict(logs)).to_dict()
+        if is_chief(strategy):
+            _export(config, tm, meta, subjects, source)
+            finish_run(config, result)
+        return result

@@ -9,7 +9,8 @@ from typing import Callable
 
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig
-from tl_keras.training.validation import validate_pretrain, with_task_options
+from tl_keras.training.validation import resolve, validate_pretrain
+from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
@@ -17,7 +18,8 @@ from tl_keras.weights.encoder_io import is_encoder_dir
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
-    """Pre-train (or resume) in ``config.model_dir``; write and return ``result.json``.
+    """Pre-train (or resume) in ``config.model_dir``, holding it (lock and flags check,
+    :func:`tl_keras.training.rundir.claim_run_dir`); write and return ``result.json``.
 
     Exports ``encoder_last`` after every epoch and ``encoder_best`` whenever the
     validation loss improves, in the format of :func:`tl_keras.weights.save_encoder`.
@@ -27,26 +29,27 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     Args:
       config: the run configuration.
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
-        (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
+        (default: the networks ``config.network`` names; :mod:`tl_keras.models.presets`).
     """
-    config = with_task_options(config)  # None: the task's default options
+    config = resolve(config)  # --network auto, task options None: the defaults
     meta = validate_pretrain(config)
-    task = tasks.get(config.task)
-    done = completed_result(config, extendable=True)
-    if done is not None:
-        if task.export is not None:
-            _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
-                            "kept (--keep_checkpoints_after_done)")
-        return done
-    run = train(config, task, meta, build_models)
-    result = {**pretrain_result(config, run.history, run.total_steps),
-              "precision": run.precision.policy}
-    if run.is_chief:
-        unrestorable = _restore_encoders(config, task, run, result)
-        finish_run(config, result)
-        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result['epochs']}, "
-                        f"the best was epoch {result['best_epoch']}")
-    return result
+    with claim_run_dir(config):
+        task = tasks.get(config.task)
+        done = completed_result(config, extendable=True)
+        if done is not None:
+            if task.export is not None:
+                _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
+                                "kept (--keep_checkpoints_after_done)")
+            return done
+        run = train(config, task, meta, build_models)
+        result = {**pretrain_result(config, run.history, run.total_steps),
+                  "precision": run.precision.policy}
+        if run.is_chief:
+            unrestorable = _restore_encoders(config, task, run, result)
+            finish_run(config, result)
+            _refuse_missing(config, unrestorable, f"the checkpoints hold epoch "
+                            f"{result['epochs']}, the best was epoch {result['best_epoch']}")
+        return result
 
 
 def _missing_encoders(config: PretrainConfig) -> list[str]:

@@ -24,7 +24,8 @@ import json
 import os
 import shutil
 
-from tl_keras.training.config import ConfigError
+from tl_keras.training.config import ConfigError, TrainConfig
+from tl_keras.training.validation import resolve
 from tl_keras.weights.spec import InitSpec
 from tl_common import lock, paths
 from tl_common.io import write_json_atomic
@@ -138,11 +139,14 @@ def _remove_run(folder: str, marker: dict) -> list[str]:
 
 
 def check_flags(config, overwrite: bool, marker: dict | None = None) -> None:
-    """Refuse (or with ``overwrite`` remove) a run in the folder with other flags.
+    """Refuse (or with ``overwrite`` remove) a run in the folder with other flags (a
+    training config compared as it runs: :func:`tl_keras.training.validation.resolve`).
 
     ``overwrite`` removes only what runs of ours wrote (``marker``, see the module
     docstring); anything else in the folder stays and is named.
     """
+    if isinstance(config, TrainConfig):
+        config = resolve(config)
     path = os.path.join(config.model_dir, FLAGS_JSON)
     if not os.path.exists(path):
         return
@@ -200,9 +204,15 @@ def _leave(folder: str, marker: dict, created: bool) -> None:
         shutil.rmtree(folder, ignore_errors=True)  # only the lock, released just after
 
 
+#: Run directories this process holds (real paths): a nested claim of one is a no-op, so
+#: a caller may hold a run directory around ``run_finetune`` (which claims it too).
+_HELD: set[str] = set()
+
+
 @contextlib.contextmanager
 def claim_run_dir(config):
-    """Hold ``config.model_dir`` for the block: lock it, check its flags.
+    """Hold ``config.model_dir`` for the block: lock it, check its flags. Reentrant within
+    a process (an inner claim of a directory this process holds does nothing).
 
     Raises:
       ConfigError: another live process holds the folder; it is a file, a dangling
@@ -210,7 +220,8 @@ def claim_run_dir(config):
         a run with other flags and ``config.overwrite`` is off.
     """
     folder = config.model_dir
-    if not is_chief_from_env():  # the chief holds the folder for the whole cluster
+    key = os.path.realpath(folder)
+    if not is_chief_from_env() or key in _HELD:  # the chief holds it for the cluster
         yield
         return
     paths.check_output_folder(folder, "--model_dir", ConfigError)
@@ -227,6 +238,8 @@ def claim_run_dir(config):
         marker = _marker_for(folder)
         try:
             check_flags(config, getattr(config, "overwrite", False), marker)
+            _HELD.add(key)
             yield
         finally:
+            _HELD.discard(key)
             _leave(folder, marker, created)

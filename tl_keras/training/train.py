@@ -14,7 +14,7 @@ import os
 from typing import Callable
 
 from tl_keras.models import TaskModels
-from tl_keras.models.presets import build_taskonomy_models
+from tl_keras.models.presets import build_network_models
 from tl_keras.training import freezing, precision, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
@@ -173,13 +173,13 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
       task: the task spec (:mod:`tl_keras.training.tasks`).
       meta: the data set's ``dataset.json``.
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
-        (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
+        (default: the networks ``config.network`` names; :mod:`tl_keras.models.presets`).
       subjects: train on these training subjects only (None: the whole split).
 
     Returns:
       A :class:`Trained`.
     """
-    build_models = build_models or build_taskonomy_models
+    build_models = build_models or build_network_models
     _check_builder(build_models)
     strategy = open_strategy(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None

@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
+from tl_keras.models.presets import AUTO, DEFAULT_NETWORK, check_network
 from tl_keras.training import tasks
 from tl_keras.training.config import (CLASS_WEIGHTS, DECODER_VARIANTS, DOMAINS, LOSSES,
                                       PRECISIONS, STRATEGIES, TARGETS, ConfigError,
@@ -37,6 +38,9 @@ def _validate_common(c: TrainConfig) -> dict:
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     _choice("class_weights", c.class_weights, CLASS_WEIGHTS)
     _choice("decoder_variant", c.decoder_variant, DECODER_VARIANTS)
+    message = check_network(c.network)
+    if message:
+        raise ConfigError(message)
     if c.input_channels not in (1, 3):
         raise ConfigError(f"--input_channels must be 1 or 3, got {c.input_channels}")
     for name in ("batch_size", "latent_channels", "log_every", "checkpoint_every",
@@ -93,6 +97,37 @@ def with_task_options(c: PretrainConfig) -> PretrainConfig:
         raise ConfigError(f"--task={c.task} takes {options_cls.__name__} options, got "
                           f"{type(c.task_options).__name__}")
     return c
+
+
+def resolve_network(c: TrainConfig) -> str:
+    """The network ``c`` trains: ``--network``, or for ``auto`` the one its ``--init_from``
+    source implies (:meth:`InitSpec.network`), else ``taskonomy``.
+
+    Raises:
+      ConfigError: an explicit ``--network`` other than the one the source holds, or an
+        unusable source.
+    """
+    init_from = getattr(c, "init_from", "scratch")
+    try:
+        implied = InitSpec.parse(init_from).network()
+    except WeightLoadError as e:
+        raise ConfigError(str(e)) from None
+    if c.network == AUTO:
+        return implied or DEFAULT_NETWORK
+    if implied and implied != c.network:
+        raise ConfigError(f"--network={c.network} but --init_from {init_from} holds a "
+                          f"{implied} encoder (leave --network=auto, or pass "
+                          f"--network={implied})")
+    return c.network
+
+
+def resolve(c: TrainConfig) -> TrainConfig:
+    """``c`` as it runs and is recorded in ``flags.json``: ``--network auto`` resolved
+    (:func:`resolve_network`) and, for pre-training, the task's options set
+    (:func:`with_task_options`). Idempotent."""
+    if isinstance(c, PretrainConfig):
+        c = with_task_options(c)
+    return dataclasses.replace(c, network=resolve_network(c))
 
 
 def _explicit_label_flags(c: TrainConfig) -> list[str]:
@@ -183,6 +218,7 @@ def validate_finetune(c: FinetuneConfig) -> dict:
                           "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
                           "--input_channels 1")
     check_finetune_mode(c, spec)
+    resolve_network(c)
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")

@@ -19,7 +19,7 @@ from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.spec import NATURAL, TASKONOMY_PREFIX, InitSpec, checkpoint_task
 from tl_keras.weights.taskonomy import (build_parts, checkpoint_layout, head_image_size,
                                         load_taskonomy)
-
+from tl_common.cli import FlagError
 
 @dataclasses.dataclass(frozen=True)
 class ConvertConfig:
@@ -89,13 +89,13 @@ def convert(config: ConvertConfig, log=print):
     """
     from tl_keras.models import build_encoder
     if bool(config.taskonomy) == bool(config.imagenet):
-        raise ValueError("give exactly one of --taskonomy or --imagenet")
+        raise FlagError("give exactly one of --taskonomy or --imagenet")
     bad = sorted(set(config.parts) - set(PARTS))
     if bad or "encoder" not in config.parts:
-        raise ValueError(f"--parts must include encoder and be from {PARTS}, "
+        raise FlagError(f"--parts must include encoder and be from {PARTS}, "
                          f"got {list(config.parts)}")
     if config.imagenet and tuple(config.parts) != ("encoder",):
-        raise ValueError("--imagenet provides the encoder only; drop --parts")
+        raise FlagError("--imagenet provides the encoder only; drop --parts")
     kind = "taskonomy" if config.taskonomy else "imagenet"
     spec = InitSpec(f"{kind}:{_source(config)}", kind, config.taskonomy or config.imagenet)
     spec.check()
@@ -128,6 +128,6 @@ def convert(config: ConvertConfig, log=print):
                                   "missing": report.missing, "unexpected": report.unexpected,
                                   "left_random": report.left_random, "notes": report.notes}}
     save_encoder(encoder, config.out, source_task=_default_task(config), domain=config.domain,
-                 provenance=provenance)
+                 provenance=provenance, network="taskonomy")
     log(f"wrote {config.out} ({', '.join(config.parts)}) in {time.time() - start:.1f} s")
     return report

@@ -61,7 +61,7 @@ def encoder_config(encoder) -> dict:
 
 
 def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
-                 provenance: dict | None = None) -> str:
+                 provenance: dict | None = None, network: str | None = None) -> str:
     """Write ``encoder`` as ``out_dir/encoder.weights.h5`` + ``out_dir/encoder.json``.
 
     Args:
@@ -71,6 +71,8 @@ def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
         ``taskonomy:autoencoder``, ``imagenet``.
       domain: e.g. ``t1`` or ``natural`` (what ``pretrain --domain`` records).
       provenance: free-form JSON-able dict (run dir, checkpoint, load report ...).
+      network: the ``tl_keras.models.presets`` name the encoder was built as (recorded
+        as ``network``; ``finetune --network auto`` builds it again).
 
     Returns:
       ``out_dir``.
@@ -80,6 +82,7 @@ def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
         encoder.save_weights(tmp)
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **encoder_config(encoder),
             "source_task": source_task, "domain": domain, "provenance": provenance or {},
+            **({"network": network} if network else {}),
             "tl_keras_version": tl_keras.__version__,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     write_json_atomic(os.path.join(out_dir, META_FILE), meta)

@@ -27,7 +27,7 @@ def test_taskonomy_unet_decoder_exact_count():
 
 
 def test_compact_unet_decoder_exact_count():
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     tm = tiny_task_models("target", 64, 3, 2, width=4, decoder_variant="unet")
     assert tm.model.output_shape == (None, 64, 64, 2)
     # Stages enc0-3 (32, 64, 64, 64 channels at /2, /4, /8, /16) and the 8-channel latent;
@@ -56,7 +56,7 @@ def test_unet_overfits_a_toy_set():
     import keras
     import tensorflow as tf
     from tl_keras.training import losses, steps
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     keras.utils.set_random_seed(0)
     x, y = _toy()
     tm = tiny_task_models("target", 32, 1, 2, width=2, decoder_variant="unet")
@@ -73,7 +73,7 @@ def test_unet_overfits_a_toy_set():
 def test_encoder_weights_load_identically_with_either_decoder(network, tmp_path):
     import keras
     from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     from tl_keras.weights import init_encoder, save_encoder
 
     def build(variant):
@@ -104,7 +104,7 @@ def test_unet_is_refused_for_autoencoding(tiny_data_dir, tmp_path):
     from tl_keras.models import build_encoder, build_task_models
     from tl_keras.training.config import ConfigError, PretrainConfig
     from tl_keras.training.validation import validate_pretrain
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     with pytest.raises(ValueError, match="learns the identity"):
         build_task_models("autoencoding", build_encoder(32, 1), num_classes=None,
                           decoder_variant="unet")

@@ -129,3 +129,29 @@ def test_task_options_compare_as_flags_of_their_own():
     assert rundir.flag_differences(old, config) == []
     changed = dataclasses.replace(config, task_options=AutoencodingOptions(disc_start_step=5))
     assert rundir.flag_differences(old, changed) == ["--disc_start_step: 26000 -> 5"]
+
+
+def test_one_run_pretrain_and_it_holds_the_run_dir(tiny_data_dir, tmp_path):
+    """``tl_keras.training.run_pretrain`` is ``pretraining.run_pretrain`` (the quickstart's),
+    and it refuses a run directory another live process holds; a claim already held by
+    this process (``finetune_and_evaluate`` around ``run_finetune``) is reentrant."""
+    from tl_keras.training import pretraining, run_finetune, run_pretrain
+    from tl_keras.training.config import PretrainConfig
+    assert run_pretrain is pretraining.run_pretrain
+    run = tmp_path / "pre"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tl_common import lock; "
+         "lock.acquire(sys.argv[1]); print('held', flush=True); time.sleep(300)", str(run)],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        config = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(run), batch_size=2,
+                                max_steps=1, network="tiny")
+        with pytest.raises(ConfigError, match=f"in use by pid {holder.pid} on "):
+            run_pretrain(config)
+    finally:
+        holder.kill()
+        holder.wait()
+    ft = _config(tiny_data_dir, tmp_path / "ft", network="tiny")
+    with rundir.claim_run_dir(ft):
+        assert run_finetune(ft)["steps"] == 1

@@ -13,7 +13,8 @@ from tl_keras.training import losses, steps
 from tl_keras.training.config import FinetuneConfig, PretrainConfig
 from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 from tl_keras.training.optimizers import make_discriminator_optimizer, make_generator_optimizer
-from tl_keras.models.presets import build_tiny_models, tiny_task_models
+from tl_keras.models.presets import build_tiny_models
+from tl_keras.models.small import tiny_task_models
 
 LOSSES = {"segmentation": losses.weighted_cross_entropy, "autoencoding": losses.l1_loss,
           "classification": losses.multilabel_cross_entropy}

@@ -35,7 +35,7 @@ def small_ckpts(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_encoder_dir(tmp_path_factory):
-    from tl_keras.models.presets import tiny_encoder
+    from tl_keras.models.small import tiny_encoder
     from tl_keras.weights import save_encoder
     out = tmp_path_factory.mktemp("enc") / "encoder_best"
     save_encoder(tiny_encoder(32, 3), str(out), source_task="segmentation", domain="t1")
@@ -83,7 +83,7 @@ def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_pa
 
     from tl_keras.training import config as cfg
     from tl_keras.training import validation as val
-    from tl_keras.models.presets import tiny_encoder
+    from tl_keras.models.small import tiny_encoder
     from tl_keras.weights import InitSpec, WeightLoadError, convert, load_taskonomy
     from tl_keras.weights import inspect_checkpoint as inspect
     copy = tmp_path / "autoencoder"

@@ -127,7 +127,7 @@ def test_non_taskonomy_encoder_round_trips_through_init_encoder(tmp_path):
     loads back into an encoder of the same architecture through init_encoder."""
     import numpy as np
 
-    from tl_keras.models.presets import tiny_encoder
+    from tl_keras.models.small import tiny_encoder
     from tl_keras.weights import init_encoder, read_encoder_meta, save_encoder
     src = tiny_encoder(32, 3)
     save_encoder(src, str(tmp_path / "enc"), source_task="segmentation", domain="t1")

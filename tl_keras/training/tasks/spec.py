@@ -91,7 +91,8 @@ def export_encoder(config, models, epoch: int, logs: dict, is_best: bool) -> Non
     names = [ENCODER_LAST] + ([ENCODER_BEST] if is_best else [])
     for name in names:
         save_encoder(models.encoder, os.path.join(config.model_dir, name),
-                     source_task=config.task, domain=config.domain, provenance=provenance)
+                     source_task=config.task, domain=config.domain, provenance=provenance,
+                     network=models.network)
 
 
 @dataclasses.dataclass(frozen=True)
