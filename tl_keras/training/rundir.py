@@ -182,6 +182,8 @@ def _inputs(config) -> list[tuple[str, str]]:
         if not os.path.exists(path):  # a checkpoint prefix: its folder
             path = os.path.dirname(os.path.abspath(path))
         out.append(("--init_from", path))
+    elif spec is not None and spec.kind == "keras_hub" and os.path.isdir(spec.path):
+        out.append(("--init_from", spec.path))  # a local preset folder (not a preset name)
     return out
 
 

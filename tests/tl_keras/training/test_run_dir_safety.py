@@ -38,14 +38,17 @@ def test_model_dir_overlapping_the_data_is_refused(tmp_path, where):
     assert sorted(os.listdir(data)) == ["train-00000-of-00001.tfrecord"]
 
 
-def test_model_dir_holding_the_init_encoder_is_refused(tmp_path):
+@pytest.mark.parametrize("prefix", ["", "keras_hub:"])
+def test_model_dir_holding_the_init_source_is_refused(tmp_path, prefix):
+    """An encoder folder, or a local keras-hub preset folder."""
     enc = tmp_path / "runs" / "pre" / "encoder_best"
     enc.mkdir(parents=True)
     (enc / "encoder.json").write_text("{}")
     with pytest.raises(ConfigError, match="--model_dir contains --init_from"):
         with rundir.claim_run_dir(_config(tmp_path / "data", tmp_path / "runs",
-                                          init_from=str(enc))):
+                                          init_from=prefix + str(enc))):
             pass
+    assert os.listdir(tmp_path / "runs") == ["pre"]
 
 
 def test_overwrite_deletes_only_what_runs_wrote(tmp_path):
