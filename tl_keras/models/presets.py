@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from tl_keras.models import hub_preset
+
 AUTO = "auto"
 DEFAULT_NETWORK = "taskonomy"
 
@@ -179,3 +181,25 @@ def build_tiny_models(config, meta: dict, batch_norm: bool = True, *, network: s
 def build_compact_models(config, meta: dict, *, network: str, num_outputs: int | None):
     """``build_models`` hook: the compact networks (the quickstart's default)."""
     return _hook("compact", config, meta, network, num_outputs)
+
+
+def _keras_hub_models(name: str, kind: str, image_size: int, input_channels: int,
+                      num_outputs: int | None, **options):
+    """``keras_hub:NAME``: a keras-hub backbone preset's architecture as the encoder
+    (:func:`tl_keras.models.hub.build_hub_models`; random weights, ``--init_from
+    keras_hub:NAME`` loads the preset's)."""
+    from tl_keras.models.hub import build_hub_models  # loads Keras
+    return build_hub_models(name, kind, image_size, input_channels, num_outputs, **options)
+
+
+def _keras_hub_check(name: str) -> str | None:
+    """Without TensorFlow: keras-hub installed, ``name`` a preset directory or a cached (or
+    downloadable) preset name."""
+    try:
+        hub_preset.check("--network", name)
+    except hub_preset.HubPresetError as e:
+        return str(e)
+    return None
+
+
+register_network_prefix(hub_preset.PREFIX, _keras_hub_models, _keras_hub_check)

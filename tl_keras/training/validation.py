@@ -12,6 +12,7 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
+from tl_keras.models import hub_preset
 from tl_keras.models.presets import AUTO, DEFAULT_NETWORK, check_network
 from tl_keras.training import tasks
 from tl_keras.training.config import (CLASS_WEIGHTS, DECODER_VARIANTS, DOMAINS, LOSSES,
@@ -152,7 +153,20 @@ def validate_pretrain(c: PretrainConfig) -> dict:
         raise ConfigError(f"--class_weights={c.class_weights} only applies to "
                           f"--task={' | '.join(tasks.weighted_tasks())}")
     _check_task(task, c, meta)
+    _check_hub_decoder(c, resolve_network(c))
     return meta
+
+
+def _check_hub_decoder(c: TrainConfig, network: str) -> None:
+    """A keras-hub network's decoder check before anything is written: ``unet`` needs the
+    backbone's ``pyramid_outputs`` (read from the preset's config, no TensorFlow)."""
+    if not network.startswith(hub_preset.PREFIX):
+        return
+    try:
+        hub_preset.check("--network", network[len(hub_preset.PREFIX):],
+                         decoder_variant=c.decoder_variant)
+    except hub_preset.HubPresetError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
@@ -218,7 +232,7 @@ def validate_finetune(c: FinetuneConfig) -> dict:
                           "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
                           "--input_channels 1")
     check_finetune_mode(c, spec)
-    resolve_network(c)
+    _check_hub_decoder(c, resolve_network(c))
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")

@@ -2,6 +2,8 @@
 presets saved locally from tiny random backbones (no network): the encoder reproduces the
 keras-hub backbone on the mapped input, and the one grey rule (RGB first-conv kernels
 summed) makes a one-channel encoder equal the RGB one on the grey slice repeated."""
+import json
+
 import numpy as np
 import pytest
 
@@ -86,21 +88,35 @@ def test_bad_specs_are_one_line(hub_presets, tmp_path, monkeypatch):
 
 
 def test_finetune_from_a_preset(hub_presets, tiny_data_dir, tmp_path, capfd):
-    """A short fine-tuning run (Python API) initialised from a keras-hub preset directory:
-    1-channel input, unet skips, the source label and the grey rule in the log."""
-    from tl_keras.models.hub import hub_models_hook
-    from tl_keras.training import run_finetune
-    from tl_keras.training.config import FinetuneConfig
+    """A short fine-tuning run through the CLI initialised from a keras-hub preset directory
+    (``--network auto`` builds its architecture): 1-channel input, unet skips, the source
+    label and the grey rule in the log."""
+    from tl_keras import finetune
     from tl_keras.models.export import load_exported
     path = hub_presets["resnet"]
-    config = FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "ft"),
-                            batch_size=2, max_steps=2, input_channels=1,
-                            decoder_variant="unet", init_from="keras_hub:" + path)
-    result = run_finetune(config, hub_models_hook(path))
-    assert result["source_label"] == "keras-hub resnet" and result["steps"] == 2
-    assert np.isfinite(result["final_loss"])
+    code = finetune.main(["finetune", f"--data_dir={tiny_data_dir}",
+                          f"--model_dir={tmp_path / 'ft'}", "--batch_size=2", "--max_steps=2",
+                          "--input_channels=1", "--decoder_variant=unet", "--noevaluate",
+                          "--mixed_precision=none", f"--init_from=keras_hub:{path}"])
+    assert code == 0
     log = capfd.readouterr().out
     assert "conv1_conv/weights: RGB kernel summed over channels" in log
     assert "60 matched, 0 skipped, 0 missing" in log
     model, meta = load_exported(str(tmp_path / "ft"))
     assert model.input_shape == (None, 32, 32, 1) and meta.source_label == "keras-hub resnet"
+    flags_json = json.loads((tmp_path / "ft" / "flags.json").read_text())
+    assert flags_json["flags"]["network"] == f"keras_hub:{path}"
+
+
+def test_unet_without_pyramid_is_refused_by_the_cli(hub_presets, tiny_data_dir, tmp_path,
+                                                    capfd):
+    """--network keras_hub:VGG with --decoder_variant unet: one line, exit 1, nothing
+    written."""
+    from tl_keras import pretrain
+    model_dir = tmp_path / "pt"
+    code = pretrain.main(["pretrain", f"--data_dir={tiny_data_dir}", f"--model_dir={model_dir}",
+                          "--task=segmentation", "--decoder_variant=unet", "--max_steps=1",
+                          f"--network=keras_hub:{hub_presets['vgg']}"])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "pyramid_outputs" in err[0], err
+    assert not model_dir.exists()
