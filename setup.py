@@ -22,7 +22,11 @@ setup(
     package_data={"tfrecords_tools": ["label_maps/*.csv"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
-        "keras>=3.10,<4",
+        # The fused Adam (tl_keras/training/optimizers.py) and batch norm
+        # (tl_keras/models/batchnorm.py) reach into Keras private members (the optimizer's
+        # _momentums / _velocities / _get_variable_index / _apply_weight_decay, batch norm's
+        # _moments): only the tested minor version is allowed.
+        "keras>=3.15,<3.16",
         "absl-py>=2.1",
         "nibabel>=5.2",
         "numpy>=1.26",

@@ -90,3 +90,52 @@ def test_every_config_field_has_help_and_the_flag_carries_it():
         x: int = 0
     with pytest.raises(ValueError, match="Undocumented.x has no help text"):
         define_config_flags(Undocumented, flag_values=flags.FlagValues())
+
+
+def test_docs_and_code_cite_no_file_outside_the_repository():
+    """Comments and docs cite the project's own documents only (not a session's notes)."""
+    bad = []
+    for pattern in ("*.md", "docs/*.md", "experiments/*", "tl_common/**/*.py",
+                    "tfrecords_tools/**/*.py", "tl_keras/**/*.py", "benchmarks/*.py"):
+        for path in glob.glob(os.path.join(ROOT, pattern), recursive=True):
+            text = open(path, encoding="utf-8", errors="replace").read()
+            for hit in re.finditer(r"(/work/|\bshared/\w+\.md)", text):
+                bad.append(f"{os.path.relpath(path, ROOT)}: {hit.group(0)}")
+    assert not bad, bad
+
+
+def _user_errors() -> set:
+    """Names of the classes of our packages deriving from tl_common.cli.UserError (by ast)."""
+    import ast
+    bases = {}
+    for package in ("tl_common", "tfrecords_tools", "tl_keras"):
+        for path in glob.glob(os.path.join(ROOT, package, "**", "*.py"), recursive=True):
+            for node in ast.walk(ast.parse(open(path).read(), path)):
+                if isinstance(node, ast.ClassDef):
+                    bases[node.name] = {ast.unparse(b).split(".")[-1] for b in node.bases}
+    found, grown = {"UserError"}, True
+    while grown:
+        more = {name for name, b in bases.items() if b & found} - found
+        found |= more
+        grown = bool(more)
+    return found
+
+
+def test_architecture_doc_names_every_module_and_user_error():
+    """docs/architecture.md shows the code as it is: every module of tl_keras and
+    tl_common, every sub-package, and every user-error class."""
+    text = open(os.path.join(ROOT, "docs", "architecture.md")).read()
+    names = set()
+    for package in ("tl_common", "tl_keras"):
+        for path in glob.glob(os.path.join(ROOT, package, "**", "*.py"), recursive=True):
+            rel = os.path.relpath(path, os.path.join(ROOT, package))
+            stem = os.path.splitext(os.path.basename(rel))[0]
+            if stem != "__init__":
+                names.add(stem)
+            names.update(os.path.dirname(rel).split(os.sep) if os.path.dirname(rel) else [])
+    missing = sorted(n for n in names if not re.search(rf"\b{n}\b", text))
+    assert not missing, f"docs/architecture.md does not mention modules {missing}"
+    errors = _user_errors()
+    assert {"ConfigError", "RecordError", "FlagError", "DataSetError"} <= errors
+    missing = sorted(e for e in errors if f"`{e}`" not in text)
+    assert not missing, f"docs/architecture.md does not list the user errors {missing}"

@@ -60,11 +60,13 @@ def _tree(module: str) -> ast.Module:
 
 @functools.lru_cache(maxsize=None)
 def _lazy_exports(package: str) -> dict[str, str]:
-    """``{name: module}`` of a package that exports names lazily (``_EXPORTS``)."""
+    """``{name: module}`` of a package that exports names lazily (``_EXPORTS``, a literal
+    ``{module: (name, ...)}``)."""
     for node in _tree(package).body:
         if (isinstance(node, ast.Assign) and len(node.targets) == 1
                 and getattr(node.targets[0], "id", None) == "_EXPORTS"):
-            return ast.literal_eval(node.value)
+            return {name: module for module, names in ast.literal_eval(node.value).items()
+                    for name in names}
     return {}
 
 

@@ -189,9 +189,7 @@ def run(f: flags.FlagValues, args) -> None:
     print(f"convert: {f.out_dir}: {counts}; {state}")
 
 
-FLAGS = flags.FlagValues()
-define_flags(FLAGS)
-flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
+FLAGS = cli.private_flags(define_flags, required=("out_dir",))
 # tensorflow=True: load TensorFlow quietly before the shards are written (its start-up lines).
 main = cli.make_main("convert", FLAGS, __doc__, run, tensorflow=True)
 

@@ -137,9 +137,7 @@ def run(f: flags.FlagValues, args) -> None:
     print(f"convert_images: {f.out_dir}: {counts} images")
 
 
-FLAGS = flags.FlagValues()
-define_flags(FLAGS)
-flags.mark_flag_as_required("out_dir", flag_values=FLAGS)
+FLAGS = cli.private_flags(define_flags, required=("out_dir",))
 main = cli.make_main("convert_images", FLAGS, __doc__, run, tensorflow=True)
 
 if __name__ == "__main__":

@@ -261,6 +261,17 @@ def make_main(prog: str, flag_values: flags.FlagValues, usage: str,
     return main
 
 
+def private_flags(define: Callable[[flags.FlagValues], None],
+                  required: tuple = ()) -> flags.FlagValues:
+    """A CLI's private ``FlagValues`` holding the flags ``define(flag_values)`` defines,
+    those in ``required`` marked required."""
+    flag_values = flags.FlagValues()
+    define(flag_values)
+    for name in required:
+        flags.mark_flag_as_required(name, flag_values=flag_values)
+    return flag_values
+
+
 def floats(values) -> tuple[float, ...]:
     """absl list flag (strings) -> tuple of floats, with a clear error."""
     try:

@@ -8,24 +8,21 @@ import sys
 
 from absl import flags
 
-from tl_common import cli, console
-from tl_keras.training.flags import define_pretrain_flags, pretrain_config_from_flags
+from tl_keras.training.flags import (define_pretrain_flags, make_training_main,
+                                     pretrain_config_from_flags)
 from tl_keras.training.validation import validate_pretrain
 
 FLAGS = flags.FlagValues()
 define_pretrain_flags(flag_values=FLAGS)
 
 
-def run(flag_values: flags.FlagValues, args) -> None:
-    """Validate the config before TensorFlow loads (bad flags fail in a second), train."""
-    config = pretrain_config_from_flags(flag_values)
-    validate_pretrain(config)
-    console.load_tensorflow()
-    from tl_keras.training.pretraining import run_pretrain  # loads Keras
-    print(f"done: {run_pretrain(config)}")
+def _pretrain(config) -> dict:
+    from tl_keras.training.pretraining import run_pretrain  # loads TensorFlow
+    return run_pretrain(config)
 
 
-main = cli.make_main("tl_keras.pretrain", FLAGS, __doc__, run)
+main = make_training_main("tl_keras.pretrain", FLAGS, __doc__, pretrain_config_from_flags,
+                          validate_pretrain, _pretrain)
 
 if __name__ == "__main__":
     sys.exit(main())

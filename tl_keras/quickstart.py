@@ -39,9 +39,9 @@ from tl_common import cli
 from tl_common.io import write_csv_atomic
 from tl_common.runinfo import record_run
 from tl_keras.models import presets
-from tl_keras.training import parallel
+from tl_keras.studies import parallel
+from tl_keras.studies.parallel import JobsFailed
 from tl_keras.training.config import ConfigError, FinetuneConfig, PretrainConfig
-from tl_keras.training.parallel import JobsFailed
 from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 
 NETWORKS = tuple(presets.NETWORKS)  # the fixed networks of the one registry

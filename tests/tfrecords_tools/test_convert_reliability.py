@@ -147,7 +147,8 @@ def test_shard_record_holds_the_fingerprints_actually_read(cohort, tmp_path):
     with open(os.path.join(out, ".shards", plan.name + ".json")) as f:
         expected = json.load(f)["fingerprints"]
     wrong = {sid: "0" * 16 for sid in plan.subjects}
-    with pytest.raises(RuntimeError, match="changed while the shard was written"):
+    from tfrecords_tools.errors import DataSetError  # a user error: one line, rerun
+    with pytest.raises(DataSetError, match="changed while the shard was written"):
         assemble.write_planned_shard(out, plan, list(plan.subjects), wrong,
                                      cv.class_info(mni_cohort_config()))
     with open(os.path.join(out, ".shards", plan.name + ".json")) as f:

@@ -282,3 +282,34 @@ def test_atlas_r12_release_naming_through_glob_and_patient_regex(tmp_path):
     assert [s.patient for s in generic.subjects] == ["c0001s0001", "c0003s0002", "c0003s0002",
                                                      "c0004s0001"]
     _one_split_per_patient(generic)
+def test_a_release_preset_added_in_the_test(tmp_path, monkeypatch):
+    """docs/extending.md, "Adding a data release preset", done as written there."""
+    from tfrecords_tools.manifests.manifest import Manifest, Subject
+    from tfrecords_tools.manifests.releases import Preset, _find, _manifest_of
+
+    def build_toy_release(root: str, **_) -> Manifest:
+        images = _find(root, os.path.join("**", "*_t1.nii.gz"))
+
+        def read(image):
+            mask = image.replace("_t1.nii.gz", "_lesion.nii.gz")
+            problem = None if os.path.isfile(mask) else f"{image}: no lesion mask {mask}"
+            sid = os.path.basename(image).split("_t1")[0]
+            return Subject(sid, image, {"mask": (mask,)}), problem
+        return _manifest_of(root, images, f"{root}: no '*_t1.nii.gz' files", read,
+                            "problem(s)")
+
+    monkeypatch.setitem(releases.PRESETS, "toy_release", Preset(
+        crop_top=29, skip_registration=True, split_counts={"train": 2, "test": 1},
+        builder=build_toy_release, description="a toy release"))
+    for sid in ("a", "b", "c"):
+        touch_nifti(tmp_path, f"site/{sid}_t1.nii.gz", f"site/{sid}_lesion.nii.gz")
+    m = releases.build_manifest("toy_release", str(tmp_path))
+    assert [s.subject_id for s in m.subjects] == ["a", "b", "c"]
+    assert m.subjects[0].labels["mask"] == (str(tmp_path / "site" / "a_lesion.nii.gz"),)
+    assert releases.get_preset("toy_release").crop_top == 29
+    os.remove(tmp_path / "site" / "b_lesion.nii.gz")
+    with pytest.raises(mf.ManifestError, match=r"1 problem\(s\): .*b_t1.nii.gz: no lesion "):
+        releases.build_manifest("toy_release", str(tmp_path))
+    os.makedirs(tmp_path / "empty")
+    with pytest.raises(mf.ManifestError, match="no '\\*_t1.nii.gz' files"):
+        releases.build_manifest("toy_release", str(tmp_path / "empty"))

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from tfrecords_tools.conversion import outdir, subject_cache, workers as workers_lib
+from tfrecords_tools.conversion import outdir, subject_cache
+from tl_common import workers as workers_lib
 from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.scans import labels
 from tfrecords_tools.scans.config import PreprocessConfig

@@ -59,6 +59,21 @@ def atlas_r12_ids(image: str) -> tuple[str, str]:
     return f"{stem}_{session}", stem
 
 
+def _manifest_of(root: str, images: list[str], none: str, read, what: str) -> Manifest:
+    """The manifest of ``images`` (``none``: the error when there are none), each read by
+    ``read(image) -> (Subject or None, problem or None)``; all problems raised at once
+    (``what`` names them)."""
+    if not images:
+        raise ManifestError(none)
+    subjects, problems = [], []
+    for image in images:
+        subject, problem = read(image)
+        problems += [problem] if problem else []
+        subjects += [subject] if subject is not None else []
+    _raise_problems(root, problems, what)
+    return Manifest(tuple(subjects), source=os.path.abspath(root))
+
+
 def build_atlas_r12(root: str, **_) -> Manifest:
     """ATLAS R1.2 (and R1.1): ``<root>/**/<site>/<subject>/t01/``.
 
@@ -73,22 +88,19 @@ def build_atlas_r12(root: str, **_) -> Manifest:
     """
     images = [p for p in _find(root, os.path.join("**", "*_t1w*_stx.nii*"))
               if _ATLAS_R12_T1.fullmatch(os.path.basename(p))]
-    if not images:
-        raise ManifestError(f"{root}: no '*_t1w_deface_stx.nii.gz' (or "
-                            f"'c<site>s<subject>t<time>_t1w_stx.nii.gz') files found (ATLAS R1.2 "
-                            f"layout <root>/<site>/<subject>/t01/<subject>_t1w_deface_stx.nii.gz)")
-    subjects, missing = [], []
-    for image in images:
+    none = (f"{root}: no '*_t1w_deface_stx.nii.gz' (or "
+            f"'c<site>s<subject>t<time>_t1w_stx.nii.gz') files found (ATLAS R1.2 "
+            f"layout <root>/<site>/<subject>/t01/<subject>_t1w_deface_stx.nii.gz)")
+
+    def read(image):
         folder = os.path.dirname(image)
         stem = _ATLAS_R12_T1.fullmatch(os.path.basename(image))["stem"]
         masks = sorted(glob.glob(os.path.join(glob.escape(folder),
                                               f"{glob.escape(stem)}_LesionSmooth*_stx.nii*")))
-        if not masks:
-            missing.append(f"{stem}: {folder}/{stem}_LesionSmooth*_stx.nii.gz")
+        problem = None if masks else f"{stem}: {folder}/{stem}_LesionSmooth*_stx.nii.gz"
         sid, patient = atlas_r12_ids(image)
-        subjects.append(Subject(sid, image, {"mask": tuple(masks)}, patient_id=patient))
-    _raise_problems(root, missing, "subject(s) without a lesion mask")
-    return Manifest(tuple(subjects), source=os.path.abspath(root))
+        return Subject(sid, image, {"mask": tuple(masks)}, patient_id=patient), problem
+    return _manifest_of(root, images, none, read, "subject(s) without a lesion mask")
 
 
 R20_T1 = "_space-MNI152NLin2009aSym_T1w"
@@ -107,22 +119,18 @@ def build_atlas_r20(root: str, **_) -> Manifest:
     pattern = os.path.join("**", f"sub-*_ses-*{R20_T1}.nii*")
     images = [p for p in _find(root, pattern)
               if "Testing" not in os.path.relpath(p, root).split(os.sep)]
-    if not images:
-        raise ManifestError(f"{root}: no 'sub-*_ses-*{R20_T1}.nii.gz' files found outside "
-                            f"Testing/ (ATLAS R2.0 layout Training/R001/sub-r001s001/ses-1/anat/)")
-    subjects, missing = [], []
-    for image in images:
+    none = (f"{root}: no 'sub-*_ses-*{R20_T1}.nii.gz' files found outside Testing/ "
+            f"(ATLAS R2.0 layout Training/R001/sub-r001s001/ses-1/anat/)")
+
+    def read(image):
         name = os.path.basename(image)
         m = re.fullmatch(rf"(sub-[A-Za-z0-9]+)_(ses-[A-Za-z0-9]+){R20_T1}(\.nii(\.gz)?)", name)
         if not m:
-            missing.append(f"{image}: not a sub-<id>_ses-<k>{R20_T1} file name")
-            continue
+            return None, f"{image}: not a sub-<id>_ses-<k>{R20_T1} file name"
         mask = os.path.join(os.path.dirname(image), f"{m[1]}_{m[2]}{R20_MASK}{m[3]}")
-        if not os.path.isfile(mask):
-            missing.append(f"{m[1]}_{m[2]}: no lesion mask {mask}")
-        subjects.append(Subject(f"{m[1]}_{m[2]}", image, {"mask": (mask,)}, patient_id=m[1]))
-    _raise_problems(root, missing, "problem(s)")
-    return Manifest(tuple(subjects), source=os.path.abspath(root))
+        problem = None if os.path.isfile(mask) else f"{m[1]}_{m[2]}: no lesion mask {mask}"
+        return Subject(f"{m[1]}_{m[2]}", image, {"mask": (mask,)}, patient_id=m[1]), problem
+    return _manifest_of(root, images, none, read, "problem(s)")
 
 
 def build_miccai2012(root: str, **_) -> Manifest:

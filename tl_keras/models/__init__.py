@@ -6,17 +6,13 @@ Layer names mirror the TF-slim checkpoint scopes (``/`` -> ``__``) so that
 The builders are imported on first use, so ``tl_keras.models.export`` and other light
 modules can be imported without loading Keras / TensorFlow.
 """
-from tl_keras.models.lazy import lazy_exports
+from tl_keras.models.lazy import exported_names, lazy_exports
 
-_EXPORTS = {
-    "build_encoder": "tl_keras.models.encoder",
-    "build_decoder": "tl_keras.models.decoder",
-    "build_discriminator": "tl_keras.models.discriminator",
-    "build_classification_head": "tl_keras.models.head",
-    "build_task_models": "tl_keras.models.factory",
-    "TaskModels": "tl_keras.models.factory",
-    "TASKS": "tl_keras.models.factory",
-}
-__all__ = sorted(_EXPORTS)
+_EXPORTS = {"tl_keras.models.encoder": ("build_encoder",),
+            "tl_keras.models.decoder": ("build_decoder",),
+            "tl_keras.models.discriminator": ("build_discriminator",),
+            "tl_keras.models.head": ("build_classification_head",),
+            "tl_keras.models.factory": ("build_task_models", "TaskModels", "TASKS")}
+__all__ = sorted(exported_names(_EXPORTS))
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

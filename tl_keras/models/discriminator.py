@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras
 
-from tl_keras.models.layers import activate, conv_bn, layer_name
+from tl_keras.models.layers import Conv2D, activate, conv_bn, layer_name
 
 #: (scope, kernel, stride, filters) of conv1..conv4; conv5 is the 4x4/1 logits conv.
 VARIANTS = {
@@ -43,12 +43,12 @@ def build_discriminator(image_size, in_channels: int, variant: str = "taskonomy"
     h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     inputs = keras.Input((h, w, in_channels), name="image_and_candidate")
     (scope1, k1, s1, f1), *rest = VARIANTS[variant]
-    x = keras.layers.Conv2D(f1, k1, strides=s1, padding="same", use_bias=True,
-                            name=layer_name(f"discriminator/{scope1}"))(inputs)
+    x = Conv2D(f1, k1, strides=s1, padding="same", use_bias=True,
+               name=layer_name(f"discriminator/{scope1}"))(inputs)
     x = activate(x, "leaky_relu", f"discriminator/{scope1}")
     for scope, kernel, stride, filters in rest:
         x = conv_bn(x, f"discriminator/{scope}", filters, kernel, stride=stride,
                     activation="leaky_relu")
-    x = keras.layers.Conv2D(1, 4, padding="same", use_bias=True,
-                            name=layer_name("discriminator/conv5"))(x)
+    x = Conv2D(1, 4, padding="same", use_bias=True,
+               name=layer_name("discriminator/conv5"))(x)
     return keras.Model(inputs, x, name=name)

@@ -1,7 +1,7 @@
 """The Taskonomy encoder: TF-slim ResNet-50 v1 to 1/16 resolution, then ``compress1``.
 
 Mirrors ``resnet_v1_50_16x16`` + ``resnet_encoder_fully_convolutional_16x16x8`` of
-StanfordVL/taskonomy (see ``shared/taskonomy_spec.md`` section 1):
+StanfordVL/taskonomy (docs/models_weights.md, "Encoder"):
 
 * conv1 7x7/2 with explicit symmetric padding 3, max-pool 3x3/2 'SAME';
 * bottleneck units (1x1, 3x3, 1x1) with 3/4/6/3 units; the stride-2 3x3 sits in the

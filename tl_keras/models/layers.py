@@ -1,4 +1,14 @@
-"""Shared building blocks of the Taskonomy Keras models (naming rules in ``naming``)."""
+"""Shared building blocks of our Keras models (naming rules in ``naming``).
+
+One rule for convolutions and batch norm: every builder in ``tl_keras.models`` takes
+``Conv2D`` and ``BatchNormalization`` from here, i.e. :class:`tl_keras.models.conv.Conv2D`
+(matrix-product kernel gradient under mixed bfloat16) and
+:class:`tl_keras.models.batchnorm.BatchNormalization` (fused training pass), never
+``keras.layers``' (``tests/tl_keras/models/test_layer_rule.py`` checks it). Both keep
+Keras' class names, so ``.weights.h5`` files and checkpoints address their variables as
+Keras' would; encoders saved with Keras' classes load as ours (``fused_keras_json``).
+keras-hub backbones (``models.hub``) keep keras-hub's own layers.
+"""
 from __future__ import annotations
 
 import keras
@@ -7,7 +17,8 @@ from tl_keras.models.batchnorm import BatchNormalization
 from tl_keras.models.conv import Conv2D
 from tl_keras.models.naming import BN_EPSILON, BN_MOMENTUM, LEAKY_SLOPE, layer_name
 
-__all__ = ["activate", "batch_norm", "conv_bn", "conv_bn_explicit_pad", "layer_name"]
+__all__ = ["BatchNormalization", "Conv2D", "activate", "batch_norm", "conv_bn",
+           "conv_bn_explicit_pad", "layer_name"]
 
 
 def batch_norm(scope: str) -> BatchNormalization:

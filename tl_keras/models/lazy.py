@@ -5,11 +5,14 @@ import importlib
 import sys
 
 
-def lazy_exports(package: str, exports: dict):
-    """Return ``(__getattr__, __dir__)`` for a package exporting ``{name: module}`` lazily.
+def lazy_exports(package: str, exports_by_module: dict):
+    """Return ``(__getattr__, __dir__)`` for a package exporting names lazily.
 
-    Importing the package stays cheap (no Keras / TensorFlow) until a name is used.
+    ``exports_by_module`` is ``{module: (name, ...)}`` (a literal ``_EXPORTS`` in the
+    package, which ``tests/test_layers.py`` follows). Importing the package stays cheap
+    (no Keras / TensorFlow) until a name is used.
     """
+    exports = exported_names(exports_by_module)
 
     def __getattr__(name):
         if name not in exports:
@@ -22,3 +25,8 @@ def lazy_exports(package: str, exports: dict):
         return sorted(set(vars(sys.modules[package])) | set(exports))
 
     return __getattr__, __dir__
+
+
+def exported_names(exports_by_module: dict) -> dict:
+    """``{name: module}`` of ``{module: (name, ...)}``."""
+    return {name: module for module, names in exports_by_module.items() for name in names}

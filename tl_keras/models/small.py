@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import keras
 
-from tl_keras.models.batchnorm import BatchNormalization
 from tl_keras.models.factory import RECONSTRUCTING, UNET_REFUSED, TaskModels
+from tl_keras.models.layers import BatchNormalization, Conv2D
 from tl_keras.models.simsiam import build_simsiam_head
 from tl_keras.models.unet import unet_model
 
 
 def _conv(x, filters, stride=1, name=None, batch_norm=True):
-    x = keras.layers.Conv2D(filters, 3, stride, padding="same", use_bias=not batch_norm,
-                            name=name)(x)
+    x = Conv2D(filters, 3, stride, padding="same", use_bias=not batch_norm, name=name)(x)
     if batch_norm:
         x = BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(0.2, name=f"{name}_act")(x)
@@ -30,7 +29,7 @@ def tiny_encoder(image_size: int, input_channels: int, latent_channels: int = 8,
     x = inputs
     for i, f in enumerate((8 * width, 16 * width, 16 * width, 16 * width)):
         x = _conv(x, f, 2, name=f"enc{i}", batch_norm=batch_norm)
-    x = keras.layers.Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
+    x = Conv2D(latent_channels, 1, activation="relu", name="compress1")(x)
     return keras.Model(inputs, x, name="encoder")
 
 
@@ -42,8 +41,8 @@ def tiny_decoder(latent_shape, out_channels: int, activation=None, width: int = 
         x = keras.layers.Conv2DTranspose(f, 3, 2, padding="same", use_bias=False,
                                          name=f"dec{i}")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"dec{i}_act")(x)
-    x = keras.layers.Conv2D(out_channels, 3, padding="same", activation=activation,
-                            dtype="float32", name="decoder_output")(x)
+    x = Conv2D(out_channels, 3, padding="same", activation=activation, dtype="float32",
+               name="decoder_output")(x)
     return keras.Model(inputs, x, name="decoder")
 
 
@@ -82,7 +81,7 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
         decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
         d_in = keras.Input((image_size, image_size, 2 * input_channels))
         d = _conv(d_in, 8, 2, name="d0", batch_norm=batch_norm)
-        d_out = keras.layers.Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
+        d_out = Conv2D(1, 3, padding="same", dtype="float32", name="d_logits")(d)
         disc = keras.Model(d_in, d_out, name="discriminator")
         return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder,
                           discriminator=disc)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from tl_keras.models.layers import conv_bn, layer_name
+from tl_keras.models.layers import Conv2D, conv_bn, layer_name
 
 #: Stage outputs of the Taskonomy encoder used as skips (conv1, blocks 1-3).
 TASKONOMY_SKIPS = ("encoder/conv1/relu",
@@ -130,8 +130,8 @@ def build_unet_decoder(feature_shapes, image_size: int, out_channels: int,
             x = parts[0]
         x = conv_bn(x, f"{tag}/conv", min(cap, base * level), 3, activation="leaky_relu")
         level //= 2
-    x = keras.layers.Conv2D(out_channels, 3, padding="same", use_bias=True, dtype="float32",
-                            name=layer_name("decoder/decoder_output"))(x)
+    x = Conv2D(out_channels, 3, padding="same", use_bias=True, dtype="float32",
+               name=layer_name("decoder/decoder_output"))(x)
     if output_activation == "tanh":
         x = keras.layers.Activation("tanh", name=layer_name("decoder/tanh"))(x)
     return keras.Model(inputs, x, name=name)

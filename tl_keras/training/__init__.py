@@ -12,8 +12,8 @@ from tl_keras.training.config import (ConfigError, FinetuneConfig, PretrainConfi
                                       TrainConfig)
 
 # The one run_pretrain / run_finetune (each holds its run directory), imported on first use.
-_EXPORTS = {"run_pretrain": "tl_keras.training.pretraining",
-            "run_finetune": "tl_keras.training.finetuning"}
+_EXPORTS = {"tl_keras.training.pretraining": ("run_pretrain",),
+            "tl_keras.training.finetuning": ("run_finetune",)}
 _lazy_getattr, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 

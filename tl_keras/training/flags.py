@@ -12,6 +12,7 @@ import sys
 
 from absl import flags
 
+from tl_common import cli, console
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig, flag_fields
 
@@ -113,3 +114,15 @@ def pretrain_config_from_flags(flag_values=flags.FLAGS) -> PretrainConfig:
     if options is None:
         return config
     return dataclasses.replace(config, task_options=config_from_flags(options, flag_values))
+
+
+def make_training_main(prog: str, flag_values, usage: str, make_config, validate, train):
+    """The ``main`` of a training CLI (``tl_common.cli.make_main``): the frozen config from
+    the flags (``make_config(flag_values)``), ``validate(config)`` before TensorFlow loads
+    (bad flags fail in a second), then ``train(config)``, printing ``done: <result>``."""
+    def run(f, args) -> None:
+        config = make_config(f)
+        validate(config)
+        console.load_tensorflow()
+        print(f"done: {train(config)}")
+    return cli.make_main(prog, flag_values, usage, run)

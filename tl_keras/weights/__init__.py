@@ -13,24 +13,18 @@ CLIs: ``python -m tl_keras.weights.inspect_checkpoint CKPT`` and
 Names are imported on first use: ``read_encoder_meta``, ``InitSpec`` and ``SPEC_HELP`` do
 not load Keras.
 """
-from tl_keras.models.lazy import lazy_exports
+from tl_keras.models.lazy import exported_names, lazy_exports
 
 _EXPORTS = {
-    "load_encoder": "tl_keras.weights.encoder_io",
-    "load_part": "tl_keras.weights.encoder_io",
-    "read_encoder_meta": "tl_keras.weights.encoder_io",
-    "save_encoder": "tl_keras.weights.encoder_io",
-    "load_keras_resnet50": "tl_keras.weights.imagenet",
-    "load_slim_resnet50": "tl_keras.weights.imagenet",
-    "InitSpec": "tl_keras.weights.spec",
-    "SPEC_HELP": "tl_keras.weights.spec",
-    "init_encoder": "tl_keras.weights.init",
-    "weight_map": "tl_keras.weights.mapping",
-    "LoadReport": "tl_keras.weights.load_report",
-    "WeightLoadError": "tl_keras.weights.load_report",
-    "checkpoint_layout": "tl_keras.weights.taskonomy",
-    "load_taskonomy": "tl_keras.weights.taskonomy",
+    "tl_keras.weights.encoder_io": ("load_encoder", "load_part", "read_encoder_meta",
+                                    "save_encoder"),
+    "tl_keras.weights.imagenet": ("load_keras_resnet50", "load_slim_resnet50"),
+    "tl_keras.weights.spec": ("InitSpec", "SPEC_HELP"),
+    "tl_keras.weights.init": ("init_encoder",),
+    "tl_keras.weights.mapping": ("weight_map",),
+    "tl_keras.weights.load_report": ("LoadReport", "WeightLoadError"),
+    "tl_keras.weights.taskonomy": ("checkpoint_layout", "load_taskonomy"),
 }
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(exported_names(_EXPORTS))
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

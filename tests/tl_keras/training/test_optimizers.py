@@ -125,3 +125,23 @@ def test_checkpoint_of_keras_optimizer_restores(tmp_path, weight_decay):
     assert int(new.iterations.numpy()) == 3
     for a, b in zip(new.variables, old.variables):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_the_installed_keras_is_the_pinned_tested_one():
+    """The fused update uses Keras private members; setup.py allows only the minor version
+    tested, and those members are there."""
+    import re
+
+    import keras
+    from tests.helpers import ROOT
+    setup = open(f"{ROOT}/setup.py").read()
+    low, high = re.search(r'"keras>=(\d+\.\d+),<(\d+\.\d+)"', setup).groups()
+    version = tuple(int(p) for p in keras.__version__.split(".")[:2])
+    assert tuple(map(int, low.split("."))) <= version < tuple(map(int, high.split(".")))
+    from tl_keras.training.optimizers import DecoupledAdamW
+    opt = DecoupledAdamW(learning_rate=LR, weight_decay=WD)
+    variables = [keras.Variable(np.zeros((2,), np.float32))]
+    opt.build(variables)
+    for name in ("_momentums", "_velocities", "_get_variable_index", "_apply_weight_decay",
+                 "_use_weight_decay", "_distribution_strategy"):
+        assert hasattr(opt, name), name

@@ -9,7 +9,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tl_keras.training import tasks
-from tl_keras.training.config import ConfigError, PretrainConfig
+from tl_keras.training.config import ConfigError, PretrainConfig, option
 from tl_keras.training.validation import validate_pretrain
 
 
@@ -47,7 +47,8 @@ def _denoising_steps(ctx: tasks.StepContext):
     def step(x, clean):
         seed = tf.stack([tf.constant(ctx.config.seed, tf.int64),
                          tf.cast(ctx.optimizer.iterations, tf.int64)])
-        noise = tf.random.stateless_normal(tf.shape(x), seed, stddev=0.2, dtype=x.dtype)
+        noise = tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype,
+                                           stddev=ctx.config.task_options.denoising_stddev)
         return inner(tf.clip_by_value(x + noise, -1.0, 1.0), clean)
     train = steps.distribute(step, ctx.strategy)
     return lambda step_number: train
@@ -58,27 +59,49 @@ def _l1(config, weights):
     return losses.l1_loss
 
 
+@dataclasses.dataclass(frozen=True)
+class DenoisingOptions:
+    denoising_stddev: float = option(0.2, "denoising: sd of the noise added to the input")
+
+    def check(self, config, meta):
+        return None if self.denoising_stddev > 0 else "--denoising_stddev must be > 0"
+
+
 DENOISING = tasks.TaskSpec(name="denoising", data_task="autoencoding", network="autoencoding",
                            num_outputs=lambda meta: None, loss=_l1, steps=_denoising_steps,
-                           export=tasks.export_encoder)
+                           export=tasks.export_encoder, options=DenoisingOptions,
+                           labels=False)
 
 
 def test_a_task_registered_in_the_test_trains_through_run_pretrain(tiny_data_dir, tmp_path):
     from tl_keras.models.presets import build_tiny_models
     from tl_keras.training import run_pretrain
     from tl_keras.weights import load_encoder
+    from absl import flags
+    from tl_keras.training.flags import define_pretrain_flags, pretrain_config_from_flags
     config = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "dn"),
-                            task="denoising", batch_size=2, max_steps=2, class_weights="none",
+                            task="denoising", batch_size=2, max_steps=2,
                             deterministic=True, log_every=1)
     with pytest.raises(ConfigError, match="--task='denoising' is not one of"):
         validate_pretrain(config)
     tasks.register(DENOISING)
     try:
         assert "denoising" in tasks.source_tasks()
-        result = run_pretrain(config, build_tiny_models)
+        fv = flags.FlagValues()  # its option is a pretrain flag, validated by the class
+        define_pretrain_flags(flag_values=fv)
+        fv(["prog", "--task=denoising", "--denoising_stddev=0", f"--data_dir={tiny_data_dir}",
+            f"--model_dir={tmp_path / 'bad'}"])
+        with pytest.raises(ConfigError, match="--denoising_stddev must be > 0"):
+            validate_pretrain(pretrain_config_from_flags(fv))
+        with pytest.raises(ConfigError, match="--class_weights does not apply"):
+            validate_pretrain(dataclasses.replace(config, class_weights="none"))
+        result = run_pretrain(dataclasses.replace(
+            config, task_options=DenoisingOptions(denoising_stddev=0.1)), build_tiny_models)
     finally:
         tasks.unregister("denoising")
     assert (result["task"], result["steps"], result["epochs"]) == ("denoising", 2, 1)
+    recorded = json.load(open(os.path.join(config.model_dir, "flags.json")))["flags"]
+    assert recorded["task_options"] == {"denoising_stddev": 0.1}
     assert math.isfinite(result["final_loss"]) and math.isfinite(result["final_val_loss"])
     assert set(result) == {"task", "domain", "seed", "steps", "epochs", "best_epoch",
                            "best_score", "final_loss", "final_val_loss",

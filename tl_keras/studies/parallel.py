@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from tfrecords_tools.conversion import workers as worker_processes
+from tl_common import workers as worker_processes
 from tl_keras.models import machine
 from tl_common.cli import UserError
 from tl_common.progress import Progress

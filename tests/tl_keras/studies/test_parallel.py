@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tl_keras.training import parallel
+from tl_keras.studies import parallel
 
 
 def _job(out_dir, name, fail=False):

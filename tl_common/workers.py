@@ -1,4 +1,5 @@
-"""Worker processes that never outlive the conversion, and clean stops on signals.
+"""Worker processes that never outlive their parent, and clean stops on signals (the
+conversion's workers and the quickstart's training jobs, ``tl_keras.studies.parallel``).
 
 A worker is spawned (TensorFlow is not fork-safe) and watches its parent: on
 Linux the kernel sends it SIGKILL when the parent dies (``PR_SET_PDEATHSIG``),
@@ -6,7 +7,7 @@ elsewhere, and as a second guard, a thread exits the worker within a second of
 its parent's pid changing. So a ``kill -9`` of the parent leaves no orphan that
 keeps writing into the output folder. SIGTERM and SIGINT of the parent raise
 ``Stopped`` in it; ``stop_pool`` then kills the workers at once instead of
-waiting for their scans to finish.
+waiting for their jobs to finish.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ WATCH_SECONDS = 1.0
 
 
 class Stopped(KeyboardInterrupt):
-    """The conversion received SIGTERM or SIGINT (``signum``)."""
+    """The parent process received SIGTERM or SIGINT (``signum``)."""
 
     def __init__(self, signum: int):
         self.signum = int(signum)
