@@ -91,7 +91,7 @@ def test_sweep_sources_are_well_formed():
     for path in FLAGFILES:
         values = _flags_of(path)
         if "sources" in values:
-            sources = dict(parse_sources(values["sources"].split(",")))
+            sources = {name: spec for name, spec, _ in parse_sources(values["sources"].split(","))}
             assert "scratch" in sources and any(s.startswith("taskonomy:")
                                                 for s in sources.values()), path
             assert any(s.startswith("imagenet:") for s in sources.values()), path
