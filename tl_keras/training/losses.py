@@ -172,6 +172,15 @@ def negative_cosine(p, z) -> tf.Tensor:
     return -tf.reduce_sum(p * z, axis=1)
 
 
+def projection_std(z) -> tf.Tensor:
+    """SimSiam's collapse monitor: the standard deviation over the batch of the
+    l2-normalised projections, averaged over their dimensions (a scalar). 0 when every
+    image maps to one vector (collapse); about 1 / sqrt(dimensions) for spread-out unit
+    vectors."""
+    z = tf.math.l2_normalize(tf.cast(z, tf.float32), axis=1)
+    return tf.reduce_mean(tf.math.reduce_std(z, axis=0))
+
+
 def simsiam_loss(p1, p2, z1, z2) -> tf.Tensor:
     """The symmetric SimSiam loss D(p1, z2) / 2 + D(p2, z1) / 2 per example, in [-1, 1]."""
     return 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)

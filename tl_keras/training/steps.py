@@ -58,32 +58,35 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
       ``step(x, y) -> {"loss": scalar}``.
     """
     return _optimisation_step(model, optimizer,
-                              lambda x, y: loss_fn(y, model(x, training=True)),
+                              lambda x, y: (loss_fn(y, model(x, training=True)), {}),
                               global_batch_size, jit_compile, groups)
 
 
 def _optimisation_step(model, optimizer, objective: Callable, global_batch_size: int,
                        jit_compile: bool, groups=None) -> Callable:
-    """``step(a, b) -> {"loss"}``: one update of ``model`` on the per-example
-    ``objective(a, b)`` (computed in training mode), averaged over the global batch;
-    ``groups`` as :func:`make_supervised_step` takes them."""
+    """``step(a, b) -> {"loss", ...}``: one update of ``model`` on the per-example losses of
+    ``objective(a, b) -> (losses, logs)`` (computed in training mode), averaged over the
+    global batch; ``logs`` are per-replica scalars logged beside the loss (already divided
+    by the replica count: :func:`distribute` sums them). ``groups`` as
+    :func:`make_supervised_step` takes them."""
     groups = (tuple((opt, list(group)) for opt, group in groups) if groups is not None
               else ((optimizer, model.trainable_variables),))
     variables = [v for _, group in groups for v in group]
 
     def loss_and_grads(a, b):
         with tf.GradientTape() as tape:
-            loss = _average(objective(a, b), global_batch_size) + _regularisation(model)
+            per_example, logs = objective(a, b)
+            loss = _average(per_example, global_batch_size) + _regularisation(model)
             scaled = optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled, variables)
+        return {"loss": loss, **logs}, tape.gradient(scaled, variables)
 
     def step(a, b):
-        loss, grads = inner(a, b)
+        logs, grads = inner(a, b)
         start = 0
         for opt, group in groups:
             opt.apply(grads[start:start + len(group)], group)
             start += len(group)
-        return {"loss": loss}
+        return logs
 
     compiled, inner = _compile(step, loss_and_grads, jit_compile)
     return compiled
@@ -142,12 +145,16 @@ def make_simsiam_step(model, optimizer, global_batch_size: int,
     whose gradient is stopped (:func:`tl_keras.training.losses.simsiam_loss`).
 
     Returns:
-      ``step(view1, view2) -> {"loss": scalar}`` (-1 when the predictions match).
+      ``step(view1, view2) -> {"loss", "z_std"}``: the loss (-1 when the predictions
+      match) and SimSiam's collapse monitor, the spread of the normalised projections
+      (:func:`tl_keras.training.losses.projection_std`: 0 when collapsed).
     """
     def objective(v1, v2):
         z1, p1 = model(v1, training=True)
         z2, p2 = model(v2, training=True)
-        return losses.simsiam_loss(p1, p2, z1, z2)
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        spread = 0.5 * (losses.projection_std(z1) + losses.projection_std(z2)) / replicas
+        return losses.simsiam_loss(p1, p2, z1, z2), {"z_std": spread}
     return _optimisation_step(model, optimizer, objective, global_batch_size, jit_compile)
 
 

@@ -34,6 +34,13 @@ def test_simsiam_loss_of_identical_views_is_minus_one_and_stops_the_target_gradi
     assert grad_z is None and float(tf.reduce_max(tf.abs(grad_q))) > 0
 
 
+def test_projection_spread_is_zero_when_collapsed():
+    same = tf.tile(tf.constant([[1.0, 2.0, 3.0, 4.0]]), [8, 1])
+    assert float(losses.projection_std(same)) < 1e-6
+    spread = tf.random.stateless_normal((4096, 64), [0, 4])
+    np.testing.assert_allclose(float(losses.projection_std(spread)), 1 / np.sqrt(64), rtol=0.05)
+
+
 def test_mse_is_the_mean_square():
     np.testing.assert_allclose(losses.mse_loss(np.zeros((2, 4, 4, 1)),
                                                np.full((2, 4, 4, 1), 0.5)).numpy(), 0.25)

@@ -49,9 +49,12 @@ def test_simsiam_learns_to_predict_one_view_from_the_other(tiny_data_dir):
         (z1, p1), (z2, p2) = tm.model(v1, training=True), tm.model(v2, training=True)
         return float(tf.reduce_mean(losses.simsiam_loss(p1, p2, z1, z2)))
     before = held_out_views()
-    logs = [float(train(x, x)["loss"]) for _ in range(40)]
+    steps = [train(x, x) for _ in range(40)]
+    logs = [float(step["loss"]) for step in steps]
     assert np.isfinite(logs).all() and -1.0 <= min(logs) and max(logs) <= 1.0
     assert held_out_views() < before - 0.2, (before, logs)
+    # Not collapsed: the projections still spread (0 when every slice maps to one vector).
+    assert float(steps[-1]["z_std"]) > 0.2 / np.sqrt(256)
 
 
 def _checkpoint(model_dir):
