@@ -48,6 +48,14 @@ def source_style(sources) -> dict:
             for i, s in enumerate(sorted(map(str, sources)))}
 
 
+def _legend(ax, entries: int, loc: str = "best") -> None:
+    """Inside the panel for a few sources, beside it (right) for many."""
+    if entries > 6:
+        ax.legend(fontsize=7, frameon=False, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    else:
+        ax.legend(fontsize=8, frameon=False, loc=loc)
+
+
 def _metric_name(metric) -> str:
     return catalogue.display_name(metric)
 
@@ -59,13 +67,14 @@ def _curve_panel(ax, frame, style) -> None:
         colour, marker = style[source]
         x, m = g["train_subjects"], g["mean"]
         ax.plot(x, m, marker=marker, color=colour, label=source, lw=1.6, ms=5)
-        ax.fill_between(x, g["ci_low"].fillna(m), g["ci_high"].fillna(m), color=colour,
+        # NaN where fewer than MIN_PAIRS runs: no band there (matplotlib leaves a gap)
+        ax.fill_between(x, g["ci_low"], g["ci_high"], color=colour,
                         alpha=0.12, lw=0)
     name = _metric_name(frame["metric"].iloc[0])
     ax.set_ylabel(f"{name}\n(mean, 95 % bootstrap CI over repeats)")
     ax.set_title(f"{frame['target'].iloc[0]}: {name} against fine-tuning set size")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
+    _legend(ax, frame["source"].nunique())
 
 
 def difference_points(table):
@@ -182,7 +191,7 @@ def plot_detection(det, path: str, overlaps=(0.0, 0.2), style=None) -> str:
             ax.grid(alpha=0.3)
         line[0].set_ylabel(label)
         if len(frame):
-            line[-1].legend(fontsize=7, frameon=False, loc="lower right")
+            _legend(line[-1], frame["source"].nunique(), "lower right")
     for ax in axes[-1]:
         ax.set_xlabel("lesion volume cutoff (mL)")
     fig.tight_layout()

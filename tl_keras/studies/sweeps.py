@@ -18,6 +18,7 @@ from typing import Callable
 
 from tl_keras.studies import disk
 from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
+from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, FinetuneConfig, validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
 from tl_keras.training.rundir import claim_run_dir
@@ -230,7 +231,6 @@ def _parameter_bytes(cell: FinetuneConfig, build_models) -> int:
     import keras
 
     from tl_keras.models.presets import build_taskonomy_models
-    from tl_keras.training import tasks
     task = tasks.get("target")
     meta = validate_finetune(cell)
     models = (build_models or build_taskonomy_models)(
