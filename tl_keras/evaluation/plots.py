@@ -60,19 +60,34 @@ def _metric_name(metric) -> str:
     return catalogue.display_name(metric)
 
 
+def _dodge(frame):
+    """Sideways offsets per source, 2.5 % of the set-size range each (of 1 subject with
+    one set size), so that sources at one set size do not hide each other."""
+    sources = sorted(frame["source"].unique())
+    span = float(np.ptp(frame["train_subjects"])) if len(frame) else 0.0
+    return {s: 0.025 * (span or 1.0) * (i - (len(sources) - 1) / 2)
+            for i, s in enumerate(sources)}
+
+
 def _curve_panel(ax, frame, style) -> None:
-    """Mean over repeats per source with its 95 % bootstrap CI band."""
+    """Mean over repeats per source with its 95 % bootstrap CI: a band along the set sizes,
+    or error bars when there is one set size."""
+    single = frame["train_subjects"].nunique() == 1
+    offset = _dodge(frame) if single else {}  # several sizes: bands, not dodged
     for source, g in frame.groupby("source", sort=True):
         g = g.sort_values("train_subjects")
         colour, marker = style[source]
-        x, m = g["train_subjects"], g["mean"]
+        x, m = g["train_subjects"] + offset.get(source, 0.0), g["mean"]
         ax.plot(x, m, marker=marker, color=colour, label=source, lw=1.6, ms=5)
-        # NaN where fewer than MIN_PAIRS runs: no band there (matplotlib leaves a gap)
-        ax.fill_between(x, g["ci_low"], g["ci_high"], color=colour,
-                        alpha=0.12, lw=0)
+        if single:  # NaN (fewer than MIN_PAIRS runs): no bar
+            ax.errorbar(x, m, yerr=[m - g["ci_low"], g["ci_high"] - m], color=colour,
+                        capsize=3, lw=1.2, ls="none")
+        else:  # NaN where fewer than MIN_PAIRS runs: no band there (matplotlib leaves a gap)
+            ax.fill_between(x, g["ci_low"], g["ci_high"], color=colour, alpha=0.12, lw=0)
     name = _metric_name(frame["metric"].iloc[0])
     ax.set_ylabel(f"{name}\n(mean, 95 % bootstrap CI over repeats)")
-    ax.set_title(f"{frame['target'].iloc[0]}: {name} against fine-tuning set size")
+    what = "per source" if single else "against fine-tuning set size"
+    ax.set_title(f"{frame['target'].iloc[0]}: {name} {what}")
     ax.grid(alpha=0.3)
     _legend(ax, frame["source"].nunique())
 
@@ -85,11 +100,8 @@ def difference_points(table):
     ``diff_mean``, ``err_low`` / ``err_high`` (distances to the 95 % CI; NaN, so no
     bar, below ``stats.MIN_PAIRS`` pairs) and ``too_few`` (drawn as an open marker).
     """
+    offset = _dodge(table.dropna(subset=["train_subjects"]))  # scratch too: as in the curve
     frame = table.dropna(subset=["diff_mean", "train_subjects"]).copy()
-    sources = sorted(frame["source"].unique())
-    span = float(np.ptp(frame["train_subjects"])) if len(frame) else 0.0
-    offset = {s: 0.025 * (span or 1.0) * (i - (len(sources) - 1) / 2)
-              for i, s in enumerate(sources)}
     frame["x"] = frame["train_subjects"] + frame["source"].map(offset)
     frame["too_few"] = frame["verdict"] == stats.TOO_FEW
     few = frame["too_few"].to_numpy()
@@ -129,7 +141,8 @@ def _difference_panel(ax, frame, style) -> None:
 
 
 def plot_curves(curve, path: str, table=None, style=None) -> str:
-    """Metric against fine-tuning set size, one column of panels per target.
+    """Metric against fine-tuning set size (or per source, with one set size), one
+    column of panels per target.
 
     Top: mean over repeats per source and its 95 % bootstrap CI band
     (``curve``'s ``ci_low`` / ``ci_high``; no band with fewer than
@@ -211,9 +224,11 @@ def _overlay(ax, image, labels, colour_map):
 def _score(gt, pred, num_classes: int) -> str:
     """Dice (binary) or mIoU of one slice, for the panel's corner."""
     from tl_keras.evaluation import metrics
-    if num_classes <= 2:
-        return f"Dice {metrics.dice_per_slice(gt, pred)[0]:.2f}"
-    return f"mIoU {metrics.miou_per_slice(gt, pred, num_classes)[0]:.2f}"
+    num_classes = max(num_classes, 2)  # a sigmoid model's labels are binary too
+    name = catalogue.display_name(catalogue.metric_for(num_classes))
+    if num_classes == 2:
+        return f"{name} {metrics.dice_per_slice(gt, pred)[0]:.2f}"
+    return f"{name} {metrics.miou_per_slice(gt, pred, num_classes)[0]:.2f}"
 
 
 def shared_slices(by_source: dict) -> list:

@@ -231,11 +231,12 @@ def write_report(results: Results, out_dir: str, verbose: bool = True,
         write_text_atomic(written["summary_md"], summary.summary_markdown(table, preamble))
         for line in stats.problems(table):  # a warning, printed even when not verbose
             print(f"report: {line}", file=sys.stderr)
-        if curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1:
+        several = curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1
+        if several or table["diff_mean"].notna().any():
             written["curve_png"] = plots.plot_curves(curve, os.path.join(out_dir, "curve.png"),
                                                      table, style)
         else:
-            note("one fine-tuning set size only: no curve figure")
+            note("one fine-tuning set size and no paired difference: no curve figure")
     if not results.detection.empty:
         det = detection_table(results.detection)
         written["detection"] = os.path.join(out_dir, "detection.csv")

@@ -143,7 +143,7 @@ def _lesion_sentence(table: pd.DataFrame) -> str:
     size = "" if at["train_subjects"].isna().all() else (
         f" at {stats.size_text(at['train_subjects'].iloc[0])}")
     return (f"Lesion-wise (detection preset `{preset}`){size}: precision (the fraction of "
-            f"predicted components that touch a lesion) from {spread('lesion_precision')}, "
+            f"predicted components that count as found lesions) from {spread('lesion_precision')}, "
             f"F1 from {spread('lesion_f1')}; a network that paints false blobs loses "
             f"precision even when its Dice holds up.")
 
