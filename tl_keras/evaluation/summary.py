@@ -6,6 +6,8 @@ and the table always say the same thing.
 """
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 
 from tl_keras.evaluation import catalogue, stats
@@ -14,7 +16,9 @@ from tl_keras.evaluation import catalogue, stats
 def header(table: pd.DataFrame) -> str:
     """The rule and what a verdict means, with the number of comparisons corrected for."""
     tested = int(table["wilcoxon_p"].notna().sum()) if "wilcoxon_p" in table else 0
-    return _rule(tested) + _power(table, tested)
+    text = _rule(tested) + _power(table, tested)
+    return "\n\n".join(textwrap.fill(" ".join(p.split()), 92, break_on_hyphens=False)
+                       for p in text.strip().split("\n\n")) + "\n"
 
 
 def _power(table: pd.DataFrame, tested: int) -> str:
@@ -121,8 +125,10 @@ def _best_sentence(table: pd.DataFrame, name: str) -> str:
     if at["mean"].isna().all():
         return ""
     best = at.loc[at["mean"].idxmax()]
-    size = "" if pd.isna(best["train_subjects"]) else (
-        f" at the largest set size ({stats.size_text(best['train_subjects'])})")
+    several = sizes.nunique() > 1
+    size = ("" if pd.isna(best["train_subjects"]) else
+            f" at the largest set size ({stats.size_text(best['train_subjects'])})" if several
+            else f" at {stats.size_text(best['train_subjects'])}")
     runs = int(best["n_runs"])
     return (f"The highest mean {name}{size} is {best['source']}'s ({best['mean_sd']} over "
             f"{runs} run{'s' if runs != 1 else ''}).")
