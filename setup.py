@@ -36,7 +36,11 @@ setup(
         "h5py>=3.10",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "pytest-xdist>=3.5"],
+        # keras-hub backbones as encoders (--network / --init_from keras_hub:PRESET,
+        # docs/sources.md); tested against 0.32.
+        "hub": ["keras-hub>=0.32,<0.33"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "pytest-timeout>=2.2", "pytest-xdist>=3.5",
+                 "keras-hub>=0.32,<0.33"],
         # benchmarks/bench_vs_torch.py only: the toolkit itself never imports torch.
         "bench": ["torch>=2.13,<2.14"],
     },

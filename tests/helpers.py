@@ -298,3 +298,43 @@ if __name__ == "__main__":
     import json
     if sys.argv[1:2] == ["cli_flags"]:
         print(json.dumps(cli_flags(sys.argv[2:])))
+
+
+def save_hub_presets(root: str) -> dict:
+    """Tiny keras-hub backbones (random, seeded) saved as presets under ``root``:
+    ``resnet`` (basic blocks, /32, with an image converter using ImageNet's mean and std),
+    ``efficientnet`` (five one-block stacks, /32) and ``vgg`` (no pyramid outputs)."""
+    import keras
+    import keras_hub
+    keras.utils.set_random_seed(0)
+    backbones = {
+        "resnet": keras_hub.models.ResNetBackbone(
+            input_conv_filters=[64], input_conv_kernel_sizes=[7],
+            stackwise_num_filters=[64, 8, 8, 8], stackwise_num_blocks=[1, 1, 1, 1],
+            stackwise_num_strides=[1, 2, 2, 2], block_type="basic_block"),
+        "efficientnet": keras_hub.models.EfficientNetBackbone(
+            stackwise_width_coefficients=[1.0] * 5, stackwise_depth_coefficients=[1.0] * 5,
+            stackwise_kernel_sizes=[3] * 5, stackwise_num_repeats=[1] * 5,
+            stackwise_input_filters=[8, 8, 8, 16, 16],
+            stackwise_output_filters=[8, 8, 16, 16, 16],
+            stackwise_expansion_ratios=[1, 2, 2, 2, 2],
+            stackwise_squeeze_and_excite_ratios=[0.25] * 5,
+            # num_features keeps its default (1280): keras-hub 0.32 does not save it.
+            stackwise_strides=[1, 2, 2, 2, 2], stackwise_block_types=["v1"] * 5),
+        "vgg": keras_hub.models.VGGBackbone(
+            stackwise_num_repeats=[1, 1], stackwise_num_filters=[4, 8],
+            image_shape=(None, None, 3)),
+    }
+    out = {}
+    for name, backbone in backbones.items():
+        # Non-trivial batch-norm statistics, so that loading them is visible in outputs.
+        for w in backbone.weights:
+            if w.path.endswith(("moving_mean", "moving_variance")):
+                w.assign(np.random.default_rng(len(w.path)).uniform(0.5, 1.5, w.shape))
+        out[name] = os.path.join(root, name)
+        backbone.save_to_preset(out[name])
+    keras_hub.layers.ResNetImageConverter(
+        scale=[1 / (255 * s) for s in (0.229, 0.224, 0.225)],
+        offset=[-m / s for m, s in ((0.485, 0.229), (0.456, 0.224), (0.406, 0.225))],
+    ).save_to_preset(out["resnet"])
+    return out

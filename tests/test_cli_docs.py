@@ -55,11 +55,18 @@ def test_docs_list_every_flag():
                                            ("tl_keras.sweep", "FinetuneConfig")])
 def test_help_lists_every_config_field_with_its_help(module, config):
     from tl_keras.training import config as config_module
+    from tl_keras.training import tasks
     proc = run_module(module, ["--help"], timeout=120)  # absl's --help exits 1
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     # absl wraps help lines (also at hyphens): compare without whitespace
     out = re.sub(r"\s+", "", proc.stdout)
-    for field in dataclasses.fields(getattr(config_module, config)):
+    fields = list(config_module.flag_fields(getattr(config_module, config)))
+    if module == "tl_keras.pretrain":  # and every source task's options
+        assert "disc_start_step" in {f.name for cls in tasks.options_classes().values()
+                                     for f in dataclasses.fields(cls)}
+        fields += [f for cls in tasks.options_classes().values()
+                   for f in config_module.flag_fields(cls)]
+    for field in fields:
         name = f"--[no]{field.name}" if field.type in ("bool", bool) else f"--{field.name}"
         help_ = field.metadata["help"]
         assert help_ and re.sub(r"\s+", "", f"{name}: {help_}") in out, (module, field.name)
@@ -72,7 +79,8 @@ def test_every_config_field_has_help_and_the_flag_carries_it():
     for cls in (config_module.PretrainConfig, config_module.FinetuneConfig):
         fv = flags.FlagValues()
         define_config_flags(cls, flag_values=fv)
-        for field in dataclasses.fields(cls):
+        assert "task_options" not in fv  # not a flag: built from the task's flags
+        for field in config_module.flag_fields(cls):
             assert fv[field.name].help == field.metadata["help"], (cls.__name__, field.name)
             assert fv[field.name].default == (list(field.default) if field.type == "tuple"
                                               else field.default)

@@ -6,7 +6,8 @@ imported, so this runs in well under a second).
 * Inside ``tl_keras``: ``data`` / ``models`` / ``weights`` < ``training`` < ``evaluation``
   < ``studies`` < the top-level CLI modules; evaluation uses data / models / weights, never
   training; a fine-tuning run with its evaluation, and the sweeps, are studies.
-* No import cycle between files (function-local imports count).
+* No import cycle between files (function-local imports count, and so do a registry's
+  ``importlib.import_module(f"{__name__}.{name}")`` imports of its package's modules).
 * A function-local import only defers a heavy library: one of ``HEAVY``, or a module of
   ours whose import loads one (its own top-level imports, its parent packages' and those
   of the modules it imports, transitively).
@@ -21,9 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGES = ("tl_common", "tfrecords_tools", "tl_keras")
 # Libraries whose import costs from ~0.2 s (pandas, scipy, nibabel, scikit-image, h5py:
 # they would slow every light CLI path such as --help or a flag error) to seconds
-# (TensorFlow, Keras, SimpleITK, matplotlib, nilearn).
+# (TensorFlow, Keras, SimpleITK, matplotlib, nilearn; keras_hub, the optional extra, loads
+# Keras).
 HEAVY = frozenset({"tensorflow", "keras", "SimpleITK", "matplotlib", "nilearn", "scipy",
-                   "skimage", "pandas", "nibabel", "h5py"})
+                   "skimage", "pandas", "nibabel", "h5py", "keras_hub"})
 # tl_keras sub-packages by layer; a module may import its own layer or lower ones.
 LAYERS = {"data": 0, "models": 0, "weights": 0, "training": 1, "evaluation": 2, "studies": 3}
 CLI_LAYER = 4  # tl_keras/*.py: the command-line modules
@@ -87,9 +89,26 @@ def _targets(node, module: str) -> list[str]:
     return out
 
 
+def _registry_targets(node, module: str) -> list[str]:
+    """The modules a registry imports by name: ``importlib.import_module(f"{__name__}.{m}")``
+    in a package loads every module of that package (the task registry does)."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "import_module"
+            and getattr(func.value, "id", None) == "importlib" and node.args
+            and isinstance(node.args[0], ast.JoinedStr) and _is_package(module)):
+        return []
+    first = node.args[0].values[0]
+    if not (isinstance(first, ast.FormattedValue) and getattr(first.value, "id", None)
+            == "__name__"):
+        return []
+    return [m for m in MODULES if m.rpartition(".")[0] == module]
+
+
 @functools.lru_cache(maxsize=None)
 def _imports(module: str) -> tuple[tuple[str, bool, int], ...]:
-    """(imported name, inside a function, line) for every import of ``module``."""
+    """(imported name, inside a function, line) for every import of ``module``, registry
+    imports (:func:`_registry_targets`) included: a registry filled when the package is
+    imported counts as top-level imports."""
     out = []
 
     def visit(node, local):
@@ -98,6 +117,8 @@ def _imports(module: str) -> tuple[tuple[str, bool, int], ...]:
                                                 ast.Lambda))
             if isinstance(child, (ast.Import, ast.ImportFrom)):
                 out.extend((t, inner, child.lineno) for t in _targets(child, module))
+            elif isinstance(child, ast.Call):
+                out.extend((t, False, child.lineno) for t in _registry_targets(child, module))
             visit(child, inner)
     visit(_tree(module), False)
     return tuple(out)
@@ -154,6 +175,20 @@ def test_the_source_is_found():
             "tl_keras.pretrain"} <= set(MODULES)
     assert "tl_keras.training.finetuning" in _heavy_modules()  # TensorFlow at its top
     assert "tl_common.io" not in _heavy_modules()
+
+
+def test_registry_imports_are_edges():
+    """The task registry's ``importlib`` imports count, so a cycle through it is seen."""
+    edges = _edges()
+    assert {"tl_keras.training.tasks.segmentation", "tl_keras.training.tasks.target",
+            "tl_keras.training.tasks.autoencoding"} <= edges["tl_keras.training.tasks"]
+    assert "tl_keras.training.tasks.spec" in edges["tl_keras.training.tasks"]
+
+
+def test_training_config_is_the_bottom_of_training():
+    """``training/config.py`` imports nothing of ``training``, so no arrow runs back up."""
+    assert not {t for t in _edges().get("tl_keras.training.config", ())
+                if t.startswith("tl_keras.training")}
 
 
 def test_packages_import_only_downwards():

@@ -10,7 +10,8 @@ from absl import flags
 
 from tl_common import cli, console
 from tl_keras.studies import finetune_and_evaluate
-from tl_keras.training.config import FinetuneConfig, validate_finetune
+from tl_keras.training.config import FinetuneConfig
+from tl_keras.training.validation import validate_finetune
 from tl_keras.training.flags import config_from_flags, define_config_flags
 
 FLAGS = flags.FlagValues()

@@ -1,7 +1,8 @@
 """Pre-train an encoder on a source task.
 
 Usage: ``python -m tl_keras.pretrain --flagfile experiments/pretrain_t1_segmentation.flags``
-(see docs/training.md). Flags mirror :class:`tl_keras.training.PretrainConfig`.
+(see docs/training.md). Flags mirror :class:`tl_keras.training.PretrainConfig` and the
+source tasks' options classes (``TaskSpec.options``).
 """
 import sys
 
@@ -9,16 +10,16 @@ from absl import flags
 
 from tl_common import cli, console
 from tl_keras.training import run_pretrain
-from tl_keras.training.config import PretrainConfig, validate_pretrain
-from tl_keras.training.flags import config_from_flags, define_config_flags
+from tl_keras.training.flags import define_pretrain_flags, pretrain_config_from_flags
+from tl_keras.training.validation import validate_pretrain
 
 FLAGS = flags.FlagValues()
-define_config_flags(PretrainConfig, flag_values=FLAGS)
+define_pretrain_flags(flag_values=FLAGS)
 
 
 def run(flag_values: flags.FlagValues, args) -> None:
     """Validate the config before TensorFlow loads (bad flags fail in a second), train."""
-    config = config_from_flags(PretrainConfig, flag_values)
+    config = pretrain_config_from_flags(flag_values)
     validate_pretrain(config)
     console.load_tensorflow()
     print(f"done: {run_pretrain(config)}")

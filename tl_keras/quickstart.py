@@ -44,6 +44,7 @@ from tl_common.io import write_csv_atomic
 from tl_common.runinfo import record_run
 from tl_keras.training import parallel
 from tl_keras.training.config import ConfigError, FinetuneConfig, PretrainConfig
+from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 
 NETWORKS = ("compact", "tiny", "taskonomy")
 
@@ -243,7 +244,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                       max_steps=c.pretrain_steps, epochs=1,
                                       learning_rate=c.learning_rate,
                                       mixed_precision=c.mixed_precision,
-                                      disc_start_step=c.disc_start_step, seed=c.seed,
+                                      task_options=_task_options(task, c), seed=c.seed,
                                       log_every=max(c.pretrain_steps // 4, 1),
                                       checkpoint_every=c.pretrain_steps))
         encoders[name] = model_dir
@@ -264,6 +265,14 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
         best = os.path.join(model_dir, ENCODER_BEST)
         encoders[name] = best if os.path.isdir(best) else os.path.join(model_dir, ENCODER_LAST)
     return {s.name: encoders.get(s.name) or fixed[s.name] for s in chosen}
+
+
+def _task_options(task: str, c: QuickstartConfig):
+    """The study's options of ``task`` (the GAN starts at ``disc_start_step``), else None:
+    the task's defaults."""
+    if task == "autoencoding":
+        return AutoencodingOptions(disc_start_step=c.disc_start_step)
+    return None
 
 
 def _pretrain_job(config, network: str) -> None:

@@ -34,11 +34,16 @@ PAPER_LAYERS = (
     ("deconv9", "deconv", 16),
 )
 VARIANTS = {"taskonomy": TASKONOMY_LAYERS, "paper": PAPER_LAYERS}
+#: Upsampling of the layers above; a /32 encoder (keras-hub backbones) gets one more
+#: transposed conv (``decoder/up0``, the first layer's width) in front.
+UPSAMPLING = 16
+UPSAMPLINGS = (16, 32)
 OUTPUT_ACTIVATIONS = (None, "tanh")
 
 
 def build_decoder(latent_shape, out_channels: int, variant: str = "taskonomy",
-                  output_activation: str | None = None, name: str = "decoder") -> keras.Model:
+                  output_activation: str | None = None, name: str = "decoder",
+                  upsampling: int = UPSAMPLING) -> keras.Model:
     """Build a decoder from the encoder representation to a full-resolution map.
 
     Args:
@@ -48,9 +53,11 @@ def build_decoder(latent_shape, out_channels: int, variant: str = "taskonomy",
       variant: ``"taskonomy"`` (weights loadable from Taskonomy checkpoints) or ``"paper"``.
       output_activation: ``None`` (logits) or ``"tanh"`` (Taskonomy's, images in [-1, 1]).
       name: model name.
+      upsampling: output size / latent size: 16 (the encoders of the paper) or 32 (one
+        more transposed conv + BN + LeakyReLU in front, ``decoder/up0``).
 
     Returns:
-      ``keras.Model`` (N, h, w, c) -> (N, 16h, 16w, K).
+      ``keras.Model`` (N, h, w, c) -> (N, upsampling h, upsampling w, K).
     """
     if variant not in VARIANTS:
         raise ValueError(f"decoder variant must be one of {sorted(VARIANTS)}, got {variant!r}")
@@ -58,8 +65,15 @@ def build_decoder(latent_shape, out_channels: int, variant: str = "taskonomy",
         raise ValueError(f"output_activation must be None or 'tanh', got {output_activation!r}")
     if out_channels < 1:
         raise ValueError(f"decoder out_channels must be >= 1, got {out_channels}")
+    if upsampling not in UPSAMPLINGS:
+        raise ValueError(f"--decoder_variant={variant} upsamples the latent 16x (or 32x); "
+                         f"this encoder's latent is 1/{upsampling} of the image (use "
+                         "--decoder_variant=unet)")
     inputs = keras.Input(tuple(latent_shape), name="latent")
     x = inputs
+    if upsampling == 32:
+        x = conv_bn(x, "decoder/up0", VARIANTS[variant][0][2], 3, stride=2,
+                    activation="leaky_relu", transpose=True)
     for scope, kind, filters in VARIANTS[variant]:
         x = conv_bn(x, f"decoder/{scope}", filters, 3, stride=2 if kind == "deconv" else 1,
                     activation="leaky_relu", transpose=kind == "deconv")

@@ -4,9 +4,10 @@ The paper's and Taskonomy's decoders see only the /16 latent (e.g. 4 x 4 x 8 at 
 from which lesions of a few voxels cannot be placed (docs/decoders.md). This decoder is
 also fed the encoder's stage outputs: for the Taskonomy ResNet-50 ``conv1`` (/2) and the
 outputs of blocks 1-3 (/8, /16, /16) plus the latent; for the compact / tiny networks
-each stride-2 stage. From the coarsest level up, each level concatenates the upsampled
-path with that level's skips and applies a 3x3 conv + BN + LeakyReLU; levels without a
-skip get the conv too. Upsampling is a 3x3/2 transposed conv + BN + LeakyReLU, as in the
+each stride-2 stage; for a keras-hub backbone (:mod:`tl_keras.models.hub`) its
+``pyramid_outputs`` finer than the latent. From the coarsest level up, each level
+concatenates the upsampled path with that level's skips and applies a 3x3 conv + BN +
+LeakyReLU; levels without a skip get the conv too. Upsampling is a 3x3/2 transposed conv + BN + LeakyReLU, as in the
 paper decoder.
 
 The encoder itself is unchanged (one output, the latent), so its weights are exported
@@ -46,8 +47,40 @@ def skip_layer_names(encoder: keras.Model) -> list[str]:
                      f"(expected Taskonomy ResNet-50 or compact / tiny layers)")
 
 
+def hub_backbone(encoder: keras.Model):
+    """The keras-hub backbone nested in ``encoder``, or None for our own encoders."""
+    for layer in encoder.layers:
+        if (keras.saving.get_registered_name(type(layer)) or "").startswith("keras_hub>"):
+            return layer
+    return None
+
+
+def pyramid_stages(encoder: keras.Model, backbone) -> keras.Model:
+    """image -> [pyramid levels finer than the latent, finest first, ..., latent] of a
+    keras-hub ``backbone`` nested in ``encoder`` (layers shared).
+
+    Raises:
+      ValueError: the backbone has no ``pyramid_outputs``.
+    """
+    levels = dict(getattr(backbone, "pyramid_outputs", None) or {})
+    if not levels:
+        raise ValueError(f"--decoder_variant=unet needs a backbone with pyramid_outputs; "
+                         f"{type(backbone).__name__} has none (use --decoder_variant paper "
+                         "or taskonomy)")
+    latent_side = backbone.output.shape[1]
+    finer = sorted((t for t in levels.values() if t.shape[1] > latent_side),
+                   key=lambda t: -t.shape[1])
+    features = keras.Model(backbone.inputs, finer + list(backbone.outputs), name="pyramid")
+    # The backbone is called once in the encoder: its node's input is the mapped image.
+    outputs = features(backbone._inbound_nodes[0].input_tensors[0])
+    return keras.Model(encoder.inputs, outputs, name="encoder_stages")
+
+
 def encoder_stages(encoder: keras.Model, skip_names=None) -> keras.Model:
     """A model sharing ``encoder``'s layers: image -> [skip_1, ..., skip_n, latent]."""
+    backbone = hub_backbone(encoder) if skip_names is None else None
+    if backbone is not None:
+        return pyramid_stages(encoder, backbone)
     skip_names = skip_names or skip_layer_names(encoder)
     outputs = [encoder.get_layer(n).output for n in skip_names] + list(encoder.outputs)
     return keras.Model(encoder.inputs, outputs, name="encoder_stages")

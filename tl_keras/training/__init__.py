@@ -9,12 +9,14 @@ light). Evaluating a fine-tuned run and the sweeps are ``tl_keras.studies``.
 from tl_keras.training.config import (ConfigError, FinetuneConfig, PretrainConfig,
                                       TrainConfig)
 from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.validation import with_task_options
 
 
 def run_pretrain(config, build_models=None):
     """:func:`tl_keras.training.pretraining.run_pretrain` holding ``model_dir``
     (lock and flags check, :func:`tl_keras.training.rundir.claim_run_dir`)."""
     from tl_keras.training.pretraining import run_pretrain as run
+    config = with_task_options(config)  # flags.json records the options
     with claim_run_dir(config):
         return run(config, build_models)
 

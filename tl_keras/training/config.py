@@ -1,21 +1,19 @@
-"""Frozen run configurations of pre-training and fine-tuning, with early validation.
+"""Frozen run configurations of pre-training and fine-tuning: the bottom of ``training/``.
 
 The CLIs parse absl flags into these dataclasses once; library code only sees
-the dataclass. Each field is a flag and carries its help text (``metadata["help"]``).
-:func:`validate_pretrain` / :func:`validate_finetune` check flag combinations and
-the data before anything is built, raising :class:`ConfigError` whose message is
-one line for the CLI to print.
+the dataclass. Each field made with :func:`option` is a flag and carries its help text
+(``metadata["help"]``). This module imports nothing from ``tl_keras.training``: the
+checks of flag combinations and data (which read the task registry) are
+:mod:`tl_keras.training.validation`, raising :class:`ConfigError` whose message is one
+line for the CLI to print. A task's own options are a dataclass of its module
+(:attr:`tl_keras.training.tasks.TaskSpec.options`), held in ``PretrainConfig.task_options``.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from tfrecords_tools import schema
 from tl_common.cli import UserError
-from tl_keras.training import tasks
-from tl_keras.weights.load_report import WeightLoadError
-from tl_keras.weights.spec import SPEC_HELP, InitSpec
+from tl_keras.weights.spec import SPEC_HELP, mode_suffix
 
 DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
@@ -24,7 +22,6 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("auto", "none", "bfloat16", "float16")
 CLASS_WEIGHTS = ("median_frequency", "inverse", "enet", "foreground", "none")
 DECODER_VARIANTS = ("taskonomy", "paper", "unet")
-DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
 LOSSES = ("cross_entropy", "cross_entropy_dice")
 
 
@@ -32,10 +29,20 @@ class ConfigError(UserError, ValueError):
     """An invalid flag combination or missing data (message: one line)."""
 
 
-def _flag(default, help_text: str):
+def option(default, help_text: str):
     """A config field carrying its flag's help text, the one place it is written (absl's
-    ``--help`` shows it through :func:`tl_keras.training.flags.define_config_flags`)."""
+    ``--help`` shows it through :func:`tl_keras.training.flags.define_config_flags`).
+    Task options classes make their fields with it too."""
     return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+_flag = option
+
+
+def flag_fields(config_cls) -> tuple:
+    """The fields of ``config_cls`` that are flags (all but those marked
+    ``metadata["flag"] = False``, such as ``PretrainConfig.task_options``)."""
+    return tuple(f for f in dataclasses.fields(config_cls) if f.metadata.get("flag", True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,9 +78,11 @@ class TrainConfig:
     seed: int = _flag(0, "seed of weights init, data order and dropout")
     deterministic: bool = _flag(False, "deterministic TF ops (resumed runs reproduce "
                                        "uninterrupted ones)")
-    mixed_precision: str = _flag("auto", "auto (bfloat16 where the CPU / GPU computes it "
-                                         "natively, else none) | none (float32) | bfloat16 | "
-                                         "float16 (dynamic loss scaling)")
+    mixed_precision: str = _flag("auto", "auto (the faster of float32 and the CPU's / GPU's "
+                                         "native bfloat16 / float16, timed on the run's own "
+                                         "step once per machine and network, cached) | none "
+                                         "(float32) | bfloat16 | float16 (dynamic loss "
+                                         "scaling)")
     jit_compile: bool = _flag(False, "XLA-compile forward and backward passes")
     strategy: str = _flag("default", "default | mirrored (local devices) | multi_worker "
                                      "(TF_CONFIG)")
@@ -85,7 +94,7 @@ class TrainConfig:
                "default, only the export and results stay)")
     validate: bool = _flag(True, "compute the validation loss (split 'val') after each epoch")
     overwrite: bool = _flag(False, "replace a run with other flags in --model_dir (otherwise "
-                                   "refused; the folder is emptied first)")
+                                   "refused; only what runs of ours wrote there is deleted)")
 
 
 def _new_default(base, name: str, default):
@@ -97,18 +106,15 @@ def _new_default(base, name: str, default):
 class PretrainConfig(TrainConfig):
     """Source-task pre-training (docs/method.md section 4)."""
 
-    task: str = _flag("segmentation", f"source task: {' | '.join(tasks.source_tasks())}")
+    task: str = _flag("segmentation", "source task, a source task of the registry "
+                                      "tl_keras.training.tasks")
     domain: str = _flag("t1", "source domain recorded with the encoder: t1 | natural")
-    disc_start_step: int = _flag(26000, "auto-encoding: step at which the GAN discriminator "
-                                        "switches on (paper: 26000 on T1, 25000 on natural "
-                                        "images)")
-    disc_learning_rate: float = _flag(1e-5, "auto-encoding: discriminator SGD learning rate")
-    discriminator_variant: str = _flag("taskonomy", "taskonomy (pix2pix) or paper")
-    classification_softmax: bool = _flag(False, "classification: softmax cross-entropy instead "
-                                                "of class-wise sigmoid BCE (the paper's text)")
     keep_checkpoints_after_done: bool = _flag(
         True, "keep checkpoints/ once the run is complete (pre-training: yes by default; few, "
               "costly runs stay extendable with a larger --max_steps)")
+    # Not a flag: an instance of the selected task's options class (TaskSpec.options),
+    # built by the CLI from that task's flags; None = the task's defaults.
+    task_options: object | None = dataclasses.field(default=None, metadata={"flag": False})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,101 +132,34 @@ class FinetuneConfig(TrainConfig):
                                        "classes)")
     eval_split: str = _flag("test", "split evaluated after training")
     evaluate: bool = _flag(True, "evaluate (or predict) --eval_split after training")
+    freeze_encoder: bool = _flag(False, "keep the encoder frozen (weights and batch-norm "
+                                        "statistics unchanged, BN in inference mode) and "
+                                        "train the decoder only; not with --init_from "
+                                        "scratch (use random)")
+    freeze_epochs: int = _flag(0, "--freeze_encoder: 0 = frozen for the whole run; N > 0 = "
+                                  "frozen for the first N epochs, then trained")
+    encoder_lr_multiplier: float = _flag(1.0, "the encoder's learning rate is the run's LR "
+                                              "(and schedule) times this; weight decay stays "
+                                              "--weight_decay per step for every weight")
+    init_decoder: bool = _flag(False, "--init_from a fine-tuning run: also copy its decoder "
+                                      "layers that match by name and shape (the others, "
+                                      "e.g. another class count's output layer, stay "
+                                      "random)")
 
     def resolved_epochs(self) -> int:
         return self.epochs or TARGET_EPOCHS[self.target]
 
+    def freeze_steps(self, steps_per_epoch: int, total_steps: int) -> int:
+        """Steps the encoder stays frozen: 0, ``total_steps`` (the whole run) or the
+        first ``freeze_epochs`` epochs (at most the whole run)."""
+        if not self.freeze_encoder:
+            return 0
+        if not self.freeze_epochs:
+            return total_steps
+        return min(self.freeze_epochs * steps_per_epoch, total_steps)
 
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"--{name}={value!r} is not one of {', '.join(allowed)}")
+    def mode_suffix(self) -> str:
+        """What this run's fine-tuning mode adds to its source label (" (frozen)" ...)."""
+        return mode_suffix(self.freeze_encoder, self.freeze_epochs, self.encoder_lr_multiplier,
+                           self.init_decoder)
 
-
-def _validate_common(c: TrainConfig) -> dict:
-    """Checks shared by both kinds of run; returns dataset.json."""
-    if not c.data_dir:
-        raise ConfigError("--data_dir is required")
-    if not c.model_dir:
-        raise ConfigError("--model_dir is required")
-    _choice("strategy", c.strategy, STRATEGIES)
-    _choice("mixed_precision", c.mixed_precision, PRECISIONS)
-    _choice("class_weights", c.class_weights, CLASS_WEIGHTS)
-    _choice("decoder_variant", c.decoder_variant, DECODER_VARIANTS)
-    if c.input_channels not in (1, 3):
-        raise ConfigError(f"--input_channels must be 1 or 3, got {c.input_channels}")
-    for name in ("batch_size", "latent_channels", "log_every", "checkpoint_every",
-                 "keep_checkpoints"):
-        if getattr(c, name) < 1:
-            raise ConfigError(f"--{name} must be >= 1, got {getattr(c, name)}")
-    if c.max_steps < 0 or c.epochs < 0:
-        raise ConfigError("--max_steps and --epochs must be >= 0")
-    if c.foreground_weight <= 0:
-        raise ConfigError(f"--foreground_weight must be > 0, got {c.foreground_weight}")
-    if c.learning_rate <= 0 or c.weight_decay < 0:
-        raise ConfigError("--learning_rate must be > 0 and --weight_decay >= 0")
-    if len(c.lr_values) != (len(c.lr_boundaries) + 1 if c.lr_boundaries else 0):
-        raise ConfigError(f"--lr_values needs len(--lr_boundaries) + 1 = "
-                          f"{len(c.lr_boundaries) + 1} values, got {len(c.lr_values)}")
-    if list(c.lr_boundaries) != sorted(set(c.lr_boundaries)):
-        raise ConfigError("--lr_boundaries must be strictly increasing")
-    if c.jit_compile and c.mixed_precision == "float16":
-        raise ConfigError("--jit_compile with --mixed_precision=float16 is not supported; "
-                          "use bfloat16")
-    if c.strategy == "multi_worker" and not os.environ.get("TF_CONFIG"):
-        raise ConfigError("--strategy=multi_worker needs the TF_CONFIG environment variable")
-    try:
-        meta = schema.read_meta(c.data_dir)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(str(e)) from None
-    h, w = meta["image_size"]
-    if h != w or h % 16:
-        raise ConfigError(f"{c.data_dir}: image_size {meta['image_size']} must be square "
-                          "and a multiple of 16")
-    if c.image_size and c.image_size != h:
-        raise ConfigError(f"--image_size={c.image_size} but {c.data_dir} holds {h} px slices")
-    if "train" not in meta["splits"]:
-        raise ConfigError(f"{c.data_dir}: dataset.json has no 'train' split")
-    return meta
-
-
-def validate_pretrain(c: PretrainConfig) -> dict:
-    """Validate a pre-training configuration and its data; return dataset.json."""
-    _choice("task", c.task, tasks.source_tasks())
-    _choice("domain", c.domain, DOMAINS)
-    _choice("discriminator_variant", c.discriminator_variant, DISCRIMINATOR_VARIANTS)
-    meta = _validate_common(c)
-    if c.epochs < 1 and c.max_steps < 1:
-        raise ConfigError("--epochs or --max_steps must be >= 1")
-    _check_task(tasks.get(c.task), c, meta)
-    if (c.task not in tasks.weighted_tasks()
-            and c.class_weights not in ("none", "median_frequency")):
-        raise ConfigError(f"--class_weights={c.class_weights} only applies to "
-                          f"--task={' | '.join(tasks.weighted_tasks())}")
-    return meta
-
-
-def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
-    """The task's own checks (:attr:`tasks.TaskSpec.check`) as a ConfigError."""
-    message = task.check(c, meta)
-    if message:
-        raise ConfigError(message)
-
-
-def validate_finetune(c: FinetuneConfig) -> dict:
-    """Validate a fine-tuning configuration and its data; return dataset.json."""
-    _choice("target", c.target, TARGETS)
-    _choice("loss", c.loss, LOSSES)
-    meta = _validate_common(c)
-    _check_task(tasks.get("target"), c, meta)
-    n_train = len(meta["splits"]["train"]["subjects"])
-    if c.train_subjects < 0 or c.train_subjects > n_train:
-        raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "
-                          f"{n_train} subjects")
-    try:
-        InitSpec.parse(c.init_from).check()
-    except WeightLoadError as e:
-        raise ConfigError(str(e)) from None
-    if c.evaluate and c.eval_split not in meta["splits"]:
-        raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
-                          "(pass --noevaluate or --eval_split)")
-    return meta

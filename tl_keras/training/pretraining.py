@@ -4,13 +4,16 @@ The tasks are specs in :mod:`tl_keras.training.tasks`; the training is
 :func:`tl_keras.training.train.train`."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from tl_keras.training import tasks
-from tl_keras.training.config import PretrainConfig, validate_pretrain
+from tl_keras.training.config import ConfigError, PretrainConfig
+from tl_keras.training.validation import validate_pretrain, with_task_options
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
+from tl_keras.weights.encoder_io import is_encoder_dir
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
@@ -26,15 +29,53 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
       build_models: ``(config, meta, *, network, num_outputs) -> TaskModels``
         (default: the Taskonomy networks; :mod:`tl_keras.models.presets`).
     """
+    config = with_task_options(config)  # None: the task's default options
     meta = validate_pretrain(config)
+    task = tasks.get(config.task)
     done = completed_result(config, extendable=True)
     if done is not None:
+        if task.export is not None:
+            _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
+                            "kept (--keep_checkpoints_after_done)")
         return done
-    run = train(config, tasks.get(config.task), meta, build_models)
-    result = pretrain_result(config, run.history, run.total_steps)
+    run = train(config, task, meta, build_models)
+    result = {**pretrain_result(config, run.history, run.total_steps),
+              "precision": run.precision.policy}
     if run.is_chief:
+        unrestorable = _restore_encoders(config, task, run, result)
         finish_run(config, result)
+        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result['epochs']}, "
+                        f"the best was epoch {result['best_epoch']}")
     return result
+
+
+def _missing_encoders(config: PretrainConfig) -> list[str]:
+    return [name for name in (ENCODER_LAST, ENCODER_BEST)
+            if not is_encoder_dir(os.path.join(config.model_dir, name))]
+
+
+def _restore_encoders(config, task, run, result: dict) -> list[str]:
+    """Export again the encoders a finished run lost (deleted by hand); the last
+    checkpoint holds the last epoch's networks. Returns those it cannot restore."""
+    missing = _missing_encoders(config) if task.export is not None and run.history else []
+    if not missing:
+        return []
+    last_is_best = result["best_epoch"] == result["epochs"]
+    restorable = [n for n in missing if n == ENCODER_LAST or last_is_best]
+    task.export(config, run.models, len(run.history) - 1, run.history[-1],
+                ENCODER_BEST in restorable)
+    print(f"{config.model_dir}: restored {', '.join(n + '/' for n in restorable)} from the "
+          f"last checkpoint", flush=True)
+    return [n for n in missing if n not in restorable]
+
+
+def _refuse_missing(config: PretrainConfig, missing: list[str], why: str) -> None:
+    if missing:
+        raise ConfigError(f"{config.model_dir}: the finished run's {', '.join(missing)}/ "
+                          f"{'is' if len(missing) == 1 else 'are'} missing and cannot be "
+                          f"restored ({why}); rerun with --overwrite to train again"
+                          + (f", or use {ENCODER_LAST}/" if ENCODER_LAST not in missing
+                             else ""))
 
 
 def pretrain_result(config: PretrainConfig, history: list, total_steps: int) -> dict:

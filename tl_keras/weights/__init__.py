@@ -5,7 +5,8 @@
 * :func:`save_encoder`, :func:`load_encoder`, :func:`read_encoder_meta` - our format;
   :func:`load_part` - the other parts a conversion wrote (``convert --parts``);
 * :class:`InitSpec` - the ``--init_from`` grammar (``scratch | DIR | taskonomy:CKPT[@TASK] |
-  imagenet:CKPT|FILE.h5``): parse, check, label, load; :func:`init_encoder` wraps it.
+  imagenet:CKPT|FILE.h5 | keras_hub:PRESET``): parse, check, label, load;
+  :func:`init_encoder` wraps it (keras-hub presets: :mod:`tl_keras.weights.hub`).
 
 CLIs: ``python -m tl_keras.weights.inspect_checkpoint CKPT`` and
 ``python -m tl_keras.weights.convert``.

@@ -40,19 +40,23 @@ def atomic_weights(path: str):
 
 TASKONOMY_ARCH = "taskonomy_resnet50_v1"
 KERAS_JSON_ARCH = "keras_json"
+HUB_ARCH = "keras_hub"  # tl_keras.models.hub.ARCHITECTURE
 
 
 def encoder_config(encoder) -> dict:
     """The arguments that rebuild ``encoder``.
 
-    A Taskonomy ResNet-50 (``build_encoder``) is rebuilt from its sizes; any other
-    Keras encoder (e.g. the small test networks) is stored as its Keras JSON config.
+    A Taskonomy ResNet-50 (``build_encoder``) is rebuilt from its sizes, a keras-hub
+    encoder from its backbone config and input mapping (:mod:`tl_keras.models.hub`); any
+    other Keras encoder (e.g. the small test networks) is stored as its Keras JSON config.
     """
     _, h, w, c = encoder.input_shape
     config = {"image_size": [int(h), int(w)], "input_channels": int(c),
               "latent_channels": int(encoder.output_shape[-1]), "architecture": TASKONOMY_ARCH}
     if "encoder__conv1" not in {layer.name for layer in encoder.layers}:
-        config.update(architecture=KERAS_JSON_ARCH, keras_config=encoder.to_json())
+        from tl_keras.models.hub import hub_encoder_config
+        config.update(hub_encoder_config(encoder) or {"architecture": KERAS_JSON_ARCH,
+                                                      "keras_config": encoder.to_json()})
     return config
 
 
@@ -141,6 +145,9 @@ def load_encoder(path: str, name: str = "encoder"):
         import keras
         from tl_keras.models.batchnorm import fused_keras_json
         encoder = keras.models.model_from_json(fused_keras_json(meta["keras_config"]))
+    elif architecture == HUB_ARCH:
+        from tl_keras.models.hub import rebuild_hub_encoder
+        encoder = rebuild_hub_encoder(meta, name=name)
     elif architecture == TASKONOMY_ARCH:
         from tl_keras.models import build_encoder
         encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],

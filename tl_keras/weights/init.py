@@ -14,7 +14,8 @@ def init_encoder(encoder, spec: str, strict: bool = True) -> LoadReport:
     Args:
       encoder: from :func:`tl_keras.models.build_encoder`.
       spec: an :class:`~tl_keras.weights.spec.InitSpec` string: ``scratch``, an encoder
-        directory, ``taskonomy:CKPT[@TASK]``, ``imagenet:CKPT`` or ``imagenet:FILE.h5``.
+        directory, ``taskonomy:CKPT[@TASK]``, ``imagenet:CKPT``, ``imagenet:FILE.h5`` or
+        ``keras_hub:PRESET``.
       strict: raise on missing / unexpected / mis-shaped tensors.
 
     Returns:

@@ -36,21 +36,38 @@ def weight_map(model) -> dict:
     return out
 
 
-def _adapt(name: str, value: np.ndarray, shape: tuple, report: LoadReport) -> np.ndarray:
-    """Sum RGB conv1 kernels over the input channels for a one-channel encoder.
+def first_conv(model) -> str:
+    """The checkpoint name of the kernel of ``model``'s first convolution (the one the
+    images enter; :data:`CONV1` for the Taskonomy encoder), or "" when there is none."""
+    for layer in _layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and len(kernel.shape) == 4:
+            return f"{scope_of(layer.name)}/{_LEAF['kernel']}"
+    return ""
+
+
+#: The one rule for grey scans into RGB encoders (docs/sources.md), as the report notes it.
+GREY_RULE = "RGB kernel summed over channels for a 1-channel input"
+
+
+def _adapt(name: str, value: np.ndarray, shape: tuple, report: LoadReport,
+           rgb_kernels=(CONV1,)) -> np.ndarray:
+    """Sum RGB first-conv kernels over the input channels for a one-channel encoder.
 
     For a grey image g, conv(g repeated 3 times, W) == conv(g, sum_c W[..., c, :]), so a
-    one-channel model reproduces the RGB model on grey inputs exactly.
+    one-channel model reproduces the RGB model on grey inputs exactly. This is the one
+    rule of every source (Taskonomy, ImageNet, keras-hub, our encoders).
     """
-    if (name == CONV1 and value.ndim == 4 and len(shape) == 4 and value.shape[2] == 3
+    if (name in rgb_kernels and value.ndim == 4 and len(shape) == 4 and value.shape[2] == 3
             and shape[2] == 1 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]):
-        report.notes.append(f"{CONV1}: RGB kernel summed over channels for a 1-channel input")
+        report.notes.append(f"{name}: {GREY_RULE}")
+        report.adapted.append((name, tuple(value.shape), tuple(shape)))
         return value.sum(axis=2, keepdims=True)
     return value
 
 
 def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
-           random_ok=()) -> LoadReport:
+           random_ok=(), rgb_kernels=(CONV1,)) -> LoadReport:
     """Copy ``sources`` arrays into ``targets`` variables by name.
 
     Args:
@@ -61,6 +78,8 @@ def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
         missing, a source unused, or a shape differs.
       random_ok: name prefixes that the source cannot provide by design; such targets go to
         ``report.left_random`` instead of ``report.missing``.
+      rgb_kernels: names of the first-conv kernels that may be summed from RGB to one
+        input channel (the grey rule, :func:`_adapt`).
 
     Returns:
       ``report``.
@@ -71,7 +90,7 @@ def assign(sources: dict, targets: dict, report: LoadReport, *, strict: bool,
             (report.left_random if name.startswith(tuple(random_ok)) and random_ok
              else report.missing).append(name)
             continue
-        value = _adapt(name, np.asarray(sources[name]), tuple(var.shape), report)
+        value = _adapt(name, np.asarray(sources[name]), tuple(var.shape), report, rgb_kernels)
         if tuple(value.shape) != tuple(var.shape):
             report.mismatched.append((name, tuple(value.shape), tuple(var.shape)))
             continue

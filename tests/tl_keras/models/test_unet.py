@@ -102,7 +102,8 @@ def test_encoder_weights_load_identically_with_either_decoder(network, tmp_path)
 
 def test_unet_is_refused_for_autoencoding(tiny_data_dir, tmp_path):
     from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.config import ConfigError, PretrainConfig, validate_pretrain
+    from tl_keras.training.config import ConfigError, PretrainConfig
+    from tl_keras.training.validation import validate_pretrain
     from tl_keras.models.presets import tiny_task_models
     with pytest.raises(ValueError, match="learns the identity"):
         build_task_models("autoencoding", build_encoder(32, 1), num_classes=None,

@@ -116,3 +116,16 @@ def test_non_chief_workers_do_not_take_the_lock(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({
         "cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}))
     assert rundir.is_chief_from_env()
+
+
+def test_task_options_compare_as_flags_of_their_own():
+    """A task's options are compared field by field, also against a flags.json written
+    before they moved out of PretrainConfig (top-level ``disc_start_step``)."""
+    from tl_keras.training.config import PretrainConfig
+    from tl_keras.training.tasks.autoencoding import AutoencodingOptions
+    config = PretrainConfig(task="autoencoding", task_options=AutoencodingOptions())
+    old = {**dataclasses.asdict(config), "disc_start_step": 26000, "disc_learning_rate": 1e-5}
+    del old["task_options"]
+    assert rundir.flag_differences(old, config) == []
+    changed = dataclasses.replace(config, task_options=AutoencodingOptions(disc_start_step=5))
+    assert rundir.flag_differences(old, changed) == ["--disc_start_step: 26000 -> 5"]

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tl_keras.training import losses, steps
 from tl_keras.training.config import FinetuneConfig, PretrainConfig
+from tl_keras.training.tasks.autoencoding import AutoencodingOptions
 from tl_keras.training.optimizers import make_discriminator_optimizer, make_generator_optimizer
 from tl_keras.models.presets import build_tiny_models, tiny_task_models
 
@@ -75,7 +76,8 @@ def test_resume_reaches_the_uninterrupted_weights(tiny_data_dir, tmp_path, capsy
     one uninterrupted 8-step run (6 steps per epoch, so the resume also crosses an epoch)."""
     from tl_keras.training import run_pretrain
     base = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "a"), batch_size=2,
-                          task="autoencoding", disc_start_step=5, max_steps=8,
+                          task="autoencoding", max_steps=8,
+                          task_options=AutoencodingOptions(disc_start_step=5),
                           deterministic=True, validate=False, log_every=2, seed=3)
     logs = run_pretrain(base, build_tiny_models)
     assert {"final_d_loss", "final_adversarial", "final_l1", "final_loss"} <= set(logs)

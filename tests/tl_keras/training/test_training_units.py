@@ -8,7 +8,7 @@ import pytest
 from tests.helpers import ROOT
 from tl_keras.training import class_weights as cw
 from tl_keras.training import config as cfg
-from tl_keras.training.strategy import native_bfloat16 as real_native_bfloat16
+from tl_keras.training import validation as val
 
 
 def test_decoupled_adamw_one_step_equals_formula():
@@ -85,34 +85,35 @@ def test_invalid_pretrain_flags_fail_early(tiny_data_dir, tmp_path, monkeypatch,
     monkeypatch.delenv("TF_CONFIG", raising=False)
     c = dataclasses.replace(_pre(tiny_data_dir, tmp_path), **kw)
     with pytest.raises(cfg.ConfigError, match=message.replace("[", r"\[")) as e:
-        cfg.validate_pretrain(c)
+        val.validate_pretrain(c)
     assert "\n" not in str(e.value)
 
 
 def test_invalid_finetune_flags_fail_early(tiny_data_dir, tmp_path):
     ok = cfg.FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path), target="ms")
-    assert cfg.validate_finetune(ok)["num_mask_classes"] == 2
+    assert val.validate_finetune(ok)["num_mask_classes"] == 2
     assert ok.resolved_epochs() == 60
     for kw, message in (({"train_subjects": 5}, "has 4 subjects"),
                         ({"init_from": "/no/such/encoder"}, "does not exist"),
                         ({"eval_split": "holdout"}, "no 'holdout' split")):
         with pytest.raises(cfg.ConfigError, match=message):
-            cfg.validate_finetune(dataclasses.replace(ok, **kw))
+            val.validate_finetune(dataclasses.replace(ok, **kw))
 
 
 def test_flagfile_parsing(tmp_path):
     from absl import flags
-    from tl_keras.training.flags import config_from_flags, define_config_flags
+    from tl_keras.training.flags import (config_from_flags, define_config_flags,
+                                         define_pretrain_flags, pretrain_config_from_flags)
     fv = flags.FlagValues()
-    define_config_flags(cfg.PretrainConfig, flag_values=fv)
+    define_pretrain_flags(flag_values=fv)
     flagfile = tmp_path / "run.flags"
     flagfile.write_text("# comment\n--task=autoencoding\n--batch_size=32\n"
                         "--lr_boundaries=80000\n--lr_values=1e-4,1e-5\n--deterministic\n")
     fv(["prog", f"--flagfile={flagfile}", "--batch_size=2", "--data_dir=/d"])
-    c = config_from_flags(cfg.PretrainConfig, flag_values=fv)
+    c = pretrain_config_from_flags(flag_values=fv)
     assert (c.task, c.batch_size, c.data_dir, c.deterministic) == ("autoencoding", 2, "/d", True)
     assert c.lr_boundaries == (80000,) and c.lr_values == (1e-4, 1e-5)
-    assert c.weight_decay == 2e-6 and c.disc_start_step == 26000
+    assert c.weight_decay == 2e-6 and c.task_options.disc_start_step == 26000
     fv2 = flags.FlagValues()
     define_config_flags(cfg.FinetuneConfig, flag_values=fv2)
     fv2(["prog", "--target=anatomy"])
@@ -122,14 +123,17 @@ def test_flagfile_parsing(tmp_path):
 
 def test_experiment_flagfiles_parse():
     from absl import flags
-    from tl_keras.training.flags import config_from_flags, define_config_flags
+    from tl_keras.training.flags import (config_from_flags, define_config_flags,
+                                         define_pretrain_flags, pretrain_config_from_flags)
     root = os.path.join(ROOT, "experiments")
-    for name, cls in (("pretrain_natural_autoencoding.flags", cfg.PretrainConfig),
-                      ("finetune_stroke.flags", cfg.FinetuneConfig)):
-        fv = flags.FlagValues()
-        define_config_flags(cls, flag_values=fv)
-        fv(["prog", f"--flagfile={os.path.join(root, name)}"])
-        config_from_flags(cls, flag_values=fv)
+    fv = flags.FlagValues()
+    define_pretrain_flags(flag_values=fv)
+    fv(["prog", f"--flagfile={os.path.join(root, 'pretrain_natural_autoencoding.flags')}"])
+    assert pretrain_config_from_flags(flag_values=fv).task_options.disc_start_step == 25000
+    fv = flags.FlagValues()
+    define_config_flags(cfg.FinetuneConfig, flag_values=fv)
+    fv(["prog", f"--flagfile={os.path.join(root, 'finetune_stroke.flags')}"])
+    config_from_flags(cfg.FinetuneConfig, flag_values=fv)
 
 
 def test_pretrained_weights_only_without_checkpoint(tmp_path, capsys):
@@ -164,19 +168,3 @@ def test_sweep_grid_split_and_slurm_defaults(tmp_path, monkeypatch):
     assert sweeps.slurm_job(1, 2) == (1, 2)
     with pytest.raises(cfg.ConfigError):
         sweeps.slurm_job(5, 5)
-
-
-def test_auto_precision_follows_native_bfloat16(tmp_path, monkeypatch):
-    from tl_keras.training import strategy
-    native_bfloat16 = real_native_bfloat16  # conftest replaces the module's for every test
-    amd = tmp_path / "amd"
-    amd.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
-    old = tmp_path / "old"
-    old.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert native_bfloat16(str(amd)) and not native_bfloat16(str(old))
-    assert not native_bfloat16(str(tmp_path / "missing"))
-    monkeypatch.setattr(strategy, "native_bfloat16", lambda: True)
-    assert strategy.resolve_precision("auto") == "bfloat16"
-    assert strategy.resolve_precision("none") == "none"
-    monkeypatch.setattr(strategy, "native_bfloat16", lambda: False)
-    assert strategy.resolve_precision("auto") == "none"

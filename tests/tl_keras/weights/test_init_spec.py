@@ -62,17 +62,18 @@ def test_every_checkpoint_form_validates(small_ckpts, tiny_data_dir, tmp_path):
     import dataclasses
 
     from tl_keras.training import config as cfg
+    from tl_keras.training import validation as val
     prefix = small_ckpts["taskonomy/autoencoder"]
     ok = cfg.FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path))
     for spec in (prefix, os.path.dirname(prefix), prefix + ".index",
                  prefix + ".data-00000-of-00001"):
-        cfg.validate_finetune(dataclasses.replace(ok, init_from="taskonomy:" + spec))
+        val.validate_finetune(dataclasses.replace(ok, init_from="taskonomy:" + spec))
     v1 = small_ckpts["resnet_v1_50.ckpt"]
-    cfg.validate_finetune(dataclasses.replace(ok, init_from="imagenet:" + v1))
+    val.validate_finetune(dataclasses.replace(ok, init_from="imagenet:" + v1))
     # the folder holding the V1 file (its Taskonomy subfolders hold no checkpoint here)
-    cfg.validate_finetune(dataclasses.replace(ok, init_from="imagenet:" + os.path.dirname(v1)))
+    val.validate_finetune(dataclasses.replace(ok, init_from="imagenet:" + os.path.dirname(v1)))
     with pytest.raises(cfg.ConfigError, match="a TF checkpoint; say taskonomy:"):
-        cfg.validate_finetune(dataclasses.replace(ok, init_from=prefix))
+        val.validate_finetune(dataclasses.replace(ok, init_from=prefix))
 
 
 def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_path, capsys):
@@ -81,6 +82,7 @@ def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_pa
     import dataclasses
 
     from tl_keras.training import config as cfg
+    from tl_keras.training import validation as val
     from tl_keras.models.presets import tiny_encoder
     from tl_keras.weights import InitSpec, WeightLoadError, convert, load_taskonomy
     from tl_keras.weights import inspect_checkpoint as inspect
@@ -109,7 +111,7 @@ def test_missing_or_truncated_files_are_named(small_ckpts, tiny_data_dir, tmp_pa
     assert "map cleanly" not in captured.out and f"{data}: missing" in captured.err
     ok = cfg.FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path / "run"))
     with pytest.raises(cfg.ConfigError, match=re.escape(f"{data}: missing")) as e:
-        cfg.validate_finetune(dataclasses.replace(ok, init_from=f"taskonomy:{copy}"))
+        val.validate_finetune(dataclasses.replace(ok, init_from=f"taskonomy:{copy}"))
     assert "\n" not in str(e.value)
     v1 = tmp_path / "resnet_v1_50.ckpt"
     v1.write_bytes(open(small_ckpts["resnet_v1_50.ckpt"], "rb").read()[:100])
@@ -139,12 +141,12 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
         "Taskonomy autoencoder"
     assert source_of(f"taskonomy:{prefix}@ae_v2")["source_task"] == "taskonomy:ae_v2"
     assert source_of("imagenet:" + small_ckpts["resnet_v1_50.ckpt"])["source_label"] == "ImageNet"
-    assert [n for n, _ in parse_sources(["taskonomy:" + small_ckpts[f"taskonomy/{t}"]
+    assert [n for n, *_ in parse_sources(["taskonomy:" + small_ckpts[f"taskonomy/{t}"]
                                          for t in TASKS])] == [f"taskonomy_{t}" for t in TASKS]
     # result.json -> the sweep CSV -> the report: one row per task
     sources = parse_sources([f"{t}=taskonomy:{small_ckpts['taskonomy/' + t]}" for t in TASKS])
     config = SweepConfig(str(tmp_path), sources, (4,), 2, finetune=None)
-    for i, (name, spec) in enumerate(sources):
+    for i, (name, spec, _) in enumerate(sources):
         for r in range(2):
             run = tmp_path / name / "n4" / f"r{r}"
             run.mkdir(parents=True)

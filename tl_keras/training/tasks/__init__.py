@@ -7,9 +7,11 @@ also be registered from Python with :func:`register` (as the tests do).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 
+from tl_keras.training.config import PretrainConfig
 from tl_keras.training.tasks.spec import (ENCODER_BEST, ENCODER_LAST, ExtraNetwork,
                                           StepContext, TaskSpec, export_encoder, no_check,
                                           supervised)
@@ -17,10 +19,29 @@ from tl_keras.training.tasks.spec import (ENCODER_BEST, ENCODER_LAST, ExtraNetwo
 _REGISTRY: dict[str, TaskSpec] = {}
 
 
+def _option_names(task: TaskSpec) -> set[str]:
+    return {f.name for f in dataclasses.fields(task.options)} if task.options else set()
+
+
 def register(task: TaskSpec) -> TaskSpec:
-    """Add ``task`` to the registry (its name must be new); return it."""
+    """Add ``task`` to the registry (its name and its option names must be new); return it.
+
+    Raises:
+      ValueError: the name is taken, or an option field has the name of a config field
+        or of another task's option (each option is one ``pretrain`` flag).
+    """
     if task.name in _REGISTRY:
         raise ValueError(f"task {task.name!r} is already registered")
+    if task.options is not None and not dataclasses.is_dataclass(task.options):
+        raise ValueError(f"task {task.name!r}: options must be a dataclass, got "
+                         f"{task.options!r}")
+    taken = {f.name: "PretrainConfig" for f in dataclasses.fields(PretrainConfig)}
+    for other in _REGISTRY.values():
+        taken.update(dict.fromkeys(_option_names(other), f"task {other.name!r}"))
+    clash = sorted(_option_names(task) & set(taken))
+    if clash:
+        raise ValueError(f"task {task.name!r}: option {clash[0]!r} is already a flag of "
+                         f"{taken[clash[0]]}")
     _REGISTRY[task.name] = task
     return task
 
@@ -50,6 +71,13 @@ def weighted_tasks() -> tuple[str, ...]:
                  if task.source and task.class_weights is not None)
 
 
+def options_classes() -> dict[str, type]:
+    """Source task name -> its options class, for the tasks that have one (the
+    ``pretrain`` CLI defines a flag per field)."""
+    return {name: task.options for name, task in _REGISTRY.items()
+            if task.source and task.options is not None}
+
+
 def _register_modules() -> None:
     for module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
         if module != "spec":
@@ -59,5 +87,5 @@ def _register_modules() -> None:
 _register_modules()
 
 __all__ = ["ENCODER_BEST", "ENCODER_LAST", "ExtraNetwork", "StepContext", "TaskSpec",
-           "export_encoder", "get", "no_check", "register", "source_tasks", "supervised",
-           "unregister", "weighted_tasks"]
+           "export_encoder", "get", "no_check", "options_classes", "register", "source_tasks",
+           "supervised", "unregister", "weighted_tasks"]

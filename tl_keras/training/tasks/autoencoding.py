@@ -2,7 +2,32 @@
 conditional GAN (docs/method.md section 4)."""
 from __future__ import annotations
 
+import dataclasses
+
+from tl_keras.training.config import option
 from tl_keras.training.tasks.spec import ExtraNetwork, StepContext, TaskSpec, export_encoder
+
+DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoencodingOptions:
+    """The options of ``--task=autoencoding`` (the GAN's)."""
+
+    disc_start_step: int = option(26000, "autoencoding: step at which the GAN discriminator "
+                                         "switches on (paper: 26000 on T1, 25000 on natural "
+                                         "images)")
+    disc_learning_rate: float = option(1e-5, "autoencoding: discriminator SGD learning rate")
+    discriminator_variant: str = option("taskonomy", "autoencoding: discriminator, taskonomy "
+                                                     "(pix2pix) or paper")
+
+    def check(self, config, meta: dict) -> str | None:
+        if self.disc_start_step < 0 or self.disc_learning_rate <= 0:
+            return "--disc_start_step must be >= 0 and --disc_learning_rate > 0"
+        if self.discriminator_variant not in DISCRIMINATOR_VARIANTS:
+            return (f"--discriminator_variant={self.discriminator_variant!r} is not one of "
+                    f"{', '.join(DISCRIMINATOR_VARIANTS)}")
+        return None
 
 
 def _loss(config, weights: dict | None):
@@ -14,15 +39,14 @@ def _check(config, meta: dict) -> str | None:
     if config.decoder_variant == "unet":
         from tl_keras.models.factory import UNET_REFUSED
         return UNET_REFUSED.format(task=config.task)
-    if config.disc_start_step < 0 or config.disc_learning_rate <= 0:
-        return "--disc_start_step must be >= 0 and --disc_learning_rate > 0"
     return None
 
 
 def _discriminator_optimizer(config):
     from tl_keras.training.optimizers import make_discriminator_optimizer
-    return make_discriminator_optimizer(config.disc_learning_rate,
-                                        loss_scale=config.mixed_precision == "float16")
+    from tl_keras.training.strategy import loss_scaling
+    return make_discriminator_optimizer(config.task_options.disc_learning_rate,
+                                        loss_scale=loss_scaling())
 
 
 def _steps(ctx: StepContext):
@@ -33,7 +57,7 @@ def _steps(ctx: StepContext):
         ctx.models.model, ctx.models.discriminator, ctx.optimizer,
         ctx.optimizers["discriminator"], ctx.config.batch_size,
         jit_compile=ctx.config.jit_compile), ctx.strategy)
-    start = ctx.config.disc_start_step
+    start = ctx.config.task_options.disc_start_step
     return lambda step: gan if step >= start else train
 
 
@@ -41,4 +65,5 @@ TASK = TaskSpec(name="autoencoding", data_task="autoencoding", network="autoenco
                 num_outputs=lambda meta: None, loss=_loss, check=_check,
                 extra_networks=(ExtraNetwork("discriminator", "d_optimizer",
                                              _discriminator_optimizer),),
-                steps=_steps, export=export_encoder)
+                steps=_steps, export=export_encoder, options=AutoencodingOptions,
+                labels=False)

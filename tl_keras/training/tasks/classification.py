@@ -2,9 +2,20 @@
 (docs/method.md section 4)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 
+from tl_keras.training.config import option
 from tl_keras.training.tasks.spec import TaskSpec, export_encoder
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationOptions:
+    """The options of ``--task=classification``."""
+
+    classification_softmax: bool = option(False, "classification: softmax cross-entropy "
+                                                 "instead of class-wise sigmoid BCE (the "
+                                                 "paper's text)")
 
 
 def _num_outputs(meta: dict) -> int:
@@ -14,7 +25,7 @@ def _num_outputs(meta: dict) -> int:
 def _loss(config, weights: dict | None):
     from tl_keras.training import losses
     return functools.partial(losses.multilabel_cross_entropy,
-                             softmax=config.classification_softmax)
+                             softmax=config.task_options.classification_softmax)
 
 
 def _check(config, meta: dict) -> str | None:
@@ -24,4 +35,5 @@ def _check(config, meta: dict) -> str | None:
 
 
 TASK = TaskSpec(name="classification", data_task="classification", network="classification",
-                num_outputs=_num_outputs, loss=_loss, check=_check, export=export_encoder)
+                num_outputs=_num_outputs, loss=_loss, check=_check, export=export_encoder,
+                options=ClassificationOptions)
