@@ -69,3 +69,11 @@ def test_default_study_can_reach_a_verdict():
     c = quickstart.plan("qs", tiny=False)
     comparisons = (len(c.sources) - 1) * len(c.set_sizes)
     assert c.repeats >= stats.pairs_needed(comparisons) >= stats.MIN_PAIRS
+
+
+def test_the_random_control_is_a_frozen_random_encoder():
+    from tl_keras import quickstart
+    (name, spec, mode), = quickstart.sweep_sources({"random_frozen": "random"})
+    assert (name, spec) == ("random_frozen", "random") and mode["freeze_encoder"] is True
+    (_, _, mode), = quickstart.sweep_sources({"scratch": "scratch"})
+    assert mode is None

@@ -55,11 +55,13 @@ class Source:
 
     Attributes:
       name: its name (the sweep's cell folder).
-      init_from: a fixed ``--init_from`` spec (``scratch``), or empty when the
-        quickstart pre-trains the encoder itself:
+      init_from: a fixed ``--init_from`` spec (``scratch``, ``random``), or empty when
+        the quickstart pre-trains the encoder itself:
       data: which of its data sets it pre-trains on (``build_data``'s names),
       task: the pre-training task,
       domain: the source domain.
+      mode: a fine-tuning mode of the sweep's ``--sources`` grammar (``frozen``: the
+        encoder stays as loaded), or empty.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Source:
     data: str = ""
     task: str = ""
     domain: str = ""
+    mode: str = ""
 
 
 #: Every source ``--sources`` can pick, in the sweep's order.
@@ -76,6 +79,9 @@ SOURCES = {s.name: s for s in (
     Source("t1_classification", data="t1_source", task="classification", domain="t1"),
     Source("natural_segmentation", data="natural", task="segmentation", domain="natural"),
     Source("scratch", init_from="scratch"),
+    # The control: a seeded random encoder kept frozen (only the decoder learns), so a
+    # source's gain over it is what its pre-trained features add (docs/study.md).
+    Source("random_frozen", init_from="random", mode="frozen"),
 )}
 REFERENCE_SOURCE = "scratch"  # every report compares with it, so every study has it
 #: The default study's sources. Its cost grows with their number: each costs
@@ -280,11 +286,19 @@ def _pretrain_job(config, network: str) -> None:
     run_pretrain(config, _build_models(network))
 
 
+def sweep_sources(encoders: dict[str, str]) -> tuple:
+    """The sweep's sources (``sweeps.parse_sources``) of ``{name: init spec}``, with each
+    source's fine-tuning mode."""
+    from tl_keras.studies.sweeps import parse_sources
+    return parse_sources([f"{name}={spec}" + (f"+{SOURCES[name].mode}" if SOURCES[name].mode
+                                             else "") for name, spec in encoders.items()])
+
+
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
     from tl_keras.studies.sweeps import SweepConfig, grid, merge_results
     from tl_keras.training.runs import RESULT_FILE
-    sources = tuple(encoders.items())
+    sources = sweep_sources(encoders)
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
                               batch_size=c.batch_size, max_steps=c.finetune_steps,
                               epochs=c.finetune_epochs, validate=c.finetune_validate,
