@@ -43,3 +43,37 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     cell = json.load(open(os.path.join(sweep["run_dir"].iloc[0], "flags.json")))["flags"]
     assert (cell["decoder_variant"], cell["loss"]) == (config.decoder_variant, config.loss)
     assert cell["mixed_precision"] == config.mixed_precision == "none"
+
+
+def test_sources_flag_picks_registered_sources(tmp_path, capsys):
+    from tl_keras import quickstart
+    assert set(quickstart.DEFAULT_SOURCES) <= set(quickstart.SOURCES)
+    assert quickstart.plan(str(tmp_path), tiny=False).sources == quickstart.DEFAULT_SOURCES
+    assert quickstart.check_sources(["scratch", "t1_segmentation"]) == ("scratch",
+                                                                        "t1_segmentation")
+    assert quickstart.FLAGS["sources"].default == list(quickstart.DEFAULT_SOURCES)
+    for sources, message in (("t1_segmentation", "must include scratch"),
+                             ("scratch,imagenet", "unknown imagenet; known: t1_segmentation"),
+                             ("scratch,scratch", "named twice")):
+        workdir = tmp_path / "qs"
+        code = quickstart.main(["quickstart", f"--workdir={workdir}", f"--sources={sources}"])
+        err = capsys.readouterr().err
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+        assert not workdir.exists()  # refused before anything is written
+
+
+def test_default_study_can_reach_a_verdict():
+    """Every source has enough pairs for Holm over the default report's comparisons."""
+    from tl_keras import quickstart
+    from tl_keras.evaluation import stats
+    c = quickstart.plan("qs", tiny=False)
+    comparisons = (len(c.sources) - 1) * len(c.set_sizes)
+    assert c.repeats >= stats.pairs_needed(comparisons) >= stats.MIN_PAIRS
+
+
+def test_the_random_control_is_a_frozen_random_encoder():
+    from tl_keras import quickstart
+    (name, spec, mode), = quickstart.sweep_sources({"random_frozen": "random"})
+    assert (name, spec) == ("random_frozen", "random") and mode["freeze_encoder"] is True
+    (_, _, mode), = quickstart.sweep_sources({"scratch": "scratch"})
+    assert mode is None

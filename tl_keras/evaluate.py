@@ -13,6 +13,7 @@ import sys
 from absl import flags
 
 from tl_common import cli
+from tl_keras.evaluation import catalogue
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -33,8 +34,9 @@ flags.DEFINE_list("overlap_cutoffs", ["0", "0.2"],
                   "A lesion is detected when more than this fraction is predicted.", **_F)
 flags.DEFINE_list("volume_cutoffs_ml", ["0", "1", "2"],
                   "Lesions smaller than the cutoff (mL) are not counted.", **_F)
-flags.DEFINE_list("presets", ["paper", "isles22", "atlas2", "wmh", "msseg_anima"],
-                  "Challenge detection presets to report.", **_F)
+flags.DEFINE_list("presets", list(catalogue.DETECTION_PRESETS),
+                  "Challenge detection presets to report, of "
+                  f"{', '.join(catalogue.DETECTION_PRESETS)}.", **_F)
 flags.DEFINE_enum("space", "template", ["template", "native"],
                   "Grid of the volume metrics (volume Dice, volumes, lesions, detection, "
                   "presets): template = the pre-processed MNI grid the network sees; native = "

@@ -17,6 +17,7 @@ import sys
 from absl import flags
 
 from tl_common import cli
+from tl_keras.evaluation import predict as lib
 
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
@@ -39,7 +40,6 @@ flags.mark_flag_as_required("model_dir", **_F)
 
 
 def _jobs(f: flags.FlagValues):
-    from tl_keras.evaluation import predict as lib
     modes = [m for m in ("input", "input_dir", "manifest") if getattr(f, m)]
     if len(modes) != 1:
         raise cli.FlagError("give exactly one of --input, --input_dir, --manifest")
@@ -55,8 +55,7 @@ def _jobs(f: flags.FlagValues):
 
 def run(f: flags.FlagValues, args) -> None:
     """Segment the scans the flags name."""
-    from tl_keras.evaluation.predict import predict_scans
-    written = predict_scans(f.model_dir, _jobs(f), batch_size=f.batch_size,
+    written = lib.predict_scans(f.model_dir, _jobs(f), batch_size=f.batch_size,
                             overwrite=f.overwrite, verbose=f.verbose)
     print(f"predict: {len(written)} label map(s) in native space, e.g. {written[0]}")
 

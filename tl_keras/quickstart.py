@@ -1,6 +1,6 @@
 """The whole transfer-learning study, end to end, on data built offline.
 
-    python -m tl_keras.quickstart --workdir qs           # ~15 min on 2 cores (README)
+    python -m tl_keras.quickstart --workdir qs           # <= 15 min on 2 cores (README)
     python -m tl_keras.quickstart --workdir qs --tiny    # ~2 min: the pipeline check
 
 Stages (each resumes when rerun on the same ``--workdir``):
@@ -8,14 +8,18 @@ Stages (each resumes when rerun on the same ``--workdir``):
      (tissue / structure labels) and a stroke-like target cohort, converted to
      64 px shards (registration to MNI152 at 4 mm included).
   2. Natural-image shards from scikit-image's bundled photographs.
-  3. Pre-training: T1 segmentation, T1 auto-encoding (L1 + GAN), T1
-     classification, natural-image segmentation.
+  3. Pre-training of the chosen sources (``--sources``, ``SOURCES``; by default
+     ``DEFAULT_SOURCES``: T1 segmentation, T1 auto-encoding (L1 + GAN), T1
+     classification, natural-image segmentation).
   4. A fine-tuning sweep on the lesion target: each source and scratch x set
-     sizes x repeats, each cell evaluated on the test split. Fine-tuning uses the
-     skip-connected decoder (``--decoder_variant unet``, default; ``paper`` for the
-     /16-latent one) and cross-entropy (lesion weight 20) + soft Dice; these and the
-     step count were chosen on the validation split (docs/decoders.md).
-  5. The report: tables (CSV, Markdown) and figures (PNG).
+     sizes x repeats (by default 10 subsets of 4 subjects), each cell evaluated
+     on the test split. Fine-tuning uses the skip-connected decoder
+     (``--decoder_variant unet``, default; ``paper`` for the /16-latent one) and
+     cross-entropy (lesion weight 20) + soft Dice; these, the step count, the set
+     size and the repeats were chosen on the validation split (docs/decoders.md,
+     docs/study.md).
+  5. The report: tables (CSV, Markdown) and figures (PNG); ``summary.md`` opens
+     with ``SYNTHETIC_NOTE``.
 
 Networks (``--network``): ``compact`` (default; a small conv encoder, /16
 latent of ``latent_channels``, with the same interfaces as the Taskonomy
@@ -48,6 +52,62 @@ NETWORKS = tuple(presets.NETWORKS)  # the fixed networks of the one registry
 
 
 @dataclasses.dataclass(frozen=True)
+class Source:
+    """A source the quickstart can fine-tune from (``--sources``).
+
+    Attributes:
+      name: its name (the sweep's cell folder).
+      init_from: a fixed ``--init_from`` spec (``scratch``, ``random``), or empty when
+        the quickstart pre-trains the encoder itself:
+      data: which of its data sets it pre-trains on (``build_data``'s names),
+      task: the pre-training task,
+      domain: the source domain.
+      mode: a fine-tuning mode of the sweep's ``--sources`` grammar (``frozen``: the
+        encoder stays as loaded), or empty.
+    """
+
+    name: str
+    init_from: str = ""
+    data: str = ""
+    task: str = ""
+    domain: str = ""
+    mode: str = ""
+
+
+#: Every source ``--sources`` can pick, in the sweep's order.
+SOURCES = {s.name: s for s in (
+    Source("t1_segmentation", data="t1_source", task="segmentation", domain="t1"),
+    Source("t1_autoencoding", data="t1_source", task="autoencoding", domain="t1"),
+    Source("t1_classification", data="t1_source", task="classification", domain="t1"),
+    Source("natural_segmentation", data="natural", task="segmentation", domain="natural"),
+    # Self-supervised sources (docs/sources.md): they pre-train on the images alone.
+    Source("t1_restoration", data="t1_source", task="restoration", domain="t1"),
+    Source("t1_masked_modeling", data="t1_source", task="masked_modeling", domain="t1"),
+    Source("t1_simsiam", data="t1_source", task="simsiam", domain="t1"),
+    Source("natural_restoration", data="natural", task="restoration", domain="natural"),
+    Source("scratch", init_from="scratch"),
+    # The control: a seeded random encoder kept frozen (only the decoder learns), so a
+    # source's gain over it is what its pre-trained features add (docs/study.md).
+    Source("random_frozen", init_from="random", mode="frozen"),
+)}
+REFERENCE_SOURCE = "scratch"  # every report compares with it, so every study has it
+#: The default study's sources. Its cost grows with their number: each costs
+#: ``repeats`` fine-tuning runs per set size (~17 CPU-s each on the compact network,
+#: docs/study.md), plus its pre-training.
+#: The paper's T1 segmentation and auto-encoding and natural segmentation, the cheapest
+#: self-supervised source (Models Genesis restoration) and the frozen random encoder; the
+#: others (t1_classification, masked modelling, SimSiam, ...) are one ``--sources`` away.
+DEFAULT_SOURCES = ("t1_segmentation", "t1_autoencoding", "t1_restoration",
+                   "natural_segmentation", "random_frozen", "scratch")
+
+#: The first paragraph of the quickstart's summary.md.
+SYNTHETIC_NOTE = ("**These results come from SYNTHETIC phantom cohorts** (deformed MNI "
+                  "templates with painted lesions, built by the quickstart), not from patients: "
+                  "they check that the toolkit measures transfer, and they are no evidence about "
+                  "what transfers on real scans.")
+
+
+@dataclasses.dataclass(frozen=True)
 class QuickstartConfig:
     """Sizes of the quickstart study (see ``plan``)."""
 
@@ -66,9 +126,10 @@ class QuickstartConfig:
     natural_images: int = 48
     resolution: float = 4.0        # mm; the 4 mm MNI grid pads to 64 px slices
     pretrain_steps: int = 300
-    # Fine-tuning length in epochs, as in the paper (steps grow with the set size: 160 /
-    # 328 / 656 at 4 / 8 / 16 subjects); chosen on the val split (docs/decoders.md).
-    finetune_epochs: int = 8
+    # Fine-tuning length in epochs, as in the paper (steps grow with the set size: 100 steps
+    # at 4 subjects); chosen on the val split: 5 epochs did as well as 8 or 12 there at 2/3
+    # or less of the cost (docs/study.md).
+    finetune_epochs: int = 5
     finetune_steps: int = 0        # > 0: this many steps instead (--tiny)
     # The per-epoch validation loss costs ~10-20 % of a fine-tuning run here and chooses
     # nothing (the last weights are evaluated), so the sweep's runs skip it.
@@ -76,8 +137,11 @@ class QuickstartConfig:
     learning_rate: float = 3e-3    # the paper's 1e-4 barely moves weights in so few steps
     disc_start_step: int = 150
     batch_size: int = 8
-    set_sizes: tuple = (4, 8, 16)
-    repeats: int = 2
+    # One small set size, 10 subsets: every source gets 10 pairs with scratch, enough for
+    # Holm's correction over the report's comparisons (docs/study.md has the budget).
+    set_sizes: tuple = (4,)
+    repeats: int = 10
+    sources: tuple = DEFAULT_SOURCES
     workers: int = 2               # conversion worker processes
     # Training processes, each with one TensorFlow thread: a 64 px network keeps two cores
     # busier as two single-threaded runs than as one two-threaded run (docs/decoders.md).
@@ -155,18 +219,35 @@ def _complete(out_dir: str) -> bool:
         return bool(json.load(f).get("complete", True))
 
 
-PRETRAIN_RUNS = (("t1_segmentation", "t1_source", "segmentation", "t1"),
-                 ("t1_autoencoding", "t1_source", "autoencoding", "t1"),
-                 ("t1_classification", "t1_source", "classification", "t1"),
-                 ("natural_segmentation", "natural", "segmentation", "natural"))
+def check_sources(names) -> tuple:
+    """``names`` of ``SOURCES``, checked: known, unique, with the reference (scratch).
+
+    Raises:
+      ConfigError: naming the flag and the problem.
+    """
+    names = tuple(names)
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise ConfigError(f"--sources: unknown {', '.join(unknown)}; known: "
+                          f"{', '.join(SOURCES)}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--sources: a source is named twice: {','.join(names)}")
+    if REFERENCE_SOURCE not in names:
+        raise ConfigError(f"--sources must include {REFERENCE_SOURCE}: every source is "
+                          f"compared with it")
+    return names
 
 
 def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
-    """Stage 3: pre-train each source (``train_workers`` at a time); returns source name ->
-    encoder directory."""
+    """Stage 3: pre-train each chosen source that needs it (``train_workers`` at a time);
+    returns source name -> ``--init_from`` spec (the encoder directory, or the fixed spec)."""
     from tl_keras.training.pretraining import ENCODER_BEST, ENCODER_LAST
+    chosen = [SOURCES[n] for n in c.sources]
     encoders, configs = {}, []
-    for name, data, task, domain in PRETRAIN_RUNS:
+    for source in chosen:
+        if source.init_from:
+            continue
+        name, data, task, domain = source.name, source.data, source.task, source.domain
         model_dir = os.path.join(c.workdir, "pretrain", name)
         configs.append(PretrainConfig(data_dir=dirs[data], model_dir=model_dir, task=task,
                                       domain=domain, batch_size=c.batch_size,
@@ -178,6 +259,9 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
                                       log_every=max(c.pretrain_steps // 4, 1),
                                       checkpoint_every=c.pretrain_steps))
         encoders[name] = model_dir
+    fixed = {s.name: s.init_from for s in chosen if s.init_from}
+    if not configs:
+        return fixed
     _log(f"pre-training {len(configs)} sources ({c.pretrain_steps} steps each): "
          + ", ".join(encoders))
     # Longest first (natural images: 75 short epochs, each validated and saved), so two
@@ -191,7 +275,7 @@ def pretrain_all(c: QuickstartConfig, dirs: dict[str, str]) -> dict[str, str]:
     for name, model_dir in encoders.items():
         best = os.path.join(model_dir, ENCODER_BEST)
         encoders[name] = best if os.path.isdir(best) else os.path.join(model_dir, ENCODER_LAST)
-    return encoders
+    return {s.name: encoders.get(s.name) or fixed[s.name] for s in chosen}
 
 
 def _task_options(task: str, c: QuickstartConfig):
@@ -207,11 +291,19 @@ def _pretrain_job(config) -> None:
     run_pretrain(config)
 
 
+def sweep_sources(encoders: dict[str, str]) -> tuple:
+    """The sweep's sources (``sweeps.parse_sources``) of ``{name: init spec}``, with each
+    source's fine-tuning mode."""
+    from tl_keras.studies.sweeps import parse_sources
+    return parse_sources([f"{name}={spec}" + (f"+{SOURCES[name].mode}" if SOURCES[name].mode
+                                             else "") for name, spec in encoders.items()])
+
+
 def sweep(c: QuickstartConfig, dirs: dict[str, str], encoders: dict[str, str]) -> str:
     """Stage 4: the fine-tuning sweep; returns the merged results CSV."""
     from tl_keras.studies.sweeps import SweepConfig, grid, merge_results
     from tl_keras.training.runs import RESULT_FILE
-    sources = tuple(encoders.items()) + (("scratch", "scratch"),)
+    sources = sweep_sources(encoders)
     finetune = FinetuneConfig(data_dir=dirs["stroke_target"], target="stroke",
                               batch_size=c.batch_size, max_steps=c.finetune_steps,
                               epochs=c.finetune_epochs, validate=c.finetune_validate,
@@ -250,13 +342,15 @@ def report(c: QuickstartConfig) -> dict[str, str]:
     """Stage 5: tables and figures from every cell's evaluation."""
     from tl_keras.evaluation.study_report import load_results, write_report
     out = os.path.join(c.workdir, "report")
-    return write_report(load_results([os.path.join(c.workdir, "sweep")]), out)
+    return write_report(load_results([os.path.join(c.workdir, "sweep")]), out,
+                        preamble=SYNTHETIC_NOTE)
 
 
 def run_quickstart(c: QuickstartConfig) -> dict[str, str]:
     """Run every stage; returns the report outputs (name -> path)."""
     if c.network not in NETWORKS:
         raise ConfigError(f"--network must be one of {NETWORKS}, got {c.network!r}")
+    check_sources(c.sources)
     t0 = time.time()
     os.makedirs(c.workdir, exist_ok=True)
     record_run(c.workdir, c, seed=c.seed, name="quickstart.json")
@@ -283,8 +377,15 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                       "Fine-tuning decoder: unet (skip-connected, default) or paper (the "
                       "/16-latent decoder of the paper's experiments).", **fv)
     flags.DEFINE_integer("seed", 0, "Seed of the cohorts, splits and training.", **fv)
-    flags.DEFINE_integer("repeats", None, "Random training subsets per set size (default 2; "
-                         "the report's verdicts need 6 or more).", **fv)
+    flags.DEFINE_integer("repeats", None, "Random training subsets per set size (default 10; "
+                         "2 with --tiny). The report's verdicts need at least 6, and more "
+                         "the more sources and set sizes it compares (docs/study.md).", **fv)
+    flags.DEFINE_list("sources", list(DEFAULT_SOURCES),
+                      f"Sources to fine-tune from, of {', '.join(SOURCES)}; must include "
+                      f"{REFERENCE_SOURCE}. Each adds its pre-training and `repeats` runs per "
+                      f"set size.", **fv)
+    flags.DEFINE_list("set_sizes", None, "Fine-tuning set sizes in subjects (default 4; 2,4 "
+                      "with --tiny).", **fv)
     flags.DEFINE_integer("workers", None,
                          "Conversion worker processes (default 2; 1 with --tiny).", **fv)
     flags.DEFINE_integer("train_workers", None,
@@ -295,10 +396,16 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 def run(f: flags.FlagValues, args) -> None:
     """Plan the study from the flags and run every stage."""
-    overrides = {"seed": f.seed, "decoder_variant": f.decoder_variant}
+    overrides = {"seed": f.seed, "decoder_variant": f.decoder_variant,
+                 "sources": check_sources(f.sources)}
     for name in ("workers", "repeats", "train_workers"):
         if f[name].value:
             overrides[name] = f[name].value
+    if f.set_sizes:
+        try:
+            overrides["set_sizes"] = tuple(int(k) for k in f.set_sizes)
+        except ValueError:
+            raise ConfigError(f"--set_sizes={','.join(f.set_sizes)}: not integers") from None
     run_quickstart(plan(f.workdir, f.tiny, f.network, **overrides))
 
 

@@ -5,13 +5,16 @@ r"""Tables and figures of the paper from evaluation results.
 
 --results takes evaluate output directories (or trees of them) and CSVs (a
 sweep's merged CSV, summary.csv or detection.csv files). Writes table.csv /
-table.md (Table 2.1 / 2.2 style, per set size, with each source's paired
-difference to scratch, its 95 % bootstrap CI and a Wilcoxon test), summary.md
-(what transferred, a paragraph per target), curve.csv / curve.png (metric
-against fine-tuning set size with 95 % CI bands, and the paired differences),
-detection.csv / detection.png (detection rate against lesion-volume cutoff at
-0 % and 20 % overlap) and examples.png (Fig. 2.5 style). The statistics and the
-rule for "beats scratch" are in docs/evaluation.md.
+table.md (Table 2.1 / 2.2 style, per set size, with the lesion-wise precision
+and F1 of the target's detection preset and each source's paired difference to
+scratch, its 95 % bootstrap CI, the Wilcoxon p raw and Holm-adjusted over the
+whole report, and the verdict), summary.md (what transferred, a paragraph per
+target), curve.csv / curve.png (metric against fine-tuning set size with 95 %
+CI bands, and the paired differences), detection.csv / detection.png
+(detection rate and lesion-wise precision against lesion-volume cutoff at 0 %
+and 20 % overlap) and examples.png (Fig. 2.5 style; examples_<target>.png per
+target when there are several). The statistics and the rule for "better than
+scratch" are in docs/evaluation.md.
 """
 from __future__ import annotations
 

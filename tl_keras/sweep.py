@@ -30,6 +30,10 @@ flags.DEFINE_integer("job_index", -1, "this job's index (default SLURM_ARRAY_TAS
 flags.DEFINE_integer("num_jobs", 0, "number of jobs (default SLURM_ARRAY_TASK_COUNT or 1)",
                      **_F)
 flags.DEFINE_bool("merge_only", False, "only merge complete cells into sweep_results.csv", **_F)
+flags.DEFINE_enum("keep_exports", "all", ["all", "first", "none"],
+                  "which evaluated cells keep their export (the network's weights, the bulk "
+                  "of a cell: ~155 MB on the ResNet-50): all, first (repeat 0 of every source "
+                  "and set size) or none (the report needs none)", **_F)
 # All fine-tuning flags, so a sweep flagfile can include a fine-tuning one; --model_dir,
 # --init_from, --train_subjects and --subset_seed are set per cell.
 define_config_flags(FinetuneConfig, flag_values=FLAGS)
@@ -51,7 +55,7 @@ def run(f: flags.FlagValues, args) -> None:
     config = sweeps.SweepConfig(
         out_dir=f.out_dir, sources=sweeps.parse_sources(f.sources), set_sizes=sizes,
         repeats=f.repeats, finetune=config_from_flags(FinetuneConfig, f),
-        job_index=job_index, num_jobs=num_jobs)
+        job_index=job_index, num_jobs=num_jobs, keep_exports=f.keep_exports)
     if f.merge_only:
         print(f"merged: {sweeps.merge_results(config)}")
         return

@@ -1,5 +1,15 @@
 """Evaluation: slice and volume metrics, lesion detection, evaluation runs,
-reports and prediction in a scan's native space."""
-from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+reports and prediction in a scan's native space.
 
-__all__ = ["EvalConfig", "evaluate_model_dir"]
+The exports are imported on first use, so the light ``catalogue`` (metric and
+detection-preset names, read by the CLIs' flags) loads without pandas or scipy.
+"""
+from tl_keras.models.lazy import lazy_exports
+
+_EXPORTS = {
+    "EvalConfig": "tl_keras.evaluation.evaluate",
+    "evaluate_model_dir": "tl_keras.evaluation.evaluate",
+}
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,24 +17,26 @@ Definitions (docs/method.md section 7):
   predicted is > ``o`` (so 0 means any overlap);
 - a predicted component is a *false-positive component* at (``o``, ``v``)
   when its volume is >= ``v`` and the fraction of its voxels inside the
-  ground truth is <= ``o`` (at 0: no overlap with any lesion).
+  ground truth is <= ``o`` (at 0: no overlap with any lesion);
+- ``n_pred_components`` at ``v`` counts the predicted components of volume
+  >= ``v``, so the lesion-wise precision at (``o``, ``v``) is
+  1 - ``fp_components`` / ``n_pred_components``.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from tl_common.cli import FlagError
+from tl_keras.evaluation.catalogue import (DETECTION_PRESETS, DetectionPreset,  # noqa: F401
+                                           get_preset)
 
 CONNECTIVITIES = (4, 8, 6, 18, 26)
 _TOL_ML = 1e-9
 PER_LESION_COLUMNS = ("lesion_id", "voxels", "volume_ml", "overlap_voxels",
                       "overlap_fraction", "centroid_slice", "centroid_row", "centroid_col")
 SUMMARY_COLUMNS = ("overlap_cutoff", "volume_cutoff_ml", "n_lesions", "n_detected",
-                   "detection_rate", "fp_components")
+                   "detection_rate", "fp_components", "n_pred_components")
 PRESET_COLUMNS = ("preset", "connectivity", "n_gt_lesions", "n_pred_components", "tp", "fn",
                   "fp", "recall", "precision", "f1")
 
@@ -191,75 +193,13 @@ def lesion_detection(gt, pred, voxel_volume_ml: float, connectivity: int = 8,
     summary = pd.DataFrame({
         "overlap_cutoff": np.repeat(o, v.size), "volume_cutoff_ml": np.tile(v, o.size),
         "n_lesions": np.tile(n_lesions, o.size), "n_detected": n_detected.ravel(),
-        "detection_rate": rate.ravel(), "fp_components": fp.ravel()})
+        "detection_rate": rate.ravel(), "fp_components": fp.ravel(),
+        "n_pred_components": np.tile(p_counted.sum(axis=1), o.size)})
     return per_lesion, summary
 
 
-@dataclasses.dataclass(frozen=True)
-class DetectionPreset:
-    """A lesion-wise evaluation convention.
-
-    Attributes:
-      name: preset name.
-      connectivity: component connectivity.
-      gt_overlap: a lesion is a true positive when more than this fraction of it
-        is covered by (valid) predicted components.
-      max_outside: predicted components with more than this fraction of their
-        voxels outside the ground truth are false positives (1.0: only
-        components with no overlap at all are).
-      min_volume_mm3: lesions and predicted components must be larger than
-        this (strictly) to take part.
-      f1: ``"harmonic"`` (2PR / (P + R)) or ``"lesion"`` (TP / (TP + (FP + FN) / 2)).
-      description: one line for documentation and reports.
-    """
-
-    name: str
-    connectivity: int
-    gt_overlap: float = 0.0
-    max_outside: float = 1.0
-    min_volume_mm3: float = 0.0
-    f1: str = "harmonic"
-    description: str = ""
-
-
-PRESETS = {
-    "paper": DetectionPreset(
-        "paper", 8, description="Zoetmulder et al. 2022: 8-connected per slice, any overlap"),
-    # The challenges' own evaluation code (docs/evaluation.md says which version):
-    # ISLES'22 labels with cc3d at 26-connectivity; ATLAS R2.0 with
-    # scipy.ndimage.label's default structure, i.e. 6-connectivity.
-    "isles22": DetectionPreset(
-        "isles22", 26, f1="lesion",
-        description="ISLES'22: 26-connected, any overlap, lesion F1 = TP / (TP + (FP + FN) / 2)"),
-    "atlas2": DetectionPreset(
-        "atlas2", 6, f1="lesion",
-        description="ATLAS R2.0: 6-connected, any overlap, lesion F1 = TP / (TP + (FP + FN) / 2)"),
-    "wmh": DetectionPreset(
-        "wmh", 26, description="WMH challenge: 26-connected, any overlap, recall, "
-                               "precision, F1 = 2PR / (P + R)"),
-    "msseg_anima": DetectionPreset(
-        "msseg_anima", 6, gt_overlap=0.1, max_outside=0.7, min_volume_mm3=3.0,
-        description="MSSEG 2016 (Anima): 6-connected, lesions > 3 mm^3, detected when > 10 % "
-                    "covered by predicted components at most 70 % outside the ground truth"),
-}
-
-
-# Former preset names -> why they are gone (the error a user of an old flagfile sees).
-RETIRED_PRESETS = {
-    "atlas_isles": "it was split because the two challenges count lesions differently: "
-                   "use 'isles22' (26-connected) and/or 'atlas2' (6-connected)",
-}
-
-
-def get_preset(name: str) -> DetectionPreset:
-    """The preset called ``name`` (a clear error listing the known ones)."""
-    if name in RETIRED_PRESETS:
-        raise FlagError(f"detection preset '{name}' no longer exists: {RETIRED_PRESETS[name]}")
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise FlagError(f"unknown detection preset '{name}', expected one of "
-                         f"{sorted(PRESETS)}") from None
+# The presets are catalogued in ``catalogue`` (one definition, read by the CLIs too).
+PRESETS = DETECTION_PRESETS
 
 
 def _keep_large(mask: np.ndarray, connectivity: int, min_voxels: float, cache, key):

@@ -31,7 +31,7 @@ from tl_common.cli import UserError
 from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
 from tl_common.progress import Progress
 from tl_common.runinfo import record_run
-from tl_keras.evaluation import metrics, native, tables
+from tl_keras.evaluation import catalogue, metrics, native, tables
 from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
@@ -60,7 +60,7 @@ class EvalConfig:
       connectivity: lesion connectivity (4 / 8 per slice, 6 / 18 / 26 in 3D).
       overlap_cutoffs: detection overlap cutoffs (fractions).
       volume_cutoffs_ml: lesion volume cutoffs in mL.
-      presets: challenge presets to compute (``metrics.PRESETS``).
+      presets: challenge presets to compute (``catalogue.DETECTION_PRESETS``).
       num_examples: slices saved to ``examples.npz``: for the subjects with the
         largest ground-truth area, their slice with the most ground truth (the
         same slices for every model on the same data).
@@ -82,7 +82,7 @@ class EvalConfig:
     connectivity: int = 8
     overlap_cutoffs: tuple = (0.0, 0.2)
     volume_cutoffs_ml: tuple = (0.0, 1.0, 2.0)
-    presets: tuple = ("paper", "isles22", "atlas2", "wmh", "msseg_anima")
+    presets: tuple = tuple(catalogue.DETECTION_PRESETS)
     num_examples: int = 4
     space: str = "template"
     overwrite: bool = False
@@ -92,7 +92,7 @@ class EvalConfig:
         if self.empty_policy not in metrics.EMPTY_POLICIES:
             raise FlagError(f"empty_policy must be one of {metrics.EMPTY_POLICIES}")
         for p in self.presets:
-            metrics.get_preset(p)
+            catalogue.get_preset(p)
         from tl_keras.evaluation.detection import structure
         structure(self.connectivity)
         if self.space not in SPACES:

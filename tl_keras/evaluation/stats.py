@@ -7,15 +7,19 @@ sweep sets equal to it). Several runs on one subset (e.g. different
 initialisation seeds) are averaged first, so a pair is one subset. For every
 (target, source, set size) this module gives the mean paired difference
 (source minus scratch; Dice and mIoU are both higher-is-better), its 95 %
-bootstrap confidence interval and a Wilcoxon signed-rank test.
+bootstrap confidence interval and a two-sided Wilcoxon signed-rank test.
 
-The rule (docs/evaluation.md, "What transferred"): a source *beats* scratch
-at a set size when there are at least ``MIN_PAIRS`` pairs and the interval lies
-entirely above 0; it is *worse* when the interval lies entirely below 0. With
-fewer pairs no verdict is given: the exact two-sided Wilcoxon p-value of 5
-pairs that all agree is 2 / 2^5 = 0.0625, so fewer than 6 repeats cannot reach
-p < 0.05 whatever the data, and a bootstrap interval of so few values is too
-narrow to be trusted.
+The rule (docs/evaluation.md, "What transferred"): the Wilcoxon p-values of all
+comparisons of one report (every target, source and set size with at least
+``MIN_PAIRS`` pairs) are adjusted together by Holm's step-down method, which
+keeps the chance of even one false "better" or "worse" among them at or below
+``ALPHA``. A source is *better* (*worse*) than scratch at a set size when its
+adjusted p is below ``ALPHA`` and the mean paired difference is above (below) 0;
+otherwise *no difference detected*, which is not evidence that there is none.
+With fewer than ``MIN_PAIRS`` pairs there is no test and no interval, only the
+mean difference: the exact two-sided Wilcoxon p-value of 5 pairs that all agree
+is 2 / 2^5 = 0.0625, so fewer than 6 repeats cannot reach p < 0.05 whatever the
+data, and a bootstrap interval of so few values is too narrow to be trusted.
 """
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ from scipy import stats
 
 REFERENCE = "scratch"  # the source label of randomly initialised runs
 MIN_PAIRS = 6
+ALPHA = 0.05  # family-wise error rate of one report's verdicts (Holm)
 CONFIDENCE = 0.95
 N_RESAMPLES = 9999
 SEED = 0  # every interval uses a fresh generator with this seed: reruns agree
@@ -34,27 +39,29 @@ SEED = 0  # every interval uses a fresh generator with this seed: reruns agree
 # Verdicts, in the `verdict` column of table.csv.
 BETTER = "better than scratch"
 WORSE = "worse than scratch"
-UNCLEAR = "no clear difference"
+UNCLEAR = "no difference detected"
 TOO_FEW = "too few repeats"
 NO_MATCH = "no matched scratch run"
 NO_SCRATCH = "no scratch runs"
 IS_REFERENCE = "reference"
 
 # Appended to table.csv after its first columns, in this order.
-COLUMNS = ("n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "wilcoxon_p", "wilcoxon",
-           "verdict")
+COLUMNS = ("n_pairs", "diff_mean", "diff_ci_low", "diff_ci_high", "wilcoxon_p", "p_holm",
+           "wilcoxon", "verdict")
 KEYS = ["target", "metric", "source", "train_subjects"]
 
 
-def bootstrap_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def bootstrap_ci(values, confidence: float = CONFIDENCE,
+                 min_values: int = MIN_PAIRS) -> tuple[float, float]:
     """Bootstrap confidence interval of the mean of ``values`` (BCa, seeded).
 
-    Returns ``(nan, nan)`` for fewer than two finite values and ``(v, v)`` when
+    Returns ``(nan, nan)`` for fewer than ``min_values`` finite values (an
+    interval of a handful of points is too narrow to trust) and ``(v, v)`` when
     all values are equal (the resampled mean cannot vary).
     """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    if len(values) < 2:
+    if len(values) < max(min_values, 2):
         return float("nan"), float("nan")
     if np.ptp(values) == 0:
         return float(values[0]), float(values[0])
@@ -100,13 +107,47 @@ def format_p(p: float, n_pairs: int) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def verdict(n_pairs: int, low: float, high: float) -> str:
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of ``pvalues`` (NaN entries are not tested).
+
+    With the m finite p-values sorted ascending, p_(1) <= ... <= p_(m), the
+    adjusted value of p_(i) is max over j <= i of min(1, (m - j + 1) p_(j)):
+    the smallest is multiplied by m, the next by m - 1, and so on, and an
+    adjusted p never falls below that of a smaller raw p. Rejecting where the
+    adjusted p is below alpha keeps the family-wise error rate at alpha.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+def smallest_p(n_pairs: int) -> float:
+    """The smallest exact two-sided Wilcoxon p of ``n_pairs`` untied differences:
+    all of one sign, 2 / 2^n."""
+    return 2.0 / 2.0 ** n_pairs
+
+
+def pairs_needed(comparisons: int, alpha: float = ALPHA) -> int:
+    """The fewest pairs whose smallest p, multiplied by Holm's largest factor (the
+    number of ``comparisons``), is below ``alpha``: fewer can never give a verdict."""
+    n = MIN_PAIRS
+    while smallest_p(n) * max(comparisons, 1) >= alpha:
+        n += 1
+    return n
+
+
+def verdict(n_pairs: int, p_adjusted: float, diff_mean: float) -> str:
     """The rule of the module docstring, as the text of the `verdict` column."""
     if n_pairs < MIN_PAIRS:
         return TOO_FEW
-    if low > 0:
+    if p_adjusted < ALPHA and diff_mean > 0:
         return BETTER
-    if high < 0:
+    if p_adjusted < ALPHA and diff_mean < 0:
         return WORSE
     return UNCLEAR
 
@@ -122,14 +163,17 @@ def _per_subset(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _row(n_pairs, diffs, why: str | None) -> dict:
+    """The ``COLUMNS`` of one comparison; ``p_holm`` and ``verdict`` are set once every
+    comparison of the report is known (``compare_to_scratch``)."""
     if why is not None:
         return {"n_pairs": n_pairs, "diff_mean": np.nan, "diff_ci_low": np.nan,
-                "diff_ci_high": np.nan, "wilcoxon_p": np.nan, "wilcoxon": why, "verdict": why}
+                "diff_ci_high": np.nan, "wilcoxon_p": np.nan, "p_holm": np.nan,
+                "wilcoxon": why, "verdict": why}
     low, high = bootstrap_ci(diffs)
     p = wilcoxon_p(diffs)
     return {"n_pairs": n_pairs, "diff_mean": float(np.mean(diffs)), "diff_ci_low": low,
-            "diff_ci_high": high, "wilcoxon_p": p, "wilcoxon": format_p(p, n_pairs),
-            "verdict": verdict(n_pairs, low, high)}
+            "diff_ci_high": high, "wilcoxon_p": p, "p_holm": np.nan,
+            "wilcoxon": format_p(p, n_pairs), "verdict": None}
 
 
 def compare_to_scratch(runs: pd.DataFrame) -> pd.DataFrame:
@@ -141,9 +185,11 @@ def compare_to_scratch(runs: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
       One row per key of ``KEYS`` present in ``runs`` with the ``COLUMNS``.
-      Scratch rows have verdict ``reference``; a source without scratch runs at
-      its target and metric gets ``no scratch runs``, one whose subsets share
-      none with scratch at that size ``no matched scratch run``.
+      ``p_holm`` is adjusted over every tested row (all targets, sources and
+      set sizes of ``runs``: one report is one family). Scratch rows have
+      verdict ``reference``; a source without scratch runs at its target and
+      metric gets ``no scratch runs``, one whose subsets share none with
+      scratch at that size ``no matched scratch run``.
     """
     values = _per_subset(runs)
     rows = []
@@ -167,6 +213,10 @@ def compare_to_scratch(runs: pd.DataFrame) -> pd.DataFrame:
         row.update(_row(len(shared), diffs, why))
         rows.append(row)
     frame = pd.DataFrame(rows, columns=KEYS + list(COLUMNS))
+    frame["p_holm"] = holm(frame["wilcoxon_p"].to_numpy(dtype=float))
+    open_ = frame["verdict"].isna()
+    frame.loc[open_, "verdict"] = [verdict(int(r["n_pairs"]), r["p_holm"], r["diff_mean"])
+                                   for r in frame[open_].to_dict("records")]
     return frame.astype({"n_pairs": "Int64"})  # empty for scratch itself
 
 

@@ -10,8 +10,9 @@ Inputs are any mix of:
 Every row is attributed to a *source* (its recorded ``source_label``, else
 ``source_domain`` + ``source_task``, or the ``init`` for scratch / ImageNet runs);
 each Taskonomy task (``source_task`` ``taskonomy:<task>``) is a source of its own.
-The comparison with scratch (paired differences, bootstrap CI, Wilcoxon) is
-``stats``; the sentences of ``summary.md`` are ``summary``.
+The comparison with scratch (paired differences, bootstrap CI, Wilcoxon, Holm) is
+``stats``; the tables are ``report_tables``; the sentences of ``summary.md`` are
+``summary``; the figures ``plots``.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ import sys
 import numpy as np
 import pandas as pd
 
-from tl_keras.evaluation import plots, stats, summary
+from tl_keras.evaluation import catalogue, plots, stats, summary
+from tl_keras.evaluation.report_tables import (  # noqa: F401  (part of this module's API)
+    TABLE_COLUMNS, curve_table, detection_table, markdown_table, source_table)
 from tl_keras.evaluation.tables import MODE_COLUMNS
 from tl_common.io import write_csv_atomic, write_text_atomic
 from tl_keras.weights.load_report import WeightLoadError
@@ -93,15 +96,17 @@ def _with_source(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _metric_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Give run rows a ``metric`` name and its ``value`` (dice or miou)."""
+    """Give run rows a ``metric`` name and its ``value`` (one of ``catalogue.METRICS``)."""
     frame = frame.copy()
-    for m in ("dice", "miou"):  # a sweep's merged CSV prefixes evaluate's columns
+    lesion = [f"{p}_{m}" for p in catalogue.DETECTION_PRESETS for m in catalogue.LESION_METRICS]
+    for m in [*catalogue.METRICS, *lesion]:  # a sweep's merged CSV prefixes evaluate's columns
         if m not in frame and f"test_{m}" in frame:
             frame[m] = frame[f"test_{m}"]
     if "metric" not in frame:
-        has = [m for m in ("dice", "miou") if m in frame]
+        has = [m for m in catalogue.METRICS if m in frame]
         if not has:
-            raise RecordError(f"{where}: no 'dice' or 'miou' column "
+            names = " or ".join(f"'{m}'" for m in catalogue.METRICS)
+            raise RecordError(f"{where}: no {names} column "
                              f"(columns: {', '.join(map(str, frame.columns))})")
         frame["metric"] = [next((m for m in has if pd.notna(r[m])), has[0])
                            for r in frame.to_dict("records")]
@@ -160,112 +165,10 @@ def load_results(paths) -> Results:
     return Results(run_frame, det_frame, examples)
 
 
-def _mean_sd(values: pd.Series) -> tuple[float, float]:
-    values = values.dropna().astype(float)
-    sd = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-    return float(values.mean()) if len(values) else float("nan"), sd
-
-
-def _fmt(mean: float, sd: float) -> str:
-    return f"{mean:.3f}" if np.isnan(sd) else f"{mean:.3f} ± {sd:.3f}"
-
-
-TABLE_COLUMNS = ["target", "metric", "source", "source_domain", "source_task",
-                 "train_subjects", "n_runs", "mean", "sd", "mean_sd", *stats.COLUMNS]
-
-
-def source_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Table 2.1 / 2.2 style, per target, source and fine-tuning set size: the
-    metric's mean and sd over repeats, then the paired difference to scratch
-    (``stats.COLUMNS``: pairs, mean difference, its 95 % bootstrap CI,
-    Wilcoxon p, verdict)."""
-    rows = []
-    for (target, metric, source, n), g in runs.groupby(
-            ["target", "metric", "source", "train_subjects"], dropna=False, sort=True):
-        mean, sd = _mean_sd(g["value"])
-        rows.append({"target": target, "metric": metric, "source": source,
-                     "source_domain": g["source_domain"].iloc[0],
-                     "source_task": g["source_task"].iloc[0],
-                     "train_subjects": n, "n_runs": len(g),
-                     "mean": mean, "sd": sd, "mean_sd": _fmt(mean, sd)})
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS[:10])
-    if table.empty:
-        return pd.DataFrame(columns=TABLE_COLUMNS)
-    # merge on the keys' values, NaN set sizes included (pandas matches NaN keys)
-    table = table.merge(stats.compare_to_scratch(runs), on=stats.KEYS, how="left")
-    return table[TABLE_COLUMNS]
-
-
-def _diff_cells(r) -> list[str]:
-    if r["verdict"] in (stats.IS_REFERENCE, stats.NO_SCRATCH, stats.NO_MATCH):
-        return ["—", "—", "—", r["verdict"]]
-    low, high = (stats.format_diff(r[c]) for c in ("diff_ci_low", "diff_ci_high"))
-    ci = "" if pd.isna(r["diff_ci_low"]) else f" ({low} to {high})"
-    return [f"{stats.format_diff(r['diff_mean'])}{ci}", str(r["n_pairs"]), r["wilcoxon"],
-            r["verdict"]]
-
-
-def markdown_table(table: pd.DataFrame) -> str:
-    """One Markdown table per target and set size, largest first (rows:
-    sources, best mean in bold, then the paired difference to scratch)."""
-    parts = []
-    for (target, metric), frame in table.groupby(["target", "metric"], sort=True):
-        name = {"dice": "Dice", "miou": "mIoU"}.get(metric, metric)
-        sizes = sorted(frame["train_subjects"].dropna().unique(), reverse=True)
-        for n in sizes + ([np.nan] if frame["train_subjects"].isna().any() else []):
-            at = frame[frame["train_subjects"].isna() if pd.isna(n)
-                       else frame["train_subjects"] == n]
-            best = at["mean"].max()
-            size = "" if pd.isna(n) else f", {int(n)} fine-tuning subjects"
-            lines = [f"### {target}: {name} per source{size}", "",
-                     f"| source | {name} (mean ± sd) | runs | difference to scratch "
-                     f"(95 % CI) | pairs | Wilcoxon | verdict |", "|---|---|---|---|---|---|---|"]
-            for r in at.sort_values("mean", ascending=False).to_dict("records"):
-                value = f"**{r['mean_sd']}**" if r["mean"] == best else r["mean_sd"]
-                cells = [r["source"], value, str(r["n_runs"]), *_diff_cells(r)]
-                lines.append("| " + " | ".join(cells) + " |")
-            parts.append("\n".join(lines))
-    return "\n\n".join(parts) + "\n"
-
-
-def curve_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Metric against fine-tuning set size per source: mean and sd over repeats,
-    and the 95 % bootstrap confidence interval of the mean (``ci_low``,
-    ``ci_high``; NaN with a single run)."""
-    frame = runs.dropna(subset=["train_subjects"])
-    rows = []
-    for (target, metric, source, n), g in frame.groupby(
-            ["target", "metric", "source", "train_subjects"], sort=True):
-        mean, sd = _mean_sd(g["value"])
-        low, high = stats.bootstrap_ci(g["value"])
-        rows.append({"target": target, "metric": metric, "source": source,
-                     "train_subjects": n, "n_runs": len(g), "mean": mean, "sd": sd,
-                     "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=["target", "metric", "source", "train_subjects",
-                                       "n_runs", "mean", "sd", "ci_low", "ci_high"])
-
-
-def detection_table(detection: pd.DataFrame) -> pd.DataFrame:
-    """Detection rate per source and cutoff pair, from each source's runs at its
-    largest fine-tuning set (the paper analyses the model fine-tuned on 100 scans)."""
-    if detection.empty:
-        return pd.DataFrame(columns=["target", "source", "overlap_cutoff", "volume_cutoff_ml",
-                                     "n_runs", "mean", "sd"])
-    rows = []
-    for (target, source), g in detection.groupby(["target", "source"], sort=True):
-        sizes = g["train_subjects"].dropna()
-        if len(sizes):
-            g = g[g["train_subjects"] == sizes.max()]
-        for (o, v), c in g.groupby(["overlap_cutoff", "volume_cutoff_ml"], sort=True):
-            mean, sd = _mean_sd(c["detection_rate"])
-            rows.append({"target": target, "source": source, "overlap_cutoff": o,
-                         "volume_cutoff_ml": v, "n_runs": len(c), "mean": mean, "sd": sd})
-    return pd.DataFrame(rows)
-
-
-def load_examples(paths) -> dict:
-    """examples.npz per source (first run of each source, sorted by path)."""
-    by_source = {}
+def load_examples(paths) -> dict[str, dict]:
+    """examples.npz per target and source: ``{target: {source: contents}}`` (first
+    run of each source, sorted by path; a run without a target is "target")."""
+    by_target = {}
     for path in sorted(paths):
         with np.load(path) as z:
             run = json.loads(str(z["run"]))
@@ -273,12 +176,41 @@ def load_examples(paths) -> dict:
             data["num_classes"] = int(z["num_classes"]) if "num_classes" in z else 2
             data["class_names"] = (z["class_names"].tolist() if "class_names" in z else
                                    [f"class {k}" for k in range(data["num_classes"])])
-        by_source.setdefault(source_label(run), data)
-    return by_source
+        target = "target" if _missing(run.get("target")) else str(run["target"])
+        by_target.setdefault(target, {}).setdefault(source_label(run), data)
+    return by_target
 
 
-def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[str, str]:
+def _file_part(name: str) -> str:
+    """``name`` made safe for a file name ("ms lesion" -> "ms_lesion")."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+
+
+def _write_examples(paths, out_dir: str, written: dict) -> None:
+    """One examples figure per target (examples.png, or examples_<target>.png for each
+    of several targets); a target whose sources share no slice is skipped with a line
+    on stderr."""
+    by_target = load_examples(paths)
+    for target, by_source in sorted(by_target.items()):
+        if not plots.shared_slices(by_source):
+            print(f"report: {target}: the examples.npz files of its sources share no slice "
+                  f"(different test sets?); no examples figure", file=sys.stderr)
+            continue
+        several = len(by_target) > 1
+        name = f"examples_{_file_part(target)}" if several else "examples"
+        written[f"{name}_png"] = plots.plot_examples(
+            by_source, os.path.join(out_dir, f"{name}.png"),
+            title=target if several else None)
+
+
+def write_report(results: Results, out_dir: str, verbose: bool = True,
+                 preamble: str | None = None) -> dict[str, str]:
     """Write tables (CSV + Markdown) and figures (PNG) into ``out_dir``.
+
+    ``preamble``: a paragraph put at the top of ``summary.md`` (the quickstart says
+    there that its data are synthetic).
+
+    Every source has the same colour and marker in the curve and detection figures.
 
     Returns:
       Output name -> path of what was written (figures lacking data are skipped
@@ -286,6 +218,8 @@ def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[s
     """
     os.makedirs(out_dir, exist_ok=True)
     written = {}
+    style = plots.source_style({*results.runs.get("source", []),
+                                *results.detection.get("source", [])})
 
     def note(msg):
         if verbose:
@@ -300,23 +234,23 @@ def write_report(results: Results, out_dir: str, verbose: bool = True) -> dict[s
         written["table_md"] = os.path.join(out_dir, "table.md")
         write_text_atomic(written["table_md"], markdown_table(table))
         written["summary_md"] = os.path.join(out_dir, "summary.md")
-        write_text_atomic(written["summary_md"], summary.summary_markdown(table))
+        write_text_atomic(written["summary_md"], summary.summary_markdown(table, preamble))
         for line in stats.problems(table):  # a warning, printed even when not verbose
             print(f"report: {line}", file=sys.stderr)
-        if curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1:
+        several = curve.groupby(["target", "source"])["train_subjects"].nunique().max() > 1
+        if several or table["diff_mean"].notna().any():
             written["curve_png"] = plots.plot_curves(curve, os.path.join(out_dir, "curve.png"),
-                                                     table)
+                                                     table, style)
         else:
-            note("one fine-tuning set size only: no curve figure")
+            note("one fine-tuning set size and no paired difference: no curve figure")
     if not results.detection.empty:
         det = detection_table(results.detection)
         written["detection"] = os.path.join(out_dir, "detection.csv")
         write_csv_atomic(written["detection"], det)
-        written["detection_png"] = plots.plot_detection(det,
-                                                        os.path.join(out_dir, "detection.png"))
+        written["detection_png"] = plots.plot_detection(
+            det, os.path.join(out_dir, "detection.png"), style=style)
     if results.examples:
-        written["examples_png"] = plots.plot_examples(load_examples(results.examples),
-                                                      os.path.join(out_dir, "examples.png"))
+        _write_examples(results.examples, out_dir, written)
     for name, path in written.items():
         note(f"wrote {name}: {path}")
     return written

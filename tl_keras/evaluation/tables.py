@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tl_keras.evaluation import metrics
+from tl_keras.evaluation import catalogue, metrics
 from tl_keras.evaluation.detection import (PER_LESION_COLUMNS, PRESET_COLUMNS,
                                            SUMMARY_COLUMNS, detected_column)
 
@@ -98,13 +98,17 @@ def _subject_multiclass(vol, slice_miou, num_classes, class_names, config):
 
 
 def _pool_detection(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    cols = list(SUMMARY_COLUMNS)
+    """Counts summed over subjects per cutoff pair, the rate recomputed, and
+    ``n_subjects`` (so false-positive components per scan can be read off)."""
+    cols = [*SUMMARY_COLUMNS, "n_subjects"]
     if not frames:
         return pd.DataFrame(columns=cols)
     pooled = (pd.concat(frames).groupby(["overlap_cutoff", "volume_cutoff_ml"], sort=True)
-              [["n_lesions", "n_detected", "fp_components"]].sum().reset_index())
+              [["n_lesions", "n_detected", "fp_components", "n_pred_components"]].sum()
+              .reset_index())
     n = pooled["n_lesions"].to_numpy()
     pooled["detection_rate"] = np.where(n > 0, pooled["n_detected"] / np.maximum(n, 1), np.nan)
+    pooled["n_subjects"] = len(frames)
     return pooled[cols]
 
 
@@ -119,7 +123,7 @@ def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_nam
     """
     per_slice = pd.DataFrame(slice_rows).sort_values(["subject_id", "slice_index"],
                                                      kind="stable").reset_index(drop=True)
-    metric = "dice" if num_classes == 2 else "miou"
+    metric = catalogue.metric_for(num_classes)
     by_subject = {s: g[metric].to_numpy() for s, g in per_slice.groupby("subject_id")}
     rows, lesions, detections, presets = [], [], [], []
     for subject in sorted(store.slices):  # per subject: each call is vectorised
@@ -153,9 +157,10 @@ def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_nam
 def _summary(per_slice, per_subject, detection, presets, metric, config) -> pd.DataFrame:
     """One row: slice mean / sd (the paper's number), volume mean, detection, presets."""
     values = per_slice[metric].to_numpy(dtype=float)
-    row = {"n_subjects": len(per_subject), "n_slices": len(per_slice),
-           "metric": metric, "space": getattr(config, "space", "template"), "dice": np.nan, "dice_sd": np.nan, "dice_volume": np.nan,
-           "miou": np.nan, "miou_sd": np.nan, "miou_volume": np.nan}
+    row = {"n_subjects": len(per_subject), "n_slices": len(per_slice), "metric": metric,
+           "space": getattr(config, "space", "template")}
+    for m in catalogue.METRICS:  # every metric's columns, NaN but the run's own
+        row.update({m: np.nan, f"{m}_sd": np.nan, f"{m}_volume": np.nan})
     row[metric] = metrics.nanmean(values)
     row[f"{metric}_sd"] = float(np.nanstd(values)) if np.any(~np.isnan(values)) else np.nan
     row[f"{metric}_volume"] = metrics.nanmean(per_subject[f"{metric}_volume"])
@@ -166,6 +171,6 @@ def _summary(per_slice, per_subject, detection, presets, metric, config) -> pd.D
             row[_rate_column(o, v)] = rates.get(_rate_column(o, v), np.nan)
     for p in config.presets:
         sub = presets[presets["preset"] == p]
-        for m in ("recall", "precision", "f1"):
+        for m in catalogue.LESION_METRICS:
             row[f"{p}_{m}"] = float(sub[m].mean()) if len(sub) else np.nan
     return pd.DataFrame([row])

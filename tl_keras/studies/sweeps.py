@@ -5,7 +5,9 @@ on ``--eval_split`` (``evaluated_run``); a cell is complete when its ``result.js
 exists (with the evaluation, under ``--evaluate``), so reruns skip finished cells
 and resume unfinished ones from their checkpoints. Cells are dealt round-robin
 to ``num_jobs`` jobs (e.g. a SLURM array), and every job re-merges all complete
-cells into ``out_dir/sweep_results.csv``.
+cells into ``out_dir/sweep_results.csv``. Before the first cell, each job prints what its
+cells will take on disk; ``keep_exports`` prunes the exports of evaluated cells
+(``disk``).
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import re
 import traceback
 from typing import Callable
 
+from tl_keras.studies import disk
 from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
+from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
@@ -48,7 +52,8 @@ class SweepConfig:
     subjects), ``repeats`` subsets per size (subset_seed = repeat index), and the
     fine-tuning options shared by every cell (its model_dir / init_from / train_subjects /
     subset_seed are set per cell; a source's mode, a dict of the ``MODE_FIELDS`` from
-    :func:`parse_sources`, sets those for its cells, the shared flags otherwise)."""
+    :func:`parse_sources`, sets those for its cells, the shared flags otherwise). ``keep_exports``: which
+    evaluated cells keep their export (``disk.KEEP_EXPORTS``)."""
 
     out_dir: str
     sources: tuple
@@ -57,6 +62,7 @@ class SweepConfig:
     finetune: FinetuneConfig
     job_index: int = 0
     num_jobs: int = 1
+    keep_exports: str = "all"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +188,9 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
       ``{"ran": [...], "skipped": [...], "failed": [(run_dir, error)], "csv": path}``.
     """
     mine = job_cells(config)
+    if config.keep_exports not in disk.KEEP_EXPORTS:
+        raise ConfigError(f"--keep_exports={config.keep_exports}: expected one of "
+                          f"{', '.join(disk.KEEP_EXPORTS)}")
     for cell in mine:  # bad flags or missing data fail before any training
         validate_finetune(cell_config(config, cell))
         refuse_input_overlap("--out_dir", config.out_dir, cell_config(config, cell))
@@ -215,10 +224,13 @@ def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
     """``run_sweep`` once this job holds its lock."""
     print(f"sweep: job {config.job_index + 1}/{config.num_jobs}: {len(mine)} of "
           f"{len(grid(config))} cells", flush=True)
+    if mine:
+        print(_disk_estimate(config, mine, build_models), flush=True)
     ran, skipped, failed = [], [], []
     for i, cell in enumerate(mine, 1):
         if _complete(cell_config(config, cell), failed):
             skipped.append(cell.run_dir)
+            _prune(config, cell)
             print(f"[{i}/{len(mine)}] {cell.run_dir}: complete, skipped", flush=True)
             continue
         if failed and failed[-1][0] == cell.run_dir:
@@ -229,9 +241,47 @@ def _run_cells(config: SweepConfig, mine: list[Cell], build_models) -> dict:
         try:
             finetune_and_evaluate(cell_config(config, cell), build_models)
             ran.append(cell.run_dir)
+            _prune(config, cell)
         except (ConfigError, OSError, ValueError) as e:
             failed.append((cell.run_dir, f"{type(e).__name__}: {e}"))
             print(f"[{i}/{len(mine)}] {cell.run_dir}: FAILED: {e}", flush=True)
             if not expected_error(e):  # a bug: its traceback
                 traceback.print_exc()
     return {"ran": ran, "skipped": skipped, "failed": failed, "csv": merge_results(config)}
+
+
+def _prune(config: SweepConfig, cell: Cell) -> None:
+    """Drop the export of an evaluated cell that ``keep_exports`` does not keep."""
+    if config.finetune.evaluate and not disk.keeps_export(config.keep_exports, cell.repeat):
+        disk.prune_export(cell.run_dir)
+
+
+def _disk_estimate(config: SweepConfig, cells: list[Cell], build_models) -> str:
+    """``disk.estimate_text`` from a finished cell of the sweep if one still has its
+    export, else from the parameters of the first cell's network (built once)."""
+    for cell in grid(config):
+        model = os.path.join(cell.run_dir, disk.EXPORT_DIR, disk.MODEL_FILE)
+        if os.path.exists(model) and is_complete(cell_config(config, cell)):
+            return disk.estimate_text(cells, disk.folder_bytes(cell.run_dir),
+                                      os.path.getsize(model), config.keep_exports,
+                                      config.out_dir, measured=True)
+    export = _parameter_bytes(cell_config(config, cells[0]), build_models)
+    # a finished cell beside its export: the evaluation CSVs, examples, logs (~0.3 MB)
+    return disk.estimate_text(cells, export + 300_000, export, config.keep_exports,
+                              config.out_dir, measured=False)
+
+
+def _parameter_bytes(cell: FinetuneConfig, build_models) -> int:
+    """Bytes of the cell's export: its network's float32 weights, ~2 kB of HDF5 per
+    weight array (measured on the compact network's export) and the model's config."""
+    import keras
+
+    from tl_keras.models.presets import build_taskonomy_models
+    task = tasks.get("target")
+    meta = validate_finetune(cell)
+    models = (build_models or build_taskonomy_models)(
+        cell, meta, network=task.network, num_outputs=task.num_outputs(meta))
+    model = models.model
+    size = 4 * model.count_params() + 2048 * len(model.weights) + len(model.to_json())
+    keras.backend.clear_session()
+    return size

@@ -40,6 +40,7 @@ def test_binary_evaluation(binary_model, tiny_data_dir, tmp_path):
     # 8-connected per slice: one disc per slice -> one lesion per slice.
     assert len(out["per_lesion"]) == 6 and out["per_lesion"]["detected_overlap_0.2"].all()
     assert list(out["detection"]["fp_components"]) == [0] * 6
+    assert (out["detection"]["n_subjects"] == out["summary"]["n_subjects"].iloc[0]).all()
     assert set(out["presets"]["preset"]) == {"paper", "isles22", "atlas2", "wmh",
                                               "msseg_anima"}
     ex = np.load(os.path.join(out_dir, "examples.npz"))

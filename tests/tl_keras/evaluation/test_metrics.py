@@ -28,8 +28,10 @@ def test_thirty_percent_covered_lesion():
     assert list(summary["n_detected"]) == [1, 1, 0]
     np.testing.assert_allclose(summary["detection_rate"], [0.5, 0.5, 0.0])
     assert list(summary["fp_components"]) == [0, 0, 0]
+    assert list(summary["n_pred_components"]) == [1, 1, 1]
     assert list(summary.columns) == ["overlap_cutoff", "volume_cutoff_ml", "n_lesions",
-                                     "n_detected", "detection_rate", "fp_components"]
+                                     "n_detected", "detection_rate", "fp_components",
+                                     "n_pred_components"]
 
 
 def test_lesion_centroid_and_ids():
@@ -93,6 +95,8 @@ def test_false_positive_components_follow_cutoffs():
     # at o = 0: the two non-overlapping; at o = 0.5 also the half-inside one;
     # at v = 0.01 mL (10 voxels) the 4-voxel component no longer counts.
     assert list(summary["fp_components"]) == [2, 1, 3, 2]
+    # predicted components at v = 0 and v = 0.01 mL, for each overlap cutoff
+    assert list(summary["n_pred_components"]) == [3, 2, 3, 2]
 
 
 def test_empty_slice_policies_dice():

@@ -1,5 +1,5 @@
 """Statistics of the report (paired difference to scratch, bootstrap CI, Wilcoxon,
-summary.md) on constructed results whose answer is known."""
+Holm's correction, summary.md) on constructed results whose answer is known."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,14 +7,18 @@ import pytest
 from tl_keras.evaluation import stats
 
 # Symmetric around 0: mean exactly 0, so no source built with it can beat scratch.
-NOISE = np.array([0.02, -0.02, 0.01, -0.01, 0.03, -0.03, 0.005, -0.005])
+NOISE = np.array([0.02, -0.02, 0.01, -0.01, 0.03, -0.03, 0.005, -0.005, 0.015, -0.015,
+                  0.025, -0.025])
+# 12 subsets: 9 comparisons (3 sources x 3 sizes) adjusted by Holm can still be decided
+# (2 / 2**12 * 9 = 0.0044); with 8 the smallest adjusted p would be 2 / 2**8 * 9 = 0.07.
+REPEATS = len(NOISE)
 # Source minus scratch per set size: clearly better at 4 and 8, equal at 16.
 SHIFTS = {("t1", "segmentation", "t1seg/encoder.weights.h5"): {4: 0.12, 8: 0.10, 16: 0.0},
           ("natural", "autoencoding", "natae/encoder.weights.h5"): {4: 0.0, 8: 0.0, 16: 0.0},
           ("natural", "classification", "imagenet:r50.h5"): {4: -0.08, 8: -0.06, 16: -0.05}}
 
 
-def constructed_runs(repeats=8):
+def constructed_runs(repeats=REPEATS):
     """Sweep-style rows: scratch varies by subset (subjects), sources add a shift
     plus NOISE, so the paired differences are shift + NOISE exactly."""
     rows = []
@@ -38,8 +42,10 @@ def test_bootstrap_ci_is_deterministic_and_covers_the_mean():
     low, high = stats.bootstrap_ci(values)
     assert (low, high) == stats.bootstrap_ci(values)  # seeded: reruns agree
     assert low < values.mean() < high and high - low < values.max() - values.min()
-    assert stats.bootstrap_ci([0.2, 0.2, 0.2]) == (0.2, 0.2)
-    assert all(np.isnan(stats.bootstrap_ci([0.2])))
+    assert stats.bootstrap_ci([0.2] * 6) == (0.2, 0.2)
+    # no interval from fewer than MIN_PAIRS values (a BCa interval of 2 points is not one)
+    assert all(np.isnan(stats.bootstrap_ci([0.2, 0.3])))
+    assert all(np.isnan(stats.bootstrap_ci(values[:5])))
 
 
 def test_wilcoxon_needs_six_pairs():
@@ -70,19 +76,22 @@ def test_known_better_equal_worse(tmp_path):
         for (domain, task, init), shift in SHIFTS.items():
             label = "ImageNet" if init.startswith("imagenet") else f"{domain} {task}"
             r = table.loc[(label, n)]
-            assert r["n_pairs"] == 8
+            assert r["n_pairs"] == REPEATS
             assert r["diff_mean"] == pytest.approx(shift[n], abs=1e-12)
             assert r["diff_ci_low"] <= shift[n] <= r["diff_ci_high"]
             expected = (stats.BETTER if shift[n] > 0 else stats.WORSE if shift[n] < 0
                         else stats.UNCLEAR)
             assert r["verdict"] == expected, (label, n)
-            if shift[n]:  # all 8 differences share a sign: exact p = 2 / 2**8
-                assert r["wilcoxon_p"] == pytest.approx(2 / 256)
-                assert r["wilcoxon"] == "p = 0.008"
+            if shift[n]:  # all 12 differences share a sign: exact p = 2 / 2**12
+                assert r["wilcoxon_p"] == pytest.approx(2 / 4096)
+                assert r["wilcoxon"] == "p < 0.001"
+                # 5 such p-values among 9 tests: Holm multiplies the smallest by 9 and
+                # carries that maximum forward to the other four
+                assert r["p_holm"] == pytest.approx(9 * 2 / 4096)
             else:
-                assert r["wilcoxon_p"] > 0.5
+                assert r["wilcoxon_p"] > 0.5 and r["p_holm"] >= r["wilcoxon_p"]
     # the existing columns come first, the statistics after them in a fixed order
-    assert list(source_table(_runs(tmp_path, constructed_runs())).columns[-7:]) == list(
+    assert list(source_table(_runs(tmp_path, constructed_runs())).columns[-8:]) == list(
         stats.COLUMNS)
 
 
@@ -90,13 +99,16 @@ def test_summary_states_what_transferred(tmp_path):
     from tl_keras.evaluation.study_report import source_table
     from tl_keras.evaluation.summary import summary_markdown
     text = summary_markdown(source_table(_runs(tmp_path, constructed_runs())))
-    assert "at least 6 pairs" in text and "entirely above 0" in text  # the rule is stated
-    assert ("t1 segmentation beats scratch at 4 subjects by 0.120 (95 % CI 0.107 to 0.133, "
-            "Wilcoxon p = 0.008) and at 8 subjects by 0.100") in text
-    assert ("t1 segmentation" in text and "does not differ clearly from scratch at 16 subjects "
-            "(difference +0.000") in text
+    # the rule and what a verdict does not mean are stated
+    flat = " ".join(text.split())
+    assert "at least 6 pairs" in flat and "all 9 such comparisons" in flat
+    assert "Holm's method" in flat and "is not evidence that" in flat
+    assert ("t1 segmentation beats scratch at 4 subjects by 0.120 (95 % CI 0.109 to 0.131, "
+            "Wilcoxon p < 0.001, Holm-adjusted p = 0.004) and at 8 subjects by 0.100") in text
+    assert ("t1 segmentation" in text and "shows no detected difference from scratch at 16 "
+            "subjects (difference +0.000") in text
     assert "ImageNet is worse than scratch at 4 subjects by 0.080" in text
-    assert "natural autoencoding does not differ clearly from scratch at 4 subjects" in text
+    assert "natural autoencoding shows no detected difference from scratch at 4 subjects" in text
     assert "beats" not in text.split("natural autoencoding")[1].split(".")[0]
 
 
@@ -108,12 +120,14 @@ def test_too_few_repeats(tmp_path):
     assert (sources["n_pairs"] == 5).all() and sources["wilcoxon_p"].isna().all()
     assert (sources["verdict"] == "too few repeats").all()
     assert (sources["wilcoxon"] == "too few repeats (5 pairs)").all()
-    # the difference and its interval are still given, only no verdict
+    # the mean difference is still given, without an interval and without a verdict
     t1 = _by_key(table).loc[("t1 segmentation", 4)]
-    assert t1["diff_mean"] > 0.1 and t1["diff_ci_low"] <= t1["diff_mean"] <= t1["diff_ci_high"]
-    assert "| too few repeats (5 pairs) | too few repeats |" in markdown_table(table)
+    assert t1["diff_mean"] > 0.1 and np.isnan(t1["diff_ci_low"]) and np.isnan(t1["diff_ci_high"])
+    assert "| +0.126 | 5 | too few repeats (5 pairs) | — | too few repeats |" in markdown_table(
+        table)
     text = summary_markdown(table)
     assert "has too few repeats to judge" in text and "beats" not in text.split("**stroke**")[1]
+    assert "mean difference +0.126, no test and no interval" in text
 
 
 def test_missing_scratch_pairs(tmp_path, capsys):
@@ -121,7 +135,7 @@ def test_missing_scratch_pairs(tmp_path, capsys):
     runs = constructed_runs()
     scratch = runs["init_from"] == "scratch"
     runs = runs[~(scratch & (runs["train_subjects"] == 16))  # no scratch at 16 subjects
-                & ~(scratch & (runs["train_subjects"] == 8) & (runs["subset_seed"] < 3))]
+                & ~(scratch & (runs["train_subjects"] == 8) & (runs["subset_seed"] < REPEATS - 5))]
     # a second target with no scratch run at all
     anatomy = constructed_runs().query("init_from != 'scratch'").assign(target="anatomy")
     anatomy = anatomy.rename(columns={"test_dice": "test_miou"})
@@ -136,7 +150,7 @@ def test_missing_scratch_pairs(tmp_path, capsys):
            "subset_seed with a scratch run" in err
     table = _by_key(pd.read_csv(out / "table.csv").query("target == 'stroke'"))
     assert table.loc[("t1 segmentation", 16), "verdict"] == "no matched scratch run"
-    assert table.loc[("t1 segmentation", 8), "n_pairs"] == 5  # 3 of 8 scratch runs missing
+    assert table.loc[("t1 segmentation", 8), "n_pairs"] == 5  # 7 scratch runs missing
     assert table.loc[("t1 segmentation", 8), "verdict"] == "too few repeats"
     assert table.loc[("t1 segmentation", 4), "verdict"] == stats.BETTER
     text = (out / "summary.md").read_text()
@@ -154,11 +168,11 @@ def test_pairs_follow_subset_seed_not_row_order(tmp_path):
     extra["run_dir"] += "_seed2"
     cmp = stats.compare_to_scratch(_runs(tmp_path, pd.concat([shuffled, extra])))
     t1 = cmp.set_index(["source", "train_subjects"]).loc[("t1 segmentation", 4)]
-    assert t1["n_pairs"] == 8 and t1["diff_mean"] == pytest.approx(0.12 - 0.01)
+    assert t1["n_pairs"] == REPEATS and t1["diff_mean"] == pytest.approx(0.12 - 0.01)
     no_seed = _runs(tmp_path, runs.drop(columns=["subset_seed"]), "no_seed.csv")
     t1 = stats.compare_to_scratch(no_seed).set_index(["source", "train_subjects"]).loc[
         ("t1 segmentation", 8)]
-    assert t1["n_pairs"] == 8 and t1["diff_mean"] == pytest.approx(0.10)
+    assert t1["n_pairs"] == REPEATS and t1["diff_mean"] == pytest.approx(0.10)
 
 
 def test_curve_has_bootstrap_band(tmp_path):

@@ -89,3 +89,29 @@ def test_sweep_reports_a_damaged_result(tiny_data_dir, tmp_path):
     with pytest.raises(RecordError, match="not valid JSON") as info:
         sweeps.merge_results(config)
     assert path in str(info.value)
+
+
+def test_sweep_says_its_disk_cost_and_keeps_only_the_first_export(tiny_data_dir, tmp_path,
+                                                                  capsys):
+    from tl_keras.models.export import EXPORT_DIR, META_FILE, MODEL_FILE
+    from tl_keras.studies import sweeps
+    ft = FinetuneConfig(data_dir=tiny_data_dir, **TINY)
+    config = sweeps.SweepConfig(out_dir=str(tmp_path), sources=(("scratch", "scratch"),),
+                                set_sizes=(2,), repeats=2, finetune=ft, keep_exports="first")
+    first = sweeps.run_sweep(config, build_tiny_models)
+    assert len(first["ran"]) == 2 and not first["failed"]
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("disk: "))
+    assert "2 cells of ~" in line and "from the network's parameters" in line
+    r0, r1 = (cell.run_dir for cell in sweeps.grid(config))
+    kept = os.path.getsize(os.path.join(r0, EXPORT_DIR, MODEL_FILE))
+    # the estimate (weights, HDF5 overhead, config) is within 15 % of the export written
+    number, unit = line.split("the export ~")[1].split(" of it")[0].split()
+    estimate = float(number) * {"kB": 1e3, "MB": 1e6}[unit]
+    assert abs(estimate - kept) <= 0.15 * kept, (line, kept)
+    assert not os.path.exists(os.path.join(r1, EXPORT_DIR, MODEL_FILE))  # pruned
+    assert os.path.exists(os.path.join(r1, EXPORT_DIR, META_FILE))
+    assert os.path.exists(os.path.join(r1, "eval_test", "summary.csv"))
+    again = sweeps.run_sweep(config, build_tiny_models)  # still complete: skipped
+    assert again["skipped"] == [r0, r1] and len(pd.read_csv(again["csv"])) == 2
+    assert "measured on a finished cell" in capsys.readouterr().out
