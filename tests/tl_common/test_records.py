@@ -27,9 +27,10 @@ OLD_RESULT_JSON = {
     "test_volume_dice": float("nan"), "train_slices": 96, "train_subjects": 4}
 
 
-# The fine-tuning mode fields a record of an earlier version is read with (the paper's).
+# The fields a record of an earlier version is read with: the paper's fine-tuning mode, and
+# no recorded precision choice.
 PAPER_MODE = {"freeze_encoder": False, "freeze_epochs": 0, "encoder_lr_multiplier": 1.0,
-              "init_decoder": False}
+              "init_decoder": False, "precision": None}
 
 
 def _write_model_json(model_dir, data):

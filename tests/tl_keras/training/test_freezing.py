@@ -249,3 +249,32 @@ def test_bad_mode_flags_are_one_line_and_write_nothing(tiny_data_dir, tmp_path, 
     assert len(lines) == 1 and message in lines[0], err[-2000:]
     assert "Traceback" not in err
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_sweep_with_frozen_sources_reports_each_as_its_own(tiny_data_dir, tmp_path):
+    """scratch, random+frozen and an encoder+frozen in one sweep: the evaluation tables and
+    the sweep CSV carry each run's label, so the report has three sources, each frozen run
+    paired with scratch."""
+    import pandas as pd
+    from tl_keras.evaluation.study_report import load_results, source_table
+    from tl_keras.models.presets import tiny_encoder
+    from tl_keras.studies import sweeps
+    from tl_keras.weights import save_encoder
+    enc = str(tmp_path / "restoration" / "encoder_best")
+    save_encoder(tiny_encoder(32, 3), enc, source_task="restoration", domain="t1")
+    ft = FinetuneConfig(data_dir=tiny_data_dir, batch_size=2, max_steps=1, validate=False,
+                        class_weights="none", mixed_precision="none")
+    config = sweeps.SweepConfig(
+        out_dir=str(tmp_path / "sweep"), set_sizes=(2,), repeats=1, finetune=ft,
+        sources=sweeps.parse_sources(["scratch", "random+frozen", f"rest={enc}+frozen"]))
+    out = sweeps.run_sweep(config, build_tiny_models)
+    assert not out["failed"] and len(out["ran"]) == 3
+    table = pd.read_csv(out["csv"]).set_index("source")
+    assert table.loc["random_frozen", "source_label"] == "random encoder (frozen)"
+    assert bool(table.loc["rest", "freeze_encoder"]) and not bool(
+        table.loc["scratch", "freeze_encoder"])
+    runs = load_results([config.out_dir]).runs  # the evaluations' summary.csv files
+    labels = {"scratch", "random encoder (frozen)", "t1 restoration (frozen)"}
+    assert set(runs["source"]) == labels
+    pairs = source_table(runs).set_index("source")["n_pairs"]
+    assert pairs["random encoder (frozen)"] == pairs["t1 restoration (frozen)"] == 1
