@@ -136,6 +136,16 @@ def make_gan_step(generator, discriminator, g_optimizer, d_optimizer, global_bat
     return compiled
 
 
+def _both_views(model, v1, v2, training: bool):
+    """``((z1, z2), (p1, p2))`` from one pass of the two views as one batch (as SimCLR's
+    TF2 code passes its views): batch norm normalises both views together, and with
+    several replicas its synchronising all-reduces run in one order on every replica (two
+    independent passes let replicas start them in different orders, which TensorFlow's
+    collectives refuse)."""
+    z, p = model(tf.concat([v1, v2], axis=0), training=training)
+    return tf.split(z, 2), tf.split(p, 2)
+
+
 def make_simsiam_step(model, optimizer, global_batch_size: int,
                       jit_compile: bool = False) -> Callable:
     """One SimSiam step on two views of the same images (Chen & He 2021).
@@ -150,8 +160,7 @@ def make_simsiam_step(model, optimizer, global_batch_size: int,
       (:func:`tl_keras.training.losses.projection_std`: 0 when collapsed).
     """
     def objective(v1, v2):
-        z1, p1 = model(v1, training=True)
-        z2, p2 = model(v2, training=True)
+        (z1, z2), (p1, p2) = _both_views(model, v1, v2, training=True)
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         spread = 0.5 * (losses.projection_std(z1) + losses.projection_std(z2)) / replicas
         return losses.simsiam_loss(p1, p2, z1, z2), {"z_std": spread}
@@ -161,8 +170,7 @@ def make_simsiam_step(model, optimizer, global_batch_size: int,
 def make_simsiam_eval_step(model) -> Callable:
     """``step(view1, view2) -> {"loss_sum", "count"}`` of the SimSiam loss (inference mode)."""
     def step(v1, v2):
-        z1, p1 = model(v1, training=False)
-        z2, p2 = model(v2, training=False)
+        (z1, z2), (p1, p2) = _both_views(model, v1, v2, training=False)
         per_example = losses.simsiam_loss(p1, p2, z1, z2)
         return {"loss_sum": tf.reduce_sum(per_example),
                 "count": tf.cast(tf.shape(per_example)[0], tf.float32)}

@@ -126,3 +126,29 @@ def test_bad_flags_are_refused_with_one_line(tiny_data_dir, tmp_path, capsys, na
     assert code == 1 and len(err) == 1, err
     assert err[0].startswith("tl_keras.pretrain: error: ") and message in err[0], err
     assert not os.path.exists(run)
+
+
+MIRRORED = """
+import sys
+from tl_keras.training.strategy import split_logical_cpus
+split_logical_cpus(2)
+from tl_keras.models.presets import build_tiny_models
+from tl_keras.training import PretrainConfig, run_pretrain
+c = PretrainConfig(data_dir=sys.argv[1], model_dir=sys.argv[2], task="simsiam", batch_size=4,
+                   max_steps=2, strategy="mirrored", validate=False, mixed_precision="none")
+print(run_pretrain(c, build_tiny_models)["final_loss"])
+"""
+
+
+def test_simsiam_trains_on_two_replicas(tiny_data_dir, tmp_path):
+    """Both views pass as one batch: the synchronised batch norms of two separate passes
+    could start their all-reduces in different orders on the replicas (refused by TF)."""
+    import os
+    import subprocess
+    import sys
+    from tests.helpers import ROOT
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, "-c", MIRRORED, tiny_data_dir, str(tmp_path / "m")],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert -1.0 <= float(proc.stdout.strip().splitlines()[-1]) <= 1.0
