@@ -12,7 +12,8 @@ So ``auto`` measures, once per machine and network shape:
   of the run's data: one untimed step each (tracing), then rounds of one timed step per
   candidate, the order reversed every round, :data:`MIN_ROUNDS` to :data:`MAX_ROUNDS`
   rounds until :data:`BUDGET_SECONDS` of timed steps are spent; the medians (slices/s)
-  decide;
+  decide. On a GPU the candidates are measured one after the other instead (its memory
+  holds one network at a time); a candidate that cannot run (out of memory) is dropped;
 - the choice and the figures are kept in the speed cache (:mod:`tl_keras.models.machine`)
   under the machine and the network key, and in the run's ``flags.json`` (a resumed run
   keeps the precision it started with); one line says what was chosen and why.
@@ -26,6 +27,7 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -172,26 +174,62 @@ def choose(requested: str, network: str, measure: Callable[[tuple], dict] | None
 
 
 def time_steps(make_run: Callable[[str], Callable[[], object]], options: tuple,
-               slices_per_step: int) -> dict[str, float]:
+               slices_per_step: int, together: bool = True) -> dict[str, float]:
     """Training slices/s of each candidate (module docstring: warm-up, alternating rounds,
     medians).
+
+    A candidate other than the first (float32) whose networks cannot be built or run (e.g.
+    out of memory) gets rate 0, with a warning; the first's errors propagate.
 
     Args:
       make_run: candidate -> ``run()``, one training step that returns when it is done
         (builds the candidate's networks and step; called once per candidate).
-      options: the candidates.
+      options: the candidates, float32 first.
       slices_per_step: the step's batch.
+      together: all candidates' networks alive at once, their steps alternating (the
+        CPU: a shared machine's load weighs on all alike); False: one candidate after the
+        other, each built, timed and dropped (a GPU's memory holds one at a time).
     """
-    runs = {p: make_run(p) for p in options}
-    for run in runs.values():
-        run()
-    seconds = {p: [] for p in options}
-    spent, rounds = 0.0, 0
+    if not together:
+        rates = {}
+        for p in options:
+            rates.update(time_steps(make_run, (p,), slices_per_step)
+                         if p == options[0] else _tolerant(make_run, p, slices_per_step))
+        return rates
+    runs, rates = {}, {}
+    for p in options:
+        try:
+            runs[p] = make_run(p)
+            runs[p]()
+        except Exception as e:  # noqa: BLE001 (any failure drops the candidate)
+            if p == options[0]:
+                raise
+            _warn(p, e)
+            runs.pop(p, None)
+            rates[p] = 0.0
+    seconds = {p: [] for p in runs}
+    order, spent, rounds = tuple(runs), 0.0, 0
     while rounds < MIN_ROUNDS or (rounds < MAX_ROUNDS and spent < BUDGET_SECONDS):
-        for p in (options if rounds % 2 == 0 else options[::-1]):
+        for p in (order if rounds % 2 == 0 else order[::-1]):
             t0 = _now()
             runs[p]()
             seconds[p].append(_now() - t0)
             spent += seconds[p][-1]
         rounds += 1
-    return {p: slices_per_step / max(statistics.median(s), 1e-9) for p, s in seconds.items()}
+    rates.update({p: slices_per_step / max(statistics.median(s), 1e-9)
+                  for p, s in seconds.items()})
+    return rates
+
+
+def _tolerant(make_run, candidate: str, slices_per_step: int) -> dict[str, float]:
+    try:
+        return time_steps(make_run, (candidate,), slices_per_step)
+    except Exception as e:  # noqa: BLE001
+        _warn(candidate, e)
+        return {candidate: 0.0}
+
+
+def _warn(candidate: str, error: Exception) -> None:
+    first = (str(error).strip().splitlines() or [""])[0][:200]
+    print(f"warning: --mixed_precision auto: {name(candidate)} could not be measured "
+          f"({type(error).__name__}: {first}); not a candidate", file=sys.stderr, flush=True)

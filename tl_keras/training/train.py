@@ -14,6 +14,7 @@ import os
 from typing import Callable
 
 from tl_keras.models import TaskModels
+from tl_keras.models.machine import trains_on_cpu
 from tl_keras.models.presets import build_network_models
 from tl_keras.training import freezing, precision, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
@@ -155,7 +156,7 @@ def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn
                                           steps_per_epoch, total)
             step = step_for(0)
             return lambda: [float(v) for v in step(x, y).values()]  # waits for the step
-        return precision.time_steps(make_run, options, batch)
+        return precision.time_steps(make_run, options, batch, together=trains_on_cpu())
     return measure
 
 

@@ -151,3 +151,24 @@ def test_network_key_tells_builders_and_their_arguments_apart():
     assert builder_name(hub_models_hook("a")) != builder_name(hub_models_hook("b"))
     assert builder_name(functools.partial(build_tiny_models, batch_norm=False)).endswith(
         "build_tiny_models(){'batch_norm': False}")
+
+
+def test_a_candidate_that_cannot_run_is_dropped_and_gpus_measure_one_at_a_time(monkeypatch,
+                                                                                capsys):
+    clock = FakeClock({"none": 1.0, "bfloat16": 0.5, "float16": 0.4})
+    monkeypatch.setattr(precision, "_now", clock.now)
+
+    def make_run(candidate):
+        if candidate == "float16":
+            raise MemoryError("out of memory")
+        return clock.make_run(candidate)
+    rates = precision.time_steps(make_run, ("none", "bfloat16", "float16"), 8)
+    assert rates == {"none": 8.0, "bfloat16": 16.0, "float16": 0.0}
+    assert "float16 could not be measured (MemoryError: out of memory)" in capsys.readouterr().err
+    clock.order.clear()
+    rates = precision.time_steps(make_run, ("none", "bfloat16", "float16"), 8, together=False)
+    assert rates == {"none": 8.0, "bfloat16": 16.0, "float16": 0.0}
+    n = 1 + precision.MAX_ROUNDS  # each alone: short steps, all rounds
+    assert clock.order == ["none"] * n + ["bfloat16"] * n
+    with pytest.raises(MemoryError):
+        precision.time_steps(make_run, ("float16", "none"), 8)
