@@ -8,8 +8,8 @@ Usage::
 
 Model: the full Taskonomy encoder + decoder (target segmentation, 2 classes) on a
 fixed random batch (so the input pipeline is not measured). FLOPs per training
-slice are counted analytically from the conv / transposed-conv / dense layers
-(forward x 3 for forward + backward).
+slice are counted from the conv / transposed-conv / dense layers
+(``tl_keras.models.flops``: forward x 3 for forward + backward).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import bench_common  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
@@ -30,23 +31,6 @@ flags.DEFINE_list("jit", ["false", "true"], "jit_compile settings to measure")
 flags.DEFINE_integer("matmul_size", 2048, "n of the n x n reference matmul")
 flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
-
-
-def training_flops_per_slice(model) -> float:
-    """3 x forward multiply-adds x 2 of the conv, transposed-conv and dense layers."""
-    import keras
-    total = 0.0
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.Conv2DTranspose):
-            _, h, w, cin = layer.input.shape
-            total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * cin * layer.filters
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, cout = layer.output.shape
-            cin = layer.input.shape[-1]
-            total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * cin * cout
-        elif isinstance(layer, keras.layers.Dense):
-            total += 2.0 * layer.input.shape[-1] * layer.units
-    return 3.0 * total
 
 
 def matmul_gflops(n: int, dtype: str, repeats: int = 10) -> float:
@@ -67,26 +51,11 @@ def matmul_gflops(n: int, dtype: str, repeats: int = 10) -> float:
 
 
 def _build(precision: str):
-    import keras
-    from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.strategy import set_precision
-    keras.backend.clear_session()
-    set_precision("none" if precision == "float32" else precision)
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(image_size=FLAGS.image_size)
-    return build_task_models("target", encoder, num_classes=2).model
+    return bench_common.taskonomy_model(FLAGS.image_size, precision)
 
 
 def bench_custom(precision: str, jit: bool, x, y) -> float:
-    import tensorflow as tf
-    from tl_keras.training import losses, steps
-    from tl_keras.training.optimizers import make_generator_optimizer
-    model = _build(precision)
-    opt = make_generator_optimizer(1e-4, 2e-6)
-    opt.build(model.trainable_variables)
-    step = steps.distribute(steps.make_supervised_step(
-        model, opt, losses.weighted_cross_entropy, FLAGS.batch_size, jit),
-        tf.distribute.get_strategy())
+    step = bench_common.custom_step(_build(precision), FLAGS.batch_size, jit)
     for _ in range(FLAGS.warmup):
         float(step(x, y)["loss"])
     t0 = time.perf_counter()
@@ -101,7 +70,8 @@ def bench_fit(precision: str, jit: bool, x, y) -> float:
     import tensorflow as tf
     from tl_keras.training.optimizers import make_generator_optimizer
     model = _build(precision)
-    model.compile(optimizer=make_generator_optimizer(1e-4, 2e-6),
+    model.compile(optimizer=make_generator_optimizer(bench_common.LEARNING_RATE,
+                                                     bench_common.WEIGHT_DECAY),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   jit_compile=jit)
     data = tf.data.Dataset.from_tensors((x, y)).repeat()
@@ -114,6 +84,7 @@ def bench_fit(precision: str, jit: bool, x, y) -> float:
 def main(argv):
     del argv
     import tensorflow as tf
+    from tl_keras.models.flops import training_flops_per_slice
     s, b = FLAGS.image_size, FLAGS.batch_size
     x = tf.random.uniform((b, s, s, 3), -1.0, 1.0)
     y = tf.random.uniform((b, s, s), 0, 2, dtype=tf.int32)

@@ -19,6 +19,9 @@ not measured. ``bfloat16`` is Keras' ``mixed_bfloat16`` policy against
 Timing: per precision, ``--rounds`` rounds alternate the two frameworks (``--steps``
 timed steps each, after ``--warmup`` untimed ones), so both see the same machine
 load; the medians and their ratio (tl_keras / PyTorch slices per second) are printed.
+Last, best against best: each framework at its faster precision on this machine (what
+a user who picks the faster one gets; ``--mixed_precision auto`` does so for tl_keras)
+and the ratio of the two, with the machine's CPU model and relevant flags.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import json
 import statistics
 import time
 
+import bench_common
 from absl import app, flags
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
@@ -38,33 +42,19 @@ flags.DEFINE_string("out_json", "", "also write the results here")
 FLAGS = flags.FLAGS
 
 NUM_CLASSES = 2
-LEARNING_RATE = 1e-4
-#: tl_keras' decoupled decay per step (w <- w - wd * w); PyTorch's AdamW multiplies its
-#: weight_decay by the learning rate, hence WEIGHT_DECAY / LEARNING_RATE there.
-WEIGHT_DECAY = 2e-6
+LEARNING_RATE, WEIGHT_DECAY = bench_common.LEARNING_RATE, bench_common.WEIGHT_DECAY
+# PyTorch's AdamW multiplies its weight_decay by the learning rate, hence
+# WEIGHT_DECAY / LEARNING_RATE there.
 
 
 def build_keras(precision: str):
     """The Taskonomy encoder + decoder (target segmentation) under ``precision``."""
-    import keras
-    from tl_keras.models import build_encoder, build_task_models
-    from tl_keras.training.strategy import set_precision
-    keras.backend.clear_session()
-    set_precision("none" if precision == "float32" else precision)
-    keras.utils.set_random_seed(0)
-    encoder = build_encoder(image_size=FLAGS.image_size)
-    return build_task_models("target", encoder, num_classes=NUM_CLASSES).model
+    return bench_common.taskonomy_model(FLAGS.image_size, precision, NUM_CLASSES)
 
 
 def keras_step(model, batch_size: int):
     """tl_keras' own training step (the one ``tl_keras.finetune`` runs)."""
-    import tensorflow as tf
-    from tl_keras.training import losses, steps
-    from tl_keras.training.optimizers import make_generator_optimizer
-    opt = make_generator_optimizer(LEARNING_RATE, WEIGHT_DECAY)
-    opt.build(model.trainable_variables)
-    return steps.distribute(steps.make_supervised_step(
-        model, opt, losses.weighted_cross_entropy, batch_size), tf.distribute.get_strategy())
+    return bench_common.custom_step(model, batch_size)
 
 
 def keras_layers(model):
@@ -265,6 +255,23 @@ def bench_precision(precision: str, x_np, y_np) -> dict:
             "ratio": med["tl_keras"] / med["pytorch"]}
 
 
+def best_against_best(rows: list) -> dict:
+    """Each framework at its fastest precision among ``rows``, and the ratio."""
+    out = {}
+    for side in ("tl_keras", "pytorch"):
+        best = max(rows, key=lambda r: r[f"{side}_slices_per_s"])
+        out[side] = {"precision": best["precision"],
+                     "slices_per_s": best[f"{side}_slices_per_s"]}
+    out["ratio"] = out["tl_keras"]["slices_per_s"] / out["pytorch"]["slices_per_s"]
+    return out
+
+
+def machine_line() -> str:
+    """The CPU model and the flags that decide oneDNN's kernels (the speed cache's key)."""
+    from tl_keras.models import machine
+    return machine.machine_key()
+
+
 def main(argv):
     del argv
     from tl_common import console
@@ -292,9 +299,15 @@ def main(argv):
         for side in ("tl_keras", "pytorch"):
             print(f"{'':8s} {side} per round: "
                   + " ".join(f"{v:.2f}" for v in row["rounds"][side]), flush=True)
+    best = best_against_best(rows)
+    print(f"best against best: tl_keras {best['tl_keras']['slices_per_s']:.2f} slices/s "
+          f"({best['tl_keras']['precision']}) | PyTorch {best['pytorch']['slices_per_s']:.2f} "
+          f"slices/s ({best['pytorch']['precision']}) | ratio {best['ratio']:.2f}x", flush=True)
+    print(f"machine: {machine_line()}", flush=True)
     if FLAGS.out_json:
         with open(FLAGS.out_json, "w") as f:
-            json.dump(rows, f, indent=2)
+            json.dump({"machine": machine_line(), "precisions": rows,
+                       "best_against_best": best}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -21,11 +21,15 @@ def tiny_data_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _auto_precision_is_float32(monkeypatch):
+def _auto_precision_is_float32(monkeypatch, tmp_path):
     """``--mixed_precision auto`` means float32 in tests on every machine (results must not
-    depend on whether the CPU has native bfloat16); tests of bfloat16 ask for it."""
-    from tl_keras.training import strategy
-    monkeypatch.setattr(strategy, "native_bfloat16", lambda *a, **k: False)
+    depend on whether the CPU has native bfloat16, and nothing is timed); tests of bfloat16
+    ask for it, tests of the measurement put the candidates back. Speed measurements go to
+    a per-test cache file, never the user's; kernel gradients follow the fixed rule."""
+    from tl_keras.training import precision
+    monkeypatch.setattr(precision, "candidates", lambda *a, **k: ("none",))
+    monkeypatch.setenv("TL_KERAS_SPEED_CACHE", str(tmp_path / "speed_cache.json"))
+    monkeypatch.setenv("TL_KERAS_KERNEL_GRADIENT", "rule")
 
 
 @pytest.fixture(scope="session")

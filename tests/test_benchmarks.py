@@ -39,3 +39,13 @@ def test_convert_benchmark_preprocesses_a_phantom(tmp_path):
     assert figures["subjects"] == 1 and figures["slices"] > 0
     assert figures["registration_s"] > 0 and figures["rest_s"] > 0
     assert 0 < figures["bytes_per_slice"] <= figures["bytes_per_slice_max"]
+
+
+def test_gpu_benchmark_without_a_gpu_says_so_in_one_line_and_succeeds():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_gpu.py")],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == [
+        "bench_gpu: no GPU visible to TensorFlow; nothing to measure here "
+        "(--estimate prints the expected figures)"]

@@ -29,6 +29,7 @@ class ConvertFlags:
     image_glob: str
     label_glob: str
     subject_regex: str
+    patient_regex: str
     out_dir: str
     workers: int
     on_error: str
@@ -63,7 +64,12 @@ def define_flags(flag_values: flags.FlagValues) -> None:
     f.DEFINE_string("image_glob", "", "glob preset: image pattern under --root (** allowed).", **fv)
     f.DEFINE_string("label_glob", "", "glob preset: label pattern; {subject} = subject id.", **fv)
     f.DEFINE_string("subject_regex", "", "glob preset: regex on the image path relative to "
-                    "--root; group 'subject' is the id (default: file name).", **fv)
+                    "--root; group 'subject' is the id (default: the preset's naming, else "
+                    "the file name).", **fv)
+    f.DEFINE_string("patient_regex", "", "glob preset: regex on the image path relative to "
+                    "--root; group 'patient' (or the first) is the patient id, which keeps a "
+                    "patient's scans in one split (default: the preset's rule, else one "
+                    "patient per scan).", **fv)
     f.DEFINE_string("out_dir", None, "Output folder (shards, dataset.json, subjects.csv).", **fv)
     f.DEFINE_integer("workers", 1, "Worker processes.", **fv)
     f.DEFINE_enum("on_error", "fail", list(ON_ERROR), "Bad subject: stop (fail) or leave it "
@@ -147,7 +153,8 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
         manifest = releases.build_manifest(flags_cfg.preset, flags_cfg.root,
                                            image_glob=flags_cfg.image_glob,
                                            label_glob=flags_cfg.label_glob,
-                                           subject_regex=flags_cfg.subject_regex)
+                                           subject_regex=flags_cfg.subject_regex,
+                                           patient_regex=flags_cfg.patient_regex)
     if flags_cfg.subjects_csv:
         manifest = mf.select_subjects(manifest, flags_cfg.subjects_csv)
     config = preprocess_config(preset, flags_cfg.preprocess)

@@ -20,10 +20,10 @@ from absl import flags
 
 from tfrecords_tools.conversion import outdir
 from tfrecords_tools.images.dataset import folder_items, image_items, write_image_dataset
-from tfrecords_tools.images.taskonomy_layout import taskonomy_pairs
+from tfrecords_tools.images.taskonomy_layout import building_of, taskonomy_pairs
 from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.synthetic.natural_samples import convert_skimage_samples
-from tl_common import cli, lock
+from tl_common import cli, lock, paths
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -95,8 +95,11 @@ def run_flags(cfg: ImageFlags) -> dict:
     ignore = None if ignore < 0 else ignore
     if cfg.taskonomy_dir:
         pairs = taskonomy_pairs(cfg.taskonomy_dir, cfg.image_domain, cfg.mask_domain)
+        # Split by building: the views of one point (and one building) look alike.
         items, seg, presence = image_items(pairs, cfg.image_size, labels_csv=cfg.labels_csv,
-                                           ignore_label=ignore, with_masks=bool(cfg.mask_domain))
+                                           ignore_label=ignore, with_masks=bool(cfg.mask_domain),
+                                           groups={sid: building_of(sid) or None
+                                                   for sid, _, _ in pairs})
     else:
         items, seg, presence = folder_items(cfg.image_dir, cfg.image_size,
                                             mask_dir=cfg.mask_dir, labels_csv=cfg.labels_csv,
@@ -119,7 +122,15 @@ def run(f: flags.FlagValues, args) -> None:
     (docs/conversion.md, Reliability)."""
     cfg = ImageFlags(**{field.name: getattr(f, field.name)
                         for field in dataclasses.fields(ImageFlags)})
+    for flag in ("image_dir", "mask_dir", "taskonomy_dir", "labels_csv"):
+        path = getattr(cfg, flag)
+        if path and not os.path.exists(path):  # before anything is created
+            raise mf.ManifestError(f"{path}: --{flag} does not exist")
     outdir.check_folder(os.path.abspath(cfg.out_dir))
+    paths.refuse_overlap("--out_dir", cfg.out_dir, [
+        ("--image_dir", cfg.image_dir), ("--mask_dir", cfg.mask_dir),
+        ("--labels_csv", cfg.labels_csv), ("--taskonomy_dir", cfg.taskonomy_dir)],
+        outdir.OutDirError)
     with lock.acquire(os.path.abspath(cfg.out_dir)):
         meta = run_flags(cfg)
     counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))

@@ -211,7 +211,13 @@ def read_meta(data_dir: str) -> dict[str, Any]:
         raise MissingFileError(
             f"{path}: no dataset.json; is {data_dir} the --out_dir of tfrecords_tools.convert?")
     with open(path) as f:
-        meta = json.load(f)
+        try:
+            meta = json.load(f)
+        except ValueError as e:  # truncated or not JSON
+            raise RecordError(f"{path}: not a readable dataset.json ({e}); convert the data "
+                              "set again") from None
+    if not isinstance(meta, dict):
+        raise RecordError(f"{path}: not a readable dataset.json (no JSON object)")
     for key in ("image_size", "channels", "num_mask_classes", "num_tissue_classes", "splits"):
         if key not in meta:
             raise RecordError(f"{path}: missing key '{key}'")

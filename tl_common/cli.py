@@ -15,10 +15,13 @@ unreadable ``--flagfile``, unexpected arguments), 128 + the signal number when s
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import re
 import signal
 import sys
+import threading
 from typing import Callable
 
 from absl import flags
@@ -26,6 +29,7 @@ from absl import logging as absl_logging
 
 from tl_common import console
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (Keras errors)
 _HELP = ("-h", "--help", "--helpshort", "--helpfull")
 
 
@@ -71,7 +75,7 @@ def one_line(error: BaseException) -> str:
         text = f"{type(error).__name__}: {error.message}"
     else:
         text = str(error)
-    return " ".join(text.split())
+    return " ".join(_ANSI.sub("", text).split())
 
 
 # OS errors a user fixes although they name no file (a full, read-only or forbidden disk).
@@ -97,6 +101,25 @@ def expected_error(error: BaseException, more: tuple = ()) -> bool:
             and ("ReadImage" in str(error) or "ImageFileReader" in str(error)))
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """Within the block SIGTERM raises KeyboardInterrupt (``signum`` set), so a stopped
+    run cleans up (atomic writes drop their temporary files) and says so in one line."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        error = KeyboardInterrupt()
+        error.signum = signum
+        raise error
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(prog: str, fn, expected: tuple = ()):
     """Call ``fn()``; expected errors become ``prog: error: ...`` and exit status 1
     (2 for a :class:`UsageError`); ``expected`` adds exception types to the usual ones.
@@ -105,13 +128,14 @@ def run_cli(prog: str, fn, expected: tuple = ()):
     exit with 128 + the signal number; unexpected errors keep their traceback.
     """
     try:
-        return fn()
+        with _sigterm_interrupts():
+            return fn()
     except KeyboardInterrupt as e:
         signum = int(getattr(e, "signum", signal.SIGINT))
         print(f"{prog}: stopped by {signal.Signals(signum).name}; temporary files removed, "
               "rerun the same command to resume", file=sys.stderr)
         sys.exit(128 + signum)
-    except Exception as e:  # noqa: BLE001 - filtered by _expected
+    except Exception as e:  # noqa: BLE001 - filtered by expected_error
         if not expected_error(e, expected):
             raise
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)
@@ -127,15 +151,21 @@ def _flagfile_lines(path: str, stack: tuple) -> list[str]:
     if os.path.abspath(path) in stack:
         raise FlagfileError(f"{path}: includes itself (via {' -> '.join(stack)})")
     try:
-        with open(path) as f:
-            lines = f.readlines()
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
     except OSError as e:
         where = f" (included from {stack[-1]})" if stack else ""
         raise FlagfileError(f"--flagfile={path}{where}: {e.strerror}") from None
     out = []
-    for line in lines:
+    for number, raw in enumerate(lines, 1):
+        # UTF-8; a stray byte of another encoding (Latin-1 'é') only matters outside comments.
+        line = raw.decode("utf-8", "replace")
         if line.isspace() or line.startswith(("#", "//")):
             continue
+        if "\ufffd" in line and b"\xef\xbf\xbd" not in raw:
+            text = raw.decode("utf-8", "backslashreplace").strip()[:60]
+            raise FlagfileError(f"--flagfile={path}: line {number} is not UTF-8 text "
+                                f"({text}); save the file as UTF-8")
         if _is_flagfile(line):
             include = os.path.expanduser(line.split("=", 1)[1].strip())
             beside = os.path.join(os.path.dirname(path), include)

@@ -103,6 +103,21 @@ def scalar(value):
     return value.item() if hasattr(value, "item") else value
 
 
+def boolean(value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError("expected true or false")
+    return value
+
+
+def real(value) -> float:
+    """A finite number (an int is accepted; a bool is not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError("expected a number")
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return float(value)
+
+
 def mapping(value) -> dict:
     if not isinstance(value, dict):
         raise TypeError("expected an object")

@@ -27,8 +27,10 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def record_run(run_dir: str, config, seed: int | None = None, name: str = "flags.json") -> dict:
-    """Write ``flags.json`` (resolved config, seed, versions, time) into ``run_dir``.
+def record_run(run_dir: str, config, seed: int | None = None, name: str = "flags.json",
+               **extra) -> dict:
+    """Write ``flags.json`` (resolved config, seed, versions, time, and ``extra`` keys such as
+    the chosen precision) into ``run_dir``.
 
     ``config`` is a dataclass or a mapping.
     """
@@ -36,6 +38,6 @@ def record_run(run_dir: str, config, seed: int | None = None, name: str = "flags
         config = dataclasses.asdict(config)
     record = {"flags": dict(config), "seed": seed, "versions": package_versions(),
               "written": datetime.datetime.now(datetime.timezone.utc).isoformat(),
-              "argv": sys.argv}
+              "argv": sys.argv, **extra}
     write_json_atomic(os.path.join(run_dir, name), record)
     return record

@@ -35,6 +35,12 @@ flags.DEFINE_list("volume_cutoffs_ml", ["0", "1", "2"],
                   "Lesions smaller than the cutoff (mL) are not counted.", **_F)
 flags.DEFINE_list("presets", ["paper", "isles22", "atlas2", "wmh", "msseg_anima"],
                   "Challenge detection presets to report.", **_F)
+flags.DEFINE_enum("space", "template", ["template", "native"],
+                  "Grid of the volume metrics (volume Dice, volumes, lesions, detection, "
+                  "presets): template = the pre-processed MNI grid the network sees; native = "
+                  "each scan's own grid and label files, as the challenges score (binary "
+                  "targets; needs the conversion's transforms). Per-slice Dice is always on "
+                  "the template grid.", **_F)
 flags.DEFINE_integer("num_examples", 4, "Slices saved to examples.npz for figures.", **_F)
 flags.DEFINE_bool("overwrite", False, "Recompute even if this evaluation is already done.",
                   **_F)
@@ -50,7 +56,7 @@ def run(f: flags.FlagValues, args) -> None:
         include_background=f.include_background, connectivity=int(f.connectivity),
         overlap_cutoffs=cli.floats(f.overlap_cutoffs),
         volume_cutoffs_ml=cli.floats(f.volume_cutoffs_ml),
-        presets=tuple(f.presets), num_examples=f.num_examples,
+        presets=tuple(f.presets), num_examples=f.num_examples, space=f.space,
         overwrite=f.overwrite, verbose=f.verbose)
     out = evaluate_model_dir(f.model_dir, f.data_dir, f.split, f.out_dir, config)
     summary = out["summary"].iloc[0]

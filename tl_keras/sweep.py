@@ -12,12 +12,15 @@ from tl_common import cli, console
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_keras.training.flags import config_from_flags, define_config_flags
 
+SOURCES_HELP = ("[NAME=]SPEC[+MODE...] per source, SPEC as --init_from; MODE: frozen (encoder "
+                "frozen for the whole run), frozen:N (the first N epochs), enc_lr:X (encoder "
+                "LR multiplier), decoder (--init_decoder); e.g. random+frozen")
+
 FLAGS = flags.FlagValues()
 _F = {"flag_values": FLAGS}
 flags.DEFINE_string("out_dir", "", "sweep directory: one run directory per cell, "
                     "sweep_results.csv", **_F)
-flags.DEFINE_list("sources", ["scratch"], "NAME=SPEC (or SPEC) per source, SPEC as --init_from",
-                  **_F)
+flags.DEFINE_list("sources", ["scratch"], SOURCES_HELP, **_F)
 flags.DEFINE_list("set_sizes", ["10", "20", "30", "40", "50", "60", "70", "80", "90", "100"],
                   "fine-tuning set sizes in subjects (0 = all)", **_F)
 flags.DEFINE_integer("repeats", 10, "random subsets per set size (subset_seed 0..repeats-1)",

@@ -310,3 +310,47 @@ def test_disk_full_while_caching_stops_naming_the_file(cohort, tmp_path, monkeyp
                                     "No space left on device")
     assert not glob.glob(os.path.join(out, "**", ".tmp-*"), recursive=True)
     assert not os.path.exists(os.path.join(out, lock.LOCK_NAME))
+
+
+def test_damaged_subject_cache_is_named_and_redone(tmp_path, capsys):
+    """A cache whose metadata still reads but whose image does not (a flipped byte) is
+    rebuilt, not loaded into a 66-line BadZipFile traceback."""
+    import types
+    import numpy as np
+    result = types.SimpleNamespace(image=np.random.default_rng(0).random((3, 64, 64)),
+                                   slice_indices=[4, 5, 6], tissue=np.zeros((3, 64, 64)),
+                                   presence=np.zeros((3, 16)), voxel_size=(1, 1, 1), mask=None)
+    path = subject_cache.cache_path(str(tmp_path), "s1")
+    subject_cache.save_cache(path, result, subject_id="s1", fp="abc", out_dir=str(tmp_path))
+    assert subject_cache.is_complete(str(tmp_path), "s1", "abc")
+    with open(path, "r+b") as f:
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    assert subject_cache.read_cache_meta(path)["fingerprint"] == "abc"  # still reads
+    assert not subject_cache.is_complete(str(tmp_path), "s1", "abc")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"convert: {path}: damaged (image.npy fails its checksum); "
+                   "pre-processing subject s1 again"]
+
+
+def test_disk_full_without_a_file_name_names_the_out_dir(tmp_path, monkeypatch):
+    """An ENOSPC that names no file (raised inside a library) names --out_dir, never a bare
+    '[Errno 28] No space left on device'."""
+    import errno
+
+    from tests.helpers import touch_nifti
+    from tl_common.cli import one_line
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cv, "record_run", full)
+    touch_nifti(tmp_path, "scans/a.nii.gz")
+    (tmp_path / "scans" / "m.csv").write_text("subject_id,image\na,a.nii.gz\n")
+    out = tmp_path / "out"
+    with pytest.raises(OSError) as info:
+        cv.convert(str(tmp_path / "scans" / "m.csv"), str(out), progress=False)
+    assert one_line(info.value) == f"{out}: No space left on device"
+    assert not os.path.exists(out / lock.LOCK_NAME)

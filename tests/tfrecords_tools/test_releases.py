@@ -231,6 +231,59 @@ def test_bahc_subject_list_selects_the_870_scans(tmp_path, monkeypatch):
     assert counts == {"train": 670, "val": 100, "test": 100}
 
 
+def atlas_r12_cst_tree(root):
+    """ATLAS R1.2 copies named c<site>s<subject>t<time>_t1w_stx (patient c0003s0002 twice)."""
+    base = os.path.join(str(root), "ATLAS_cst")
+    for stem in ("c0001s0001t01", "c0003s0002t01", "c0003s0002t02", "c0004s0001t01"):
+        touch_nifti(base, f"{stem[:5]}/{stem}_t1w_stx.nii.gz",
+                    f"{stem[:5]}/{stem}_LesionSmooth_stx.nii.gz")
+    return base
+
+
+def _one_split_per_patient(m):
+    for seed in range(10):
+        by_patient = {}
+        for s in mf.assign_splits(m, counts={"train": 2, "test": 2}, seed=seed).subjects:
+            by_patient.setdefault(s.patient, set()).add(s.split)
+        assert all(len(v) == 1 for v in by_patient.values()), by_patient
+
+
+def test_atlas_r12_other_naming_keeps_patients_together(tmp_path):
+    """Both namings, three ways in: the preset's builder, --image_glob with the preset,
+    a manifest with a patient_id column."""
+    root = atlas_r12_cst_tree(tmp_path)
+    built = releases.build_manifest("atlas_r12", root)
+    assert [(s.subject_id, s.patient) for s in built.subjects] == [
+        ("c0001s0001t01", "c0001s0001"), ("c0003s0002t01", "c0003s0002"),
+        ("c0003s0002t02", "c0003s0002"), ("c0004s0001t01", "c0004s0001")]
+    assert built.subjects[1].labels["mask"][0].endswith("c0003s0002t01_LesionSmooth_stx.nii.gz")
+    globbed = releases.build_manifest("atlas_r12", root, image_glob="**/*_t1w_stx.nii.gz",
+                                      label_glob="**/{subject}_LesionSmooth*_stx.nii.gz")
+    assert [(s.subject_id, s.patient) for s in globbed.subjects] == \
+        [(s.subject_id, s.patient) for s in built.subjects]
+    csv = tmp_path / "atlas.csv"
+    mf.write_manifest(globbed, str(csv))
+    read = mf.read_manifest(str(csv))
+    assert [s.patient for s in read.subjects] == [s.patient for s in built.subjects]
+    for m in (built, globbed, read):
+        _one_split_per_patient(m)
+
+
+def test_atlas_r12_release_naming_through_glob_and_patient_regex(tmp_path):
+    globbed = releases.build_manifest("atlas_r12", atlas_r12_tree(tmp_path),
+                                      image_glob="**/Site*/*/t0*/*_t1w_deface_stx.nii.gz")
+    assert [(s.subject_id, s.patient) for s in globbed.subjects][2:4] == [
+        ("031900", "031900"), ("031900_t02", "031900")]
+    # Any layout: --subject_regex / --patient_regex with the glob preset.
+    generic = releases.build_manifest(
+        "glob", atlas_r12_cst_tree(tmp_path), image_glob="**/*_t1w_stx.nii.gz",
+        label_glob="**/{subject}_LesionSmooth*_stx.nii.gz",
+        subject_regex=r"(c\d+s\d+t\d+)_", patient_regex=r"(?P<patient>c\d+s\d+)t\d+_")
+    assert [s.patient for s in generic.subjects] == ["c0001s0001", "c0003s0002", "c0003s0002",
+                                                     "c0004s0001"]
+    _one_split_per_patient(generic)
+
+
 def test_a_release_preset_added_in_the_test(tmp_path, monkeypatch):
     """docs/extending.md, "Adding a data release preset", done as written there."""
     from tfrecords_tools.manifests.manifest import Manifest, Subject

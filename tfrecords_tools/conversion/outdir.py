@@ -15,7 +15,7 @@ import json
 import os
 
 from tfrecords_tools import schema
-from tl_common import lock
+from tl_common import lock, paths
 from tl_common.cli import UserError
 from tl_common.io import remove_temp_debris
 
@@ -77,9 +77,19 @@ def parameter_differences(stored: dict, params: dict) -> list[str]:
     return out
 
 
+def refuse_input_overlap(out_dir: str, manifest) -> None:
+    """OutDirError when ``out_dir`` is, contains or sits inside the manifest's folder
+    (or the preset's ``--root``), or holds any input file."""
+    source = manifest.source
+    where = [("the manifest's folder", os.path.dirname(source)) if os.path.isfile(source)
+             else ("--root", source)]
+    paths.refuse_overlap("--out_dir", out_dir, where + [
+        (f"the input file of subject {s.subject_id}:", f)
+        for s in manifest.subjects for f in s.files()], OutDirError)
+
+
 def check_folder(out_dir: str) -> None:
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise OutDirError(f"{out_dir}: --out_dir is an existing file, not a folder")
+    paths.check_output_folder(out_dir, "--out_dir", OutDirError)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:

@@ -209,18 +209,27 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
                                 seed=split_seed, allow_large_last_split=allow_large_last_split)
     if synthetic is not None:
         manifest = dataclasses.replace(manifest, synthetic=bool(synthetic))
+    for warning in mf.check_split_leaks(manifest):
+        print(warning, file=sys.stderr, flush=True)
     out_dir = os.path.abspath(out_dir)
+    outdir.refuse_input_overlap(out_dir, manifest)
     config_dict = config.to_dict()
     params = {"manifest": manifest.source, "preprocessing": config_dict, "workers": workers,
               "on_error": on_error, "num_shards": num_shards, "shard_job": shard_job,
               "split_counts": split_counts, "split_fractions": split_fractions,
               "split_seed": split_seed}
-    with outdir.claim(out_dir, params, shard_job=shard_job, overwrite=overwrite):
-        # Recorded first, so a concurrent or later run compares against it.
-        record_run(out_dir, params, seed=split_seed, name=outdir.RECORD_NAME)
-        return _convert_locked(manifest, out_dir, config, params, workers=workers,
-                               on_error=on_error, num_shards=num_shards, shard_job=shard_job,
-                               progress=progress)
+    try:
+        with outdir.claim(out_dir, params, shard_job=shard_job, overwrite=overwrite):
+            # Recorded first, so a concurrent or later run compares against it.
+            record_run(out_dir, params, seed=split_seed, name=outdir.RECORD_NAME)
+            return _convert_locked(manifest, out_dir, config, params, workers=workers,
+                                   on_error=on_error, num_shards=num_shards,
+                                   shard_job=shard_job, progress=progress)
+    except OSError as e:
+        if e.filename is None and e.errno in subject_cache.OUTPUT_ERRNOS:
+            # A write that did not name its file (e.g. in a library): name the folder.
+            raise OSError(e.errno, e.strerror, out_dir) from None
+        raise
 
 
 def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num_shards,

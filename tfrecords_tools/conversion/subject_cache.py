@@ -16,8 +16,10 @@ import errno
 import hashlib
 import json
 import os
+import sys
 import time
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -28,7 +30,7 @@ from tl_common.io import atomic_path
 
 CACHE_DIR = "subjects"
 # Disk full, quota, read-only: the output folder fails every subject alike.
-_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 TRANSFORM_DIR = "transforms"
 
 
@@ -70,9 +72,36 @@ def read_cache_meta(path: str) -> dict | None:
         return None
 
 
+def _damaged_member(path: str) -> str | None:
+    """The first member of a cache whose CRC-32 checksum fails (or ``"the archive"``),
+    None when every member reads back intact."""
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            try:
+                with z.open(name) as f:
+                    while f.read(1 << 22):
+                        pass
+            except (OSError, zipfile.BadZipFile, EOFError, ValueError, zlib.error):
+                return name  # a CRC mismatch, a truncated or undecodable member
+    return None
+
+
 def is_complete(out_dir: str, subject_id: str, expected_fingerprint: str) -> bool:
-    meta = read_cache_meta(cache_path(out_dir, subject_id))
-    return meta is not None and meta.get("fingerprint") == expected_fingerprint
+    """The subject's cache exists for these parameters and reads back intact. A damaged
+    cache (its metadata may still read) is named on stderr and is redone."""
+    path = cache_path(out_dir, subject_id)
+    meta = read_cache_meta(path)
+    if meta is None or meta.get("fingerprint") != expected_fingerprint:
+        return False
+    try:
+        damaged = _damaged_member(path)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError):
+        damaged = "the archive"
+    if damaged:
+        print(f"convert: {path}: damaged ({damaged} fails its checksum); pre-processing "
+              f"subject {subject_id} again", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def save_cache(path: str, result, *, subject_id: str, fp: str, out_dir: str,
@@ -163,7 +192,7 @@ def cache_subject(job: SubjectJob) -> dict:
     except InputError as e:
         return {"status": "error", "subject": e.subject, "file": e.file, "problem": e.problem}
     except OSError as e:
-        if e.errno in _OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
+        if e.errno in OUTPUT_ERRNOS:  # the output, not this subject: stop the conversion
             raise
         return _unexpected(job, e)
     except Exception as e:  # noqa: BLE001 - reported per subject, see docstring

@@ -8,7 +8,8 @@ PNG with the same stem), ``presence`` = class vector (one-hot, or multi-hot
 when a file has several rows in the labels CSV; without a CSV, the
 segmentation classes present), ``mask`` all zeros. Images are resized like
 Taskonomy's loader: ``skimage.transform.resize`` bilinear (order 1, no
-anti-aliasing) to S x S; masks nearest (order 0). Splits are drawn by seed.
+anti-aliasing) to S x S; masks nearest (order 0). Splits are drawn by seed, by
+group where items have one (Taskonomy: all views of a building in one split).
 An ignore label (Taskonomy: 0, unlabelled) is stored as the last class,
 ``ignore``, named in dataset.json ``ignore_class``; the pre-training loss
 weighs it 0 (``tl_keras.training.class_weights``).
@@ -48,6 +49,7 @@ class ImageItem:
     presence: tuple[float, ...]
     source: str
     key: str  # identity for resume (file path + size + mtime, or generator parameters)
+    group: str | None = None  # images of one group share a split (Taskonomy: the building)
 
 
 def resize_rgb(image: np.ndarray, size: int) -> np.ndarray:
@@ -92,21 +94,37 @@ def _read(subject: str, path: str, labels: bool = False) -> np.ndarray:
     return array
 
 
+def _images_in(folder: str) -> list[str]:
+    return sorted(p for p in glob.glob(os.path.join(glob.escape(folder), "*"))
+                  if p.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(p))
+
+
 def folder_items(image_dir: str, size: int, *, mask_dir: str = "", labels_csv: str = "",
                  ignore_label: int | None = None
                  ) -> tuple[list[ImageItem], list[str], list[str]]:
-    """Items of a flat image folder with optional masks (same stems) and class labels.
+    """Items of an image folder with optional masks (same stems) and class labels.
+
+    The images are the folder's own, or, when it has none, those of its sub-folders,
+    one per class (ImageNet as distributed: ``n03001627/n03001627_1000.JPEG``); the
+    sub-folder is then the image's class unless ``labels_csv`` is given.
 
     Returns:
       (items, segmentation class names, presence label names), as ``image_items``.
     """
-    paths = sorted(p for p in glob.glob(os.path.join(glob.escape(image_dir), "*"))
-                   if p.lower().endswith(IMAGE_EXTENSIONS))
+    paths, folder_classes = _images_in(image_dir), {}
+    if not paths and os.path.isdir(image_dir):
+        for sub in sorted(e.path for e in os.scandir(image_dir) if e.is_dir()):
+            found = _images_in(sub)
+            paths += found
+            folder_classes.update({os.path.splitext(os.path.basename(p))[0]:
+                                   os.path.basename(sub) for p in found})
     if not paths:
-        raise mf.ManifestError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+        raise mf.ManifestError(f"{image_dir}: no images ({', '.join(IMAGE_EXTENSIONS)}) in "
+                               "the folder nor in its sub-folders (one per class)")
     stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
     if len(set(stems)) != len(stems):
-        raise mf.ManifestError(f"{image_dir}: several images share a file stem")
+        twice = sorted({s for s in stems if stems.count(s) > 1})
+        raise mf.ManifestError(f"{image_dir}: several images share a file stem: {twice[:5]}")
     pairs, problems = [], []
     for stem, path in zip(stems, paths):
         mask = None
@@ -118,11 +136,14 @@ def folder_items(image_dir: str, size: int, *, mask_dir: str = "", labels_csv: s
                 problems.append(f"{stem}: no mask {mask_dir}/{stem}.png")
         pairs.append((stem, path, mask))
     return image_items(pairs, size, labels_csv=labels_csv, ignore_label=ignore_label,
-                       problems=problems, with_masks=bool(mask_dir))
+                       problems=problems, with_masks=bool(mask_dir),
+                       classes_of=None if labels_csv else folder_classes or None)
 
 
 def image_items(pairs, size: int, *, labels_csv: str = "", ignore_label: int | None = None,
-                problems: Sequence[str] = (), with_masks: bool | None = None
+                problems: Sequence[str] = (), with_masks: bool | None = None,
+                classes_of: dict[str, str] | None = None,
+                groups: dict[str, str] | None = None
                 ) -> tuple[list[ImageItem], list[str], list[str]]:
     """Items from (subject id, image path, mask path or None) triples.
 
@@ -134,6 +155,8 @@ def image_items(pairs, size: int, *, labels_csv: str = "", ignore_label: int | N
         the last class, named ``ignore`` (see ``label_table``).
       problems: problems found by the caller, reported with these.
       with_masks: the data set has masks (default: any pair has one).
+      classes_of: subject id -> class label, instead of ``labels_csv`` (one-hot).
+      groups: subject id -> group; a group's images share a split (e.g. a building).
 
     Returns:
       (items, segmentation class names, presence label names). Every missing
@@ -149,6 +172,9 @@ def image_items(pairs, size: int, *, labels_csv: str = "", ignore_label: int | N
         for f, c in zip(table["file"], table["class"]):
             per_file.setdefault(os.path.splitext(os.path.basename(f))[0], set()).add(c)
         problems += [f"{s}: no row in {labels_csv}" for s, _, _ in pairs if s not in per_file]
+    elif classes_of:
+        classes = sorted(set(classes_of.values()))
+        per_file = {s: {c} for s, c in classes_of.items()}
     if problems:
         raise mf.ManifestError(f"{len(problems)} problem(s): " + "; ".join(problems))
     with_masks = any(m for _, _, m in pairs) if with_masks is None else with_masks
@@ -159,7 +185,8 @@ def image_items(pairs, size: int, *, labels_csv: str = "", ignore_label: int | N
     items = []
     for stem, path, mask in pairs:
         presence = tuple(float(c in per_file[stem]) for c in classes) if classes else None
-        items.append(_folder_item(stem, path, mask, size, presence, lut, len(valid)))
+        item = _folder_item(stem, path, mask, size, presence, lut, len(valid))
+        items.append(dataclasses.replace(item, group=(groups or {}).get(stem)))
     return items, seg_classes, presence_names
 
 
@@ -215,7 +242,7 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
                         synthetic: bool = False, preprocessing: dict | None = None,
                         progress: bool = True) -> dict:
     """Assign splits, write shards (skipping unchanged ones) and the metadata files."""
-    subjects = tuple(mf.Subject(it.subject_id, it.source) for it in items)
+    subjects = tuple(mf.Subject(it.subject_id, it.source, patient_id=it.group) for it in items)
     # The size bound guards the scan presets' counts; image folders keep the plain remainder rule.
     manifest = mf.assign_splits(mf.Manifest(subjects), counts=split_counts,
                                 fractions=split_fractions, seed=seed, allow_large_last_split=True)

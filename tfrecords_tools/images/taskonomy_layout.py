@@ -4,7 +4,8 @@ The Taskonomy data set keeps one folder per domain (``rgb``,
 ``segmentsemantic``, ...) in each building, with file names
 ``point_<i>_view_<j>_domain_<domain>.png``; the omnidata download tool puts the
 building below the domain instead (``rgb/taskonomy/<building>/...``, with the
-folder ``segment_semantic`` for the ``segmentsemantic`` files). Both are read
+folder ``segment_semantic`` for the ``segmentsemantic`` files; so do per-building
+downloads of the full release, ``<building>/segment_semantic/``). All are read
 here: a file's building is the nearest folder above it that is not a domain
 folder (nor ``taskonomy``), and an image is paired with the label file of the
 same (building, point, view). docs/conversion.md says where the layout was
@@ -37,6 +38,12 @@ def _views(root: str, domain: str) -> dict[tuple[str, str, str], str]:
                          and f not in _NOT_BUILDINGS), "")
         found[(building, m[1], m[2])] = path
     return found
+
+
+def building_of(subject_id: str) -> str:
+    """The building of a ``<building>_point_<i>_view_<j>`` subject id ('' when none)."""
+    head, sep, _ = subject_id.rpartition("_point_")
+    return head if sep else ""
 
 
 def taskonomy_pairs(root: str, image_domain: str = "rgb",

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from tl_common.cli import UserError
-from tl_common.io import write_csv_atomic
+from tl_common.io import sha256_file, write_csv_atomic
 
 # Manifest column -> key of the ``labels`` dict given to preprocess_subject.
 LABEL_COLUMNS = {"label": "mask", "anatomy": "anatomy", "tissue": "tissue",
@@ -231,6 +231,44 @@ def assign_splits(manifest: Manifest, *, counts: Mapping[str, int] | None = None
                      else dataclasses.replace(s, split=given.get(s.patient) or assigned[s.patient])
                      for s in manifest.subjects)
     return dataclasses.replace(manifest, subjects=subjects)
+
+
+def check_split_leaks(manifest: Manifest) -> list[str]:
+    """Refuse one image file listed for two subjects; return a warning for each pair of
+    subjects in different splits whose images have identical content (a copy of a scan).
+
+    Paths are compared after resolving links; contents by SHA-256, computed only for
+    images of equal size, so a cohort of distinct scans costs one ``stat`` each.
+
+    Raises:
+      ManifestError: the same image file for two subjects (all listed).
+    """
+    where = manifest.source or "manifest"
+    by_path: dict[str, list[Subject]] = {}
+    for s in manifest.subjects:
+        by_path.setdefault(os.path.realpath(s.image), []).append(s)
+    twice = [f"{path} ({', '.join(f'{s.subject_id} in {s.split}' for s in group)})"
+             for path, group in sorted(by_path.items()) if len(group) > 1]
+    if twice:
+        raise ManifestError(f"{where}: {len(twice)} image file(s) listed for several subjects "
+                            f"(test data would reach training): " + "; ".join(twice))
+    by_size: dict[int, list[Subject]] = {}
+    for s in manifest.subjects:
+        by_size.setdefault(os.path.getsize(s.image), []).append(s)
+    warnings = []
+    for group in by_size.values():
+        if len({s.split for s in group}) < 2:
+            continue
+        by_hash: dict[str, list[Subject]] = {}
+        for s in group:
+            by_hash.setdefault(sha256_file(s.image), []).append(s)
+        for same in by_hash.values():
+            if len({s.split for s in same}) > 1:
+                names = ", ".join(f"{s.subject_id} ({s.split})" for s in same)
+                warnings.append(f"warning: {where}: subjects {names} have identical images "
+                                f"({', '.join(s.image for s in same)}): the same scan in "
+                                "several splits leaks test data into training")
+    return warnings
 
 
 def _check_remainder(name: str, size: int, stated: int, n: int) -> None:

@@ -49,6 +49,31 @@ def _manifest_of(root: str, images: list[str], none: str, read, what: str) -> Ma
     return Manifest(tuple(subjects), source=os.path.abspath(root))
 
 
+# ATLAS R1.2 file names: ``<subject>_t1w_deface_stx`` in a session folder ``t0N`` (the
+# release), or ``c<site>s<subject>t<time>_t1w_stx`` (copies some public code reads).
+_ATLAS_R12_T1 = re.compile(r"(?P<stem>.+?)_t1w(_deface)?_stx\.nii(\.gz)?")
+_ATLAS_R12_CST = re.compile(r"(?P<patient>c\d+s\d+)t\d+")
+
+
+def atlas_r12_ids(image: str) -> tuple[str, str]:
+    """(subject id, patient id) of an ATLAS R1.2 T1 file (path or path under a root).
+
+    ``.../<subject>/t0N/<subject>_t1w_deface_stx.nii.gz``: subject ``<subject>`` for
+    ``t01`` and ``<subject>_t0N`` after it, patient ``<subject>``;
+    ``c0003s0002t01_t1w_stx.nii.gz``: subject ``c0003s0002t01``, patient ``c0003s0002``
+    (site 3, subject 2, time point 1).
+    """
+    m = _ATLAS_R12_T1.fullmatch(os.path.basename(image))
+    stem = m["stem"] if m else os.path.basename(image).split(".nii")[0]
+    cst = _ATLAS_R12_CST.fullmatch(stem)
+    if cst:
+        return stem, cst["patient"]
+    session = os.path.basename(os.path.dirname(image))
+    if session == "t01" or not re.fullmatch(r"t\d+", session):
+        return stem, stem
+    return f"{stem}_{session}", stem
+
+
 def build_atlas_r12(root: str, **_) -> Manifest:
     """ATLAS R1.2 (and R1.1): ``<root>/**/<site>/<subject>/t01/``.
 
@@ -56,25 +81,25 @@ def build_atlas_r12(root: str, **_) -> Manifest:
     more ``<subject>_LesionSmooth*_stx.nii.gz`` masks (unioned). ``root`` may
     be any folder above the site folders. A patient scanned several times has
     one folder per session (``t01``, ``t02``, ...): each session is a scan
-    (subject id ``<subject>`` for ``t01``, ``<subject>_<session>`` otherwise)
-    and the patient id ``<subject>`` keeps the sessions in one split. Scans
-    are in MNI space (``_stx``).
+    and the patient id keeps the sessions in one split (:func:`atlas_r12_ids`).
+    Copies named ``c<site>s<subject>t<time>_t1w_stx.nii.gz`` with
+    ``..._LesionSmooth*_stx.nii.gz`` masks beside them are read too, their patient
+    being ``c<site>s<subject>``. Scans are in MNI space (``_stx``).
     """
-    images = _find(root, os.path.join("**", "*_t1w_deface_stx.nii*"))
-    none = (f"{root}: no '*_t1w_deface_stx.nii.gz' files found (ATLAS R1.2 layout "
-            f"<root>/<site>/<subject>/t01/<subject>_t1w_deface_stx.nii.gz)")
+    images = [p for p in _find(root, os.path.join("**", "*_t1w*_stx.nii*"))
+              if _ATLAS_R12_T1.fullmatch(os.path.basename(p))]
+    none = (f"{root}: no '*_t1w_deface_stx.nii.gz' (or "
+            f"'c<site>s<subject>t<time>_t1w_stx.nii.gz') files found (ATLAS R1.2 "
+            f"layout <root>/<site>/<subject>/t01/<subject>_t1w_deface_stx.nii.gz)")
 
     def read(image):
         folder = os.path.dirname(image)
-        session = os.path.basename(folder)
-        subject = os.path.basename(image).split("_t1w_deface_stx")[0]
+        stem = _ATLAS_R12_T1.fullmatch(os.path.basename(image))["stem"]
         masks = sorted(glob.glob(os.path.join(glob.escape(folder),
-                                              f"{glob.escape(subject)}_LesionSmooth*_stx.nii*")))
-        problem = (None if masks
-                   else f"{subject}: {folder}/{subject}_LesionSmooth*_stx.nii.gz")
-        sid = subject if session == "t01" or not re.fullmatch(r"t\d+", session) \
-            else f"{subject}_{session}"
-        return Subject(sid, image, {"mask": tuple(masks)}, patient_id=subject), problem
+                                              f"{glob.escape(stem)}_LesionSmooth*_stx.nii*")))
+        problem = None if masks else f"{stem}: {folder}/{stem}_LesionSmooth*_stx.nii.gz"
+        sid, patient = atlas_r12_ids(image)
+        return Subject(sid, image, {"mask": tuple(masks)}, patient_id=patient), problem
     return _manifest_of(root, images, none, read, "subject(s) without a lesion mask")
 
 
@@ -161,8 +186,12 @@ def build_ms_lesjak(root: str, **_) -> Manifest:
     return Manifest(tuple(subjects), source=os.path.abspath(root))
 
 
+_FILE_STEM = r"(?P<subject>[^/]+?)(\.nii(\.gz)?)?$"
+
+
 def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
-               subject_regex: str = r"(?P<subject>[^/]+?)(\.nii(\.gz)?)?$", **_) -> Manifest:
+               subject_regex: str = "", patient_regex: str = "",
+               ids_of: Callable[[str], tuple[str, str]] | None = None, **_) -> Manifest:
     """A manifest from path patterns under ``root``.
 
     Args:
@@ -172,8 +201,12 @@ def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
         is replaced by the subject id, e.g. ``{subject}/lesion*.nii.gz``;
         several matches are unioned. Empty: no labels.
       subject_regex: searched in the image path relative to root; the group
-        ``subject`` (or the first group) is the id. The default takes the
-        file name without extension.
+        ``subject`` (or the first group) is the id. Empty: ``ids_of`` (a preset's
+        rule), else the file name without extension.
+      patient_regex: searched in the same path; the group ``patient`` (or the
+        first group) is the patient id, which keeps a patient's scans in one split.
+        Empty: ``ids_of``, else each scan is its own patient.
+      ids_of: relative image path -> (subject id, patient id), a preset's naming rule.
     """
     if not image_glob:
         raise ManifestError("the glob preset needs --image_glob (e.g. '*/T1.nii.gz')")
@@ -181,15 +214,22 @@ def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
     images = sorted(glob.glob(os.path.join(glob.escape(root), image_glob), recursive=True))
     if not images:
         raise ManifestError(f"{root}: no files match image_glob '{image_glob}'")
-    regex = re.compile(subject_regex)
+    regex = re.compile(subject_regex or _FILE_STEM)
+    patients = re.compile(patient_regex) if patient_regex else None
     subjects, problems = [], []
     for image in images:
         rel = os.path.relpath(image, root).replace(os.sep, "/")
         m = regex.search(rel)
-        if not m:
-            problems.append(f"{rel}: subject_regex '{subject_regex}' does not match")
+        p = patients.search(rel) if patients else None
+        if not m or (patients and not p):
+            problems.append(f"{rel}: {'subject' if not m else 'patient'}_regex "
+                            f"'{subject_regex if not m else patient_regex}' does not match")
             continue
         sid = m.group("subject") if "subject" in regex.groupindex else m.group(1)
+        if ids_of and not subject_regex:
+            sid = ids_of(rel)[0]
+        patient = (p.group("patient") if "patient" in patients.groupindex else p.group(1)) \
+            if p else (ids_of(rel)[1] if ids_of else None)
         labels = ()
         if label_glob:
             pat = os.path.join(glob.escape(root), label_glob.replace("{subject}", glob.escape(sid)))
@@ -197,7 +237,7 @@ def build_glob(root: str, *, image_glob: str = "", label_glob: str = "",
             if not labels:
                 wanted = label_glob.replace("{subject}", sid)
                 problems.append(f"{sid}: no label file matches '{wanted}'")
-        subjects.append(Subject(sid, image, {"mask": labels} if labels else {}))
+        subjects.append(Subject(sid, image, {"mask": labels} if labels else {}, patient_id=patient))
     if problems:
         raise ManifestError(f"{root}: {len(problems)} problem(s): " + "; ".join(problems))
     return Manifest(tuple(subjects), source=root)
@@ -216,6 +256,9 @@ class Preset:
       label_mapping: default label-mapping CSV for multiclass targets.
       builder: root -> Manifest for a fixed published layout (None: give --manifest).
       image_glob / label_glob / subject_regex: default patterns for the glob builder.
+      ids_of: the naming rule the glob builder applies to this preset's files
+        (relative image path -> (subject id, patient id)) where no ``--subject_regex``
+        / ``--patient_regex`` is given.
     """
     crop_top: int = 0
     crop_bottom: int = 0
@@ -228,6 +271,7 @@ class Preset:
     image_glob: str = ""
     label_glob: str = ""
     subject_regex: str = ""
+    ids_of: Callable[[str], tuple[str, str]] | None = None
     description: str = ""
 
 
@@ -237,6 +281,7 @@ PRESETS: dict[str, Preset] = {
                                "870 selected scans with --subjects_csv"),
     "atlas_r12": Preset(crop_top=29, skip_registration=True,
                         split_counts={"train": 200, "test": 104}, builder=build_atlas_r12,
+                        ids_of=atlas_r12_ids,
                         description="ATLAS R1.2 stroke, MNI space, found under --root"),
     "atlas_r20": Preset(crop_top=29, skip_registration=True,
                         split_fractions={"train": 0.7, "test": 0.3}, builder=build_atlas_r20,
@@ -258,12 +303,14 @@ PRESETS: dict[str, Preset] = {
 
 
 def build_manifest(preset: str, root: str, *, image_glob: str = "", label_glob: str = "",
-                   subject_regex: str = "", check: bool = True) -> Manifest:
+                   subject_regex: str = "", patient_regex: str = "",
+                   check: bool = True) -> Manifest:
     """Build a manifest from a preset's layout under ``root``.
 
-    Explicit ``image_glob`` / ``label_glob`` / ``subject_regex`` switch to the
-    ``glob`` builder with those patterns while the preset's other defaults stay
-    (for a copy whose files were renamed).
+    Explicit ``image_glob`` / ``label_glob`` / ``subject_regex`` / ``patient_regex``
+    switch to the ``glob`` builder with those patterns while the preset's other
+    defaults stay (for a copy whose files were renamed), its patient rule included:
+    a patient's scans stay in one split whichever way the files are found.
     """
     p = get_preset(preset)
     if p.builder is None:
@@ -271,8 +318,10 @@ def build_manifest(preset: str, root: str, *, image_glob: str = "", label_glob: 
                             f"(the preset still sets the cropping defaults)")
     if not os.path.isdir(root):
         raise ManifestError(f"{root}: data root folder not found")
-    builder = build_glob if image_glob or label_glob or subject_regex else p.builder
-    kwargs = {"image_glob": image_glob or p.image_glob, "label_glob": label_glob or p.label_glob}
+    globbed = image_glob or label_glob or subject_regex or patient_regex
+    builder = build_glob if globbed else p.builder
+    kwargs = {"image_glob": image_glob or p.image_glob, "label_glob": label_glob or p.label_glob,
+              "patient_regex": patient_regex, "ids_of": p.ids_of}
     if subject_regex or p.subject_regex:
         kwargs["subject_regex"] = subject_regex or p.subject_regex
     manifest = builder(root, **kwargs)

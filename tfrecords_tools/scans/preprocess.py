@@ -163,15 +163,33 @@ def _resample_labels(subject, labels, img, ras, image_path, transform, resolutio
     for kind, path in files:
         lab = load_volume(subject, path, label=True)
         checks.check_label_values(subject, path, np.asarray(lab.dataobj))
-        if lab.shape != img.shape or not np.allclose(lab.affine, img.affine,
-                                                     atol=AFFINE_TOLERANCE_MM):
+        difference = grid_difference(lab, img)
+        if difference:
             raise InputError(subject, path, (
-                f"label grid {lab.shape} does not match the image grid {img.shape} of "
-                f"{image_path} (shape or affine differ); labels must be on the image's grid"))
+                f"the label grid does not match the image grid of {image_path}: "
+                f"{difference}; labels must be on the image's grid"))
         out = np.asarray(lab.dataobj).ravel(order="F")[source]
         out[outside] = 0
         result.setdefault(kind, []).append(out)
     return result
+
+
+def grid_difference(label, image) -> str:
+    """How a label volume's grid differs from the image's ('' when it matches): the
+    shapes, or the largest affine difference with both voxel sizes and origins."""
+    if label.shape != image.shape:
+        return f"shape {tuple(label.shape)} vs {tuple(image.shape)}"
+    a, b = np.asarray(label.affine, float), np.asarray(image.affine, float)
+    if np.allclose(a, b, atol=AFFINE_TOLERANCE_MM):
+        return ""
+    return (f"same shape {tuple(image.shape)} but affines differ by up to "
+            f"{np.abs(a - b).max():.3g} mm ({_describe_grid(a)} vs {_describe_grid(b)})")
+
+
+def _describe_grid(affine: np.ndarray) -> str:
+    voxel = np.linalg.norm(affine[:3, :3], axis=0)
+    return (f"voxel {' x '.join(f'{v:.3g}' for v in voxel)} mm, origin "
+            f"({', '.join(f'{v:.2f}' for v in affine[:3, 3])})")
 
 
 def preprocess_subject(subject_id: str, image_path: str, labels: dict[str, list[str]],

@@ -18,6 +18,7 @@ run metadata columns ``META_COLUMNS``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -25,10 +26,12 @@ import numpy as np
 import pandas as pd
 
 from tfrecords_tools import schema
+from tl_common import lock, paths
+from tl_common.cli import UserError
 from tl_common.io import atomic_path, write_csv_atomic, write_json_atomic
 from tl_common.progress import Progress
 from tl_common.runinfo import record_run
-from tl_keras.evaluation import metrics, tables
+from tl_keras.evaluation import metrics, native, tables
 from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
@@ -38,6 +41,11 @@ from tfrecords_tools.errors import DataSetError
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
                 "presets.csv", "summary.csv")
 STATE_FILE = "evaluation.json"
+SPACES = ("template", "native")
+
+
+class EvaluationError(UserError, ValueError):
+    """An evaluation that cannot be written where asked (message: one line)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +64,12 @@ class EvalConfig:
       num_examples: slices saved to ``examples.npz``: for the subjects with the
         largest ground-truth area, their slice with the most ground truth (the
         same slices for every model on the same data).
+      space: the grid of the volume metrics (per-subject volume Dice and volumes,
+        lesions, detection, presets): ``template``, the pre-processed grid the
+        network sees (MNI, resampled, cropped), or ``native``, each scan's own grid
+        and label files, as the challenges score (binary targets; see
+        :mod:`tl_keras.evaluation.native`). Per-slice scores are always on the
+        template grid.
       overwrite: recompute even when a finished evaluation with the same
         configuration exists.
       verbose: progress lines on stderr.
@@ -70,6 +84,7 @@ class EvalConfig:
     volume_cutoffs_ml: tuple = (0.0, 1.0, 2.0)
     presets: tuple = ("paper", "isles22", "atlas2", "wmh", "msseg_anima")
     num_examples: int = 4
+    space: str = "template"
     overwrite: bool = False
     verbose: bool = True
 
@@ -80,6 +95,8 @@ class EvalConfig:
             metrics.get_preset(p)
         from tl_keras.evaluation.detection import structure
         structure(self.connectivity)
+        if self.space not in SPACES:
+            raise FlagError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.batch_size < 1:
             raise FlagError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -134,13 +151,34 @@ def _state(model_dir: str, data_dir: str, config: EvalConfig) -> dict:
             "model_mtime": os.path.getmtime(model_file), "config": json.loads(json.dumps(cfg))}
 
 
+def _recorded(out_dir: str) -> dict | None:
+    try:
+        with open(os.path.join(out_dir, STATE_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 def _finished(out_dir: str, state: dict) -> bool:
-    path = os.path.join(out_dir, STATE_FILE)
-    if not os.path.exists(path) or not all(
-            os.path.exists(os.path.join(out_dir, f)) for f in OUTPUT_FILES):
+    if not all(os.path.exists(os.path.join(out_dir, f)) for f in OUTPUT_FILES):
         return False
-    with open(path) as f:
-        return json.load(f) == state
+    return _recorded(out_dir) == state
+
+
+def _refuse_another(out_dir: str, state: dict) -> None:
+    """An ``out_dir`` holding the evaluation of another model, data set, split or
+    configuration is not silently replaced (a retrained model may be re-evaluated)."""
+    old = _recorded(out_dir)
+    if not isinstance(old, dict):
+        return
+    diff = [k for k in ("model_dir", "data_dir") if old.get(k) != state[k]]
+    old_cfg, new_cfg = old.get("config") or {}, state["config"]
+    diff += [f"--{k}" for k in sorted(set(old_cfg) | set(new_cfg))
+             if old_cfg.get(k) != new_cfg.get(k)]
+    if diff:
+        raise EvaluationError(f"{out_dir} holds another evaluation (different "
+                              f"{', '.join(d if d.startswith('--') else '--' + d for d in diff)}"
+                              "); use another --out_dir, or --overwrite to replace it")
 
 
 def _read_outputs(out_dir: str) -> dict[str, pd.DataFrame]:
@@ -164,27 +202,55 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
 
     Raises:
       FileNotFoundError / ValueError naming the directory and the problem.
+      EvaluationError: ``out_dir`` is a file, a dangling link, overlaps the data or
+        the export, or holds another evaluation (without ``config.overwrite``).
+      tl_common.lock.LockError: another evaluation is writing into ``out_dir``.
     """
-    from tl_keras.data.dataset import build_dataset, split_subjects
+    from tl_keras.data.dataset import split_subjects
 
     config = dataclasses.replace(config or EvalConfig(), split=split)
     meta = read_exported_meta(model_dir)
     data_meta = schema.read_meta(data_dir)
     split_subjects(data_meta, split)  # clear error for an unknown split
     _check_compatible(meta, data_meta, data_dir, model_dir)
+    if config.space == "native":
+        if meta.num_classes != 2:
+            raise native.NativeSpaceError(
+                f"{model_dir}: --space native scores binary (lesion) targets; this model "
+                f"predicts {meta.num_classes} classes")
+        native.subject_records(data_dir)  # a clear error before any work
     state = _state(model_dir, data_dir, config)
+    paths.check_output_folder(out_dir, "--out_dir", EvaluationError)
+    paths.refuse_overlap("--out_dir", out_dir, [
+        ("--data_dir", data_dir), ("the model's export", os.path.join(model_dir, EXPORT_DIR))],
+        EvaluationError)
+    created = not os.path.exists(out_dir)
+    with lock.acquire(out_dir, what=out_dir):  # a second evaluation into it is refused
+        try:
+            return _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta)
+        finally:
+            if created and os.listdir(out_dir) == [lock.LOCK_NAME]:
+                os.remove(os.path.join(out_dir, lock.LOCK_NAME))
+                os.rmdir(out_dir)
+
+
+def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
+    """:func:`evaluate_model_dir` holding the lock of ``out_dir``."""
+    from tl_keras.data.dataset import build_dataset
     if not config.overwrite and _finished(out_dir, state):
         if config.verbose:
             print(f"evaluate: {out_dir} already holds this evaluation; skipping "
                   f"(--overwrite to redo)")
         return _read_outputs(out_dir)
-
+    if not config.overwrite:
+        _refuse_another(out_dir, state)
     model, meta = load_exported(model_dir)
     run = tables.run_metadata(meta, config, model_dir)
     num_classes = meta.num_classes
     binary = num_classes == 2
     class_names = list(meta.class_names or data_meta.get("mask_classes")
                        or [f"class{i}" for i in range(num_classes)])
+    split = config.split
     ds = build_dataset(data_dir, split, "raw", config.batch_size, training=False,
                        meta=data_meta)
     examples = _Examples()
@@ -194,9 +260,13 @@ def evaluate_model_dir(model_dir: str, data_dir: str, split: str, out_dir: str,
         total=data_meta["splits"][split].get("slices"), verbose=config.verbose,
         on_slice=examples if config.num_examples else None)
 
+    volume_of = None
+    if config.space == "native":
+        volume_of = functools.partial(native.to_native, native.subject_records(data_dir),
+                                      data_dir)
     out = tables.build_tables(store, slice_rows, run, num_classes, class_names, config,
                               Progress(len(store.slices), "evaluate: metrics", "subject",
-                                       enabled=config.verbose))
+                                       enabled=config.verbose), volume_of=volume_of)
     os.makedirs(out_dir, exist_ok=True)
     for name, frame in out.items():
         write_csv_atomic(os.path.join(out_dir, f"{name}.csv"), frame)

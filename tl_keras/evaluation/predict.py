@@ -17,6 +17,7 @@ import numpy as np
 
 from tfrecords_tools.errors import InputError, itk_reason
 from tfrecords_tools.scans.config import PreprocessConfig
+from tl_common import paths
 from tl_common.cli import MissingFileError, UserError
 from tl_common.progress import Progress
 from tl_keras.models.export import ExportMeta, load_exported, read_exported_meta
@@ -66,6 +67,10 @@ def preprocess_config_for(meta: ExportMeta, model_dir: str):
     return config
 
 
+class OutputError(UserError, ValueError):
+    """An output path that would replace an input or another output."""
+
+
 @dataclasses.dataclass(frozen=True)
 class PredictJob:
     """One scan to segment."""
@@ -90,6 +95,7 @@ def jobs_from_dir(input_dir: str, output_dir: str, probabilities: bool) -> list[
     files = sorted(f for f in os.listdir(input_dir) if f.endswith(NIFTI_SUFFIXES))
     if not files:
         raise MissingFileError(f"{input_dir}: no .nii / .nii.gz files")
+    paths.refuse_overlap("--output_dir", output_dir, [("--input_dir", input_dir)], OutputError)
     return [_job(os.path.join(input_dir, f), _stem(f), output_dir, probabilities)
             for f in files]
 
@@ -109,13 +115,42 @@ def jobs_from_manifest(manifest: str, output_dir: str, probabilities: bool) -> l
     if frame["subject_id"].duplicated().any():
         dup = frame.loc[frame["subject_id"].duplicated(), "subject_id"].iloc[0]
         raise ManifestError(f"{manifest}: subject_id '{dup}' occurs twice")
-    return [_job(os.path.join(base, r["image"]), r["subject_id"], output_dir, probabilities)
+    jobs = [_job(os.path.join(base, r["image"]), r["subject_id"], output_dir, probabilities)
             for r in frame.to_dict("records")]
+    paths.refuse_overlap("--output_dir", output_dir, [("--manifest", manifest)] + [
+        (f"the scan of {os.path.basename(j.output)[:-len('_seg.nii.gz')]}:", j.image)
+        for j in jobs], OutputError)
+    return jobs
 
 
 def _job(image, name, output_dir, probabilities):
     return PredictJob(image, os.path.join(output_dir, f"{name}_seg.nii.gz"),
                       os.path.join(output_dir, f"{name}_prob.nii.gz") if probabilities else None)
+
+
+def check_jobs(jobs: list[PredictJob]) -> None:
+    """Refuse outputs that would replace an input scan or another job's output.
+
+    Raises:
+      OutputError: one line naming both paths (e.g. ``x.nii`` and ``x.nii.gz`` of one
+        folder would both write ``x_seg.nii.gz``).
+    """
+    def key(path):
+        return os.path.realpath(os.path.abspath(path))
+    inputs = {key(j.image): j.image for j in jobs}
+    owner: dict[str, str] = {}
+    for job in jobs:
+        for path in (job.output, job.probabilities):
+            if not path:
+                continue
+            if key(path) in inputs:
+                raise OutputError(f"{path}: the output would replace the input scan "
+                                  f"{inputs[key(path)]}; choose another output path")
+            if key(path) in owner:
+                raise OutputError(f"{path}: both {owner[key(path)]} and {job.image} would be "
+                                  "written there; rename one of the scans (or use --manifest "
+                                  "with distinct subject ids)")
+            owner[key(path)] = job.image
 
 
 def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: int = 8):
@@ -159,12 +194,18 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
       The label output paths written (or found finished).
 
     Raises:
+      OutputError: an output would replace an input or another output.
       UnreproducibleError: the model's pre-processing cannot be rebuilt.
       tfrecords_tools.errors.InputError: a scan cannot be used (names it).
     """
     from tfrecords_tools.scans.preprocess import write_native
+    check_jobs(jobs)
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
+    missing = [j.image for j in jobs if not os.path.isfile(j.image)]
+    if missing:  # before the model is loaded
+        raise MissingFileError(f"{missing[0]}: no such scan" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if predict_fn is None:
         model, meta = load_exported(model_dir)
         predict_fn = functools.partial(predict_slices, model,

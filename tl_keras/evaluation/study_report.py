@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 
 from tl_keras.evaluation import plots, stats, summary
+from tl_keras.evaluation.tables import MODE_COLUMNS
 from tl_common.io import write_csv_atomic, write_text_atomic
 from tl_keras.weights.load_report import WeightLoadError
-from tl_keras.weights.spec import InitSpec, source_label as spec_source_label
+from tl_keras.weights.spec import InitSpec, mode_suffix, source_label as spec_source_label
 from tl_common.records import RecordError
 from tl_common.cli import MissingFileError
 
@@ -59,7 +60,9 @@ def source_label(row) -> str:
 
     A run's recorded ``source_label`` wins; otherwise it is built from ``source_task`` /
     ``source_domain`` and the kind of ``init`` (or ``init_from``) by the same rule
-    (:func:`tl_keras.weights.spec.source_label`), so evaluate outputs and sweep CSVs agree;
+    (:func:`tl_keras.weights.spec.source_label`), with the fine-tuning mode of the row's
+    ``freeze_encoder`` ... columns appended (:func:`tl_keras.weights.spec.mode_suffix`: a
+    frozen encoder is a source of its own), so evaluate outputs and sweep CSVs agree;
     a row with none of them keeps its own ``source`` name (a sweep cell name).
     """
     if not _missing(row.get("source_label")):
@@ -75,7 +78,8 @@ def source_label(row) -> str:
     except WeightLoadError:  # an init this version does not know: go by the task
         kind = None
     return spec_source_label(None if _missing(task) else task,
-                             None if _missing(domain) else domain, kind)
+                             None if _missing(domain) else domain, kind) + mode_suffix(
+        *(row.get(k) for k in MODE_COLUMNS))
 
 
 def _with_source(frame: pd.DataFrame) -> pd.DataFrame:

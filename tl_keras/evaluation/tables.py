@@ -12,7 +12,10 @@ from tl_keras.evaluation import metrics
 from tl_keras.evaluation.detection import (PER_LESION_COLUMNS, PRESET_COLUMNS,
                                            SUMMARY_COLUMNS, detected_column)
 
-META_COLUMNS = ("target", "source_task", "source_domain", "init_from", "train_subjects",
+#: The fine-tuning mode fields of ExportMeta (a frozen encoder ...), copied as they are.
+MODE_COLUMNS = ("freeze_encoder", "freeze_epochs", "encoder_lr_multiplier", "init_decoder")
+META_COLUMNS = ("target", "source_task", "source_domain", "source_label", "init_from",
+                *MODE_COLUMNS, "train_subjects",
                 "repeat", "seed", "subset_seed", "split", "empty_policy", "include_background",
                 "connectivity", "model_dir")
 
@@ -24,7 +27,8 @@ def run_metadata(meta, config, model_dir: str) -> dict:
     ``repeat`` is the subset seed (each repeat of a sweep draws its own subset).
     """
     return {"target": meta.target, "source_task": meta.source_task,
-            "source_domain": meta.source_domain, "init_from": meta.init_from,
+            "source_domain": meta.source_domain, "source_label": meta.source_label,
+            "init_from": meta.init_from, **{k: getattr(meta, k) for k in MODE_COLUMNS},
             "train_subjects": meta.train_subjects, "repeat": meta.subset_seed,
             "seed": meta.seed, "subset_seed": meta.subset_seed, "split": config.split,
             "empty_policy": config.empty_policy,
@@ -105,10 +109,13 @@ def _pool_detection(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 
 def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_names,
-                 config, progress=None) -> dict[str, pd.DataFrame]:
+                 config, progress=None, volume_of=None) -> dict[str, pd.DataFrame]:
     """Per-slice, per-subject, per-lesion, detection, presets and summary tables.
 
     ``progress``, if given, has ``update(n)`` and is told of every subject done.
+    ``volume_of``, if given, maps each subject's re-assembled volumes onto the grid the
+    volume metrics are computed on (``--space native``); per-slice scores stay on the
+    slices the network saw.
     """
     per_slice = pd.DataFrame(slice_rows).sort_values(["subject_id", "slice_index"],
                                                      kind="stable").reset_index(drop=True)
@@ -117,6 +124,8 @@ def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_nam
     rows, lesions, detections, presets = [], [], [], []
     for subject in sorted(store.slices):  # per subject: each call is vectorised
         vol = store.volumes(subject)
+        if volume_of is not None:
+            vol = volume_of(vol)
         if num_classes == 2:
             row, per_lesion, detection, pre = _subject_binary(vol, by_subject[subject], config)
             lesions.append(per_lesion)
@@ -145,7 +154,7 @@ def _summary(per_slice, per_subject, detection, presets, metric, config) -> pd.D
     """One row: slice mean / sd (the paper's number), volume mean, detection, presets."""
     values = per_slice[metric].to_numpy(dtype=float)
     row = {"n_subjects": len(per_subject), "n_slices": len(per_slice),
-           "metric": metric, "dice": np.nan, "dice_sd": np.nan, "dice_volume": np.nan,
+           "metric": metric, "space": getattr(config, "space", "template"), "dice": np.nan, "dice_sd": np.nan, "dice_volume": np.nan,
            "miou": np.nan, "miou_sd": np.nan, "miou_volume": np.nan}
     row[metric] = metrics.nanmean(values)
     row[f"{metric}_sd"] = float(np.nanstd(values)) if np.any(~np.isnan(values)) else np.nan

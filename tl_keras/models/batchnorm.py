@@ -17,6 +17,11 @@ The moving statistics follow Keras exactly: ``moving = moving * momentum + batch
 (1 - momentum)`` with the *biased* batch variance. ``FusedBatchNormV3`` returns the
 unbiased (Bessel-corrected) variance, so it is scaled back by ``(n - 1) / n``.
 
+The fused kernel is not CPU-specific: TensorFlow registers ``FusedBatchNormV3`` and its
+gradient for float32, float16 and bfloat16 on CPU and GPU alike (cuDNN's fused batch norm
+on a GPU, which is also what ``tf.keras`` 2 ran there). On any other device type (TPU, a
+pluggable device) the layer runs Keras' code: :func:`fused_kernel_everywhere`.
+
 With several replicas in sync (``MirroredStrategy``, ``MultiWorkerMirroredStrategy``)
 the layer uses Keras' synchronized batch norm instead: moments are all-reduced over
 the global batch, so a distributed run normalises as one device with the whole batch
@@ -29,9 +34,12 @@ import json
 import keras
 import tensorflow as tf
 
-from tl_keras.models import conv
+from tl_keras.models import conv, machine
 
-__all__ = ["BatchNormalization", "fused_keras_json"]
+__all__ = ["BatchNormalization", "fused_keras_json", "fused_kernel_everywhere"]
+
+#: Device types with a ``FusedBatchNormV3`` kernel for float32, float16 and bfloat16.
+FUSED_DEVICE_TYPES = frozenset({"CPU", "GPU"})
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
@@ -45,7 +53,7 @@ class BatchNormalization(keras.layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         if (not (training and self.trainable) or not self._fusable(inputs, mask)
-                or _replicas_in_sync() > 1):
+                or _replicas_in_sync() > 1 or not fused_kernel_everywhere()):
             return super().call(inputs, training=training, mask=mask)
         x = inputs
         if x.dtype not in (tf.float32, tf.bfloat16, tf.float16):
@@ -79,6 +87,11 @@ class BatchNormalization(keras.layers.BatchNormalization):
         if mask is None and _replicas_in_sync() > 1:
             return keras.ops.moments(inputs, axes=self._reduction_axes, synchronized=True)
         return super()._moments(inputs, mask)
+
+
+def fused_kernel_everywhere() -> bool:
+    """Whether every device TensorFlow may train on has the fused kernel (CPU, GPU)."""
+    return machine.device_types() <= FUSED_DEVICE_TYPES
 
 
 def _replicas_in_sync() -> int:

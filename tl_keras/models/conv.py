@@ -9,10 +9,22 @@ runs at a third of the rate of the matrix product that computes the same numbers
     dK[i, j, c, o] = sum over (n, y, x) of X_pad[n, y + i, x + j, c] * dY[n, y, x, o],
 
 i.e. one matrix product per kernel tap (i, j) of the shifted input with ``dY`` (for 1x1
-kernels, ``X^T @ dY``). :class:`Conv2D` computes it that way and leaves the forward
+kernels, ``X^T @ dY``). :class:`Conv2D` can compute it that way and leaves the forward
 pass and the input gradient to TensorFlow's convolution kernels, so outputs are
-unchanged and gradients differ only in float rounding (both accumulate in float32). It does
-so under mixed bfloat16 only, where it was measured to pay; float32 layers run Keras' code.
+unchanged and gradients differ only in float rounding (both accumulate in float32).
+
+Which of the two kernel gradients a layer takes (:func:`use_matmul_gradient`):
+
+- only when TensorFlow trains on the CPU (:func:`tl_keras.models.machine.trains_on_cpu`):
+  the products were measured on CPUs; with a GPU, TensorFlow's (cuDNN's) kernel runs;
+- on the CPU, by measurement: the first time a shape (input, kernel, dtype) is traced on a
+  machine, both kernel gradients are timed on random tensors of that shape (alternating,
+  median of 3 calls after one warm-up call each) and the faster is kept in the speed cache
+  (:mod:`tl_keras.models.machine`), so later runs do not time it again;
+- where the shape is not known when traced (a batch dimension of None), or with several
+  replicas, or with ``TL_KERAS_KERNEL_GRADIENT=rule``: the rule measured on the development
+  machine (:func:`matmul_gradient_pays`, mixed bfloat16 only);
+  ``TL_KERAS_KERNEL_GRADIENT=tensorflow`` always takes TensorFlow's.
 
 Like ``models.batchnorm``, the layer keeps Keras' class name on purpose (``.weights.h5``
 files address variables by the snake-cased class name, ``layers/conv2d/vars``); it is
@@ -21,17 +33,37 @@ channels-first convolutions run Keras' code unchanged.
 """
 from __future__ import annotations
 
+import os
+import statistics
+import threading
+import time
+
 import keras
 import tensorflow as tf
+from tensorflow.python.eager import record
 
-__all__ = ["Conv2D", "kernel_gradient", "matmul_gradient_pays"]
+from tl_common.cli import FlagError
+from tl_keras.models import machine
+
+__all__ = ["Conv2D", "kernel_gradient", "matmul_gradient_pays", "use_matmul_gradient"]
 
 #: Channels (input and output) from which a k x k (k > 1) kernel gradient is computed by
-#: matrix products. Below it each product has a small (C, O) result summed over N*H*W rows,
-#: and oneDNN's weight-gradient kernel is faster: measured per layer of the Taskonomy
-#: network at 256 px, batch 8, mixed bfloat16 (docs/training.md, "Which kernel gradient,
-#: per layer").
+#: matrix products under the fixed rule. Below it each product has a small (C, O) result
+#: summed over N*H*W rows, and oneDNN's weight-gradient kernel is faster: measured per
+#: layer of the Taskonomy network at 256 px, batch 8, mixed bfloat16 (docs/training.md,
+#: "Which kernel gradient, per layer").
 MATMUL_MIN_CHANNELS = 256
+#: The environment variable choosing how: ``auto`` (measured, the default), ``rule``,
+#: ``tensorflow``.
+KERNEL_GRADIENT_ENV = "TL_KERAS_KERNEL_GRADIENT"
+KERNEL_GRADIENT_MODES = ("auto", "rule", "tensorflow")
+#: Speed cache section of the per-shape measurements.
+CACHE_SECTION = "kernel_gradient"
+#: Timed calls per kernel gradient and shape (after one warm-up call each), alternating.
+TIMED_CALLS = 3
+
+_choices: dict[str, bool] = {}   # this process's decisions, by shape key
+_lock = threading.Lock()
 
 
 @keras.saving.register_keras_serializable(package="tl_keras")
@@ -39,33 +71,112 @@ class Conv2D(keras.layers.Conv2D):
     """``keras.layers.Conv2D`` with a matrix-product kernel gradient (module docstring)."""
 
     def convolution_op(self, inputs, kernel):
-        if not (self._matmul_gradient_applies() and matmul_gradient_pays(kernel.shape)):
+        # Without a gradient tape recording (inference, Keras' symbolic build) no kernel
+        # gradient is computed: nothing to choose, nothing to measure.
+        if not (record.could_possibly_record() and self._matmul_gradient_applies()
+                and use_matmul_gradient(inputs.shape, kernel.shape, self.compute_dtype)):
             return super().convolution_op(inputs, kernel)
         return _conv_same(tf.cast(inputs, self.compute_dtype),
                           tf.cast(kernel, self.compute_dtype))
 
     def _matmul_gradient_applies(self) -> bool:
+        """Whether the products compute this layer's kernel gradient exactly."""
         one_by_one = tuple(self.kernel_size) == (1, 1)
-        # Measured faster only in mixed bfloat16 (the Taskonomy step at 256 px); in float32
-        # the quickstart's 64 px network trained 24 % slower with it (95 -> 77 slices/s on one
-        # thread), so float32 keeps TensorFlow's kernel gradient (docs/training.md).
-        return (self.compute_dtype == "bfloat16" and tuple(self.strides) == (1, 1)
+        return (tuple(self.strides) == (1, 1)
                 and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
                 and self.data_format == "channels_last"
                 and (self.padding == "same" or one_by_one))
 
 
-def matmul_gradient_pays(kernel_shape) -> bool:
-    """Whether the matrix-product kernel gradient is the faster one for this kernel.
+def matmul_gradient_pays(kernel_shape, dtype: str = "bfloat16") -> bool:
+    """The fixed rule: whether the matrix-product kernel gradient was the faster one.
 
-    Always for 1x1 kernels (2-3x faster than oneDNN's weight-gradient kernel at every
-    1x1 shape of the Taskonomy network); for larger kernels only when both the input and
-    the output channels are at least :data:`MATMUL_MIN_CHANNELS`. With few channels the
-    products are long and narrow: for the decoder's 16-channel 3x3 convolution at 256 x 256
-    px they took 39 ms against oneDNN's 4 ms.
+    Measured on the development machine (docs/training.md): under mixed bfloat16, always
+    for 1x1 kernels (2-3x faster than oneDNN's weight-gradient kernel at every 1x1 shape
+    of the Taskonomy network); for larger kernels only when both the input and the output
+    channels are at least :data:`MATMUL_MIN_CHANNELS` (with few channels the products are
+    long and narrow: for the decoder's 16-channel 3x3 convolution at 256 x 256 px they took
+    39 ms against oneDNN's 4 ms). In float32 never (the quickstart's 64 px network trained
+    24 % slower with it).
     """
+    if str(dtype) != "bfloat16":
+        return False
     kh, kw, cin, cout = (int(d) for d in kernel_shape)
     return (kh, kw) == (1, 1) or min(cin, cout) >= MATMUL_MIN_CHANNELS
+
+
+def kernel_gradient_mode() -> str:
+    """``$TL_KERAS_KERNEL_GRADIENT`` (``auto`` when unset); a FlagError names a bad value."""
+    mode = os.environ.get(KERNEL_GRADIENT_ENV, "") or "auto"
+    if mode not in KERNEL_GRADIENT_MODES:
+        raise FlagError(f"{KERNEL_GRADIENT_ENV}={mode!r} is not one of "
+                        f"{', '.join(KERNEL_GRADIENT_MODES)}")
+    return mode
+
+
+def shape_key(input_shape, kernel_shape, dtype: str) -> str:
+    """The speed cache key of one kernel gradient, e.g. ``bfloat16 8x16x16x256 3x3 -> 256``."""
+    kh, kw, _, cout = (int(d) for d in kernel_shape)
+    return (f"{dtype} {'x'.join(str(int(d)) for d in input_shape)} {kh}x{kw} -> {cout}")
+
+
+def use_matmul_gradient(input_shape, kernel_shape, dtype: str) -> bool:
+    """Whether a stride-1 convolution of these shapes takes the matrix-product kernel
+    gradient (module docstring: CPU only; measured per shape and cached; else the rule)."""
+    if not machine.trains_on_cpu():
+        return False
+    mode = kernel_gradient_mode()
+    if mode == "tensorflow":
+        return False
+    known = all(d is not None for d in input_shape)
+    ctx = tf.distribute.get_replica_context()
+    replicas = 1 if ctx is None else ctx.num_replicas_in_sync
+    if mode == "rule" or not known or replicas > 1:
+        return matmul_gradient_pays(kernel_shape, dtype)
+    key = shape_key(input_shape, kernel_shape, str(dtype))
+    with _lock:
+        if key not in _choices:
+            entry = machine.cached(CACHE_SECTION, key)
+            if not isinstance(entry, dict) or "matmul" not in entry:
+                entry = measure_kernel_gradients(input_shape, kernel_shape, str(dtype))
+                machine.store(CACHE_SECTION, key, entry)
+            _choices[key] = bool(entry["matmul"])
+        return _choices[key]
+
+
+def measure_kernel_gradients(input_shape, kernel_shape, dtype: str) -> dict:
+    """Time TensorFlow's kernel gradient and :func:`kernel_gradient` on random tensors of
+    these shapes (eagerly, outside any graph being traced); return the speed cache entry
+    ``{"matmul": bool, "tensorflow_ms": m, "matmul_ms": m}`` (medians)."""
+    with tf.init_scope():
+        kernel_shape = tuple(int(d) for d in kernel_shape)
+        x = tf.cast(tf.random.uniform([int(d) for d in input_shape], -1, 1), dtype)
+        dy = tf.cast(tf.random.uniform([*x.shape[:3], kernel_shape[3]], -1, 1), dtype)
+        ours = tf.function(lambda a, b: kernel_gradient(a, b, kernel_shape))
+        theirs = tf.function(lambda a, b: tf.raw_ops.Conv2DBackpropFilter(
+            input=a, filter_sizes=kernel_shape, out_backprop=b, strides=[1, 1, 1, 1],
+            padding="SAME"))
+        times = _alternate({"matmul": lambda: ours(x, dy), "tensorflow": lambda: theirs(x, dy)},
+                           TIMED_CALLS)
+    ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return {"matmul": ms["matmul"] < ms["tensorflow"], "matmul_ms": round(ms["matmul"], 3),
+            "tensorflow_ms": round(ms["tensorflow"], 3)}
+
+
+def _alternate(runs: dict, rounds: int) -> dict[str, list[float]]:
+    """Seconds of each of ``runs`` (callables returning a tensor), one warm-up call each,
+    then ``rounds`` rounds, the order reversed every other round (a shared machine's load
+    then weighs on both alike)."""
+    for run in runs.values():
+        run().numpy()
+    times = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            runs[name]().numpy()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 @tf.custom_gradient

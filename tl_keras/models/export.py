@@ -15,12 +15,16 @@ import zipfile
 from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
 from tl_keras.models.hub_preset import require_keras_hub
-from tl_common.records import (RecordError, from_fields, integer, mapping, optional,
-                                    read_json_object, text)
+from tl_common.records import (RecordError, boolean, from_fields, integer, mapping, optional,
+                               read_json_object, real, text)
 
 EXPORT_DIR = "export"
 MODEL_FILE = "segmentation.keras"
 META_FILE = "model.json"
+#: Checkers of the fine-tuning mode fields (``freeze_encoder`` ...), in this record and in
+#: ``result.json`` (:class:`tl_keras.training.results.FinetuneResult`).
+MODE_CHECKERS = {"freeze_encoder": boolean, "freeze_epochs": integer,
+                 "encoder_lr_multiplier": real, "init_decoder": boolean}
 
 
 def _image_size(value) -> tuple[int, int]:
@@ -58,6 +62,8 @@ class ExportMeta:
       train_subjects: number of fine-tuning subjects.
       subset_seed: seed of the subject subset (the sweep's repeat).
       seed: the run's seed.
+      freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
+        mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
       data_dir: absolute path of the training data set.
       dataset_meta: the training data set's ``dataset.json`` (with its
         ``preprocessing`` parameters, used by ``tl_keras.predict``).
@@ -75,6 +81,10 @@ class ExportMeta:
     train_subjects: int | None = None
     subset_seed: int | None = None
     seed: int | None = None
+    freeze_encoder: bool = False
+    freeze_epochs: int = 0
+    encoder_lr_multiplier: float = 1.0
+    init_decoder: bool = False
     data_dir: str | None = None
     dataset_meta: dict = dataclasses.field(default_factory=dict)
 
@@ -97,7 +107,8 @@ class ExportMeta:
                     "target": opt_text, "source_task": opt_text, "source_domain": opt_text,
                     "source_label": opt_text, "init_from": opt_text,
                     "train_subjects": optional(_subject_count), "subset_seed": opt_int,
-                    "seed": opt_int, "data_dir": opt_text, "dataset_meta": optional(mapping)}
+                    "seed": opt_int, "data_dir": opt_text, "dataset_meta": optional(mapping),
+                    **MODE_CHECKERS}
         meta = from_fields(cls, data, where, checkers, renamed={"init": "init_from"})
         # JSON null for the optional collections means "none recorded".
         return dataclasses.replace(meta, class_names=meta.class_names or (),
@@ -154,7 +165,23 @@ def load_exported(model_dir: str):
     if _uses_keras_hub(path):  # its classes register on import
         require_keras_hub(path)
         import keras_hub  # noqa: F401
-    return keras.models.load_model(path, compile=False), meta
+    model = keras.models.load_model(path, compile=False)
+    _check_agrees(model, meta, path)
+    return model, meta
+
+
+def _check_agrees(model, meta: ExportMeta, path: str) -> None:
+    """RecordError when ``model.json`` describes another network than the model file
+    (input size, channels, classes), instead of Keras' shape error at the first batch."""
+    want = (*meta.image_size, meta.input_channels, meta.num_classes)
+    got = (*tuple(model.input_shape)[1:4], tuple(model.output_shape)[-1])
+    if None in got or got == want:
+        return
+    names = ("height", "width", "input channels", "classes")
+    diff = "; ".join(f"{n} {w} in {META_FILE}, {g} in the model" for n, w, g in
+                     zip(names, want, got) if w != g)
+    raise RecordError(f"{os.path.join(os.path.dirname(path), META_FILE)} does not describe "
+                      f"{path} ({diff}); export the run again")
 
 
 def _uses_keras_hub(path: str) -> bool:

@@ -128,7 +128,8 @@ def build_models(preset: str, network: str, image_size: int, input_channels: int
     Args:
       preset: a network name (``NETWORKS``, or ``PREFIX:NAME`` of a registered family).
       network: ``segmentation`` / ``target`` (pixel-wise logits), ``autoencoding``
-        (tanh decoder + discriminator) or ``classification`` (head).
+        (tanh decoder + discriminator), ``reconstruction`` (tanh decoder), ``simsiam``
+        (projector and predictor) or ``classification`` (head).
       image_size: square input size in px (a multiple of 16).
       input_channels: model input channels (1 or 3).
       num_outputs: classes (None for auto-encoding: as many as the input channels).

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import keras
 
-from tl_keras.models.factory import UNET_REFUSED, TaskModels
+from tl_keras.models.factory import RECONSTRUCTING, UNET_REFUSED, TaskModels
 from tl_keras.models.layers import BatchNormalization, Conv2D
+from tl_keras.models.simsiam import build_simsiam_head
 from tl_keras.models.unet import unet_model
 
 
@@ -67,8 +68,15 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
             keras.layers.Flatten()(h))
         head = keras.Model(h, logits, name="head")
         return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
-    if task == "autoencoding" and decoder_variant == "unet":
+    if task == "simsiam":
+        # SimSiam's widths (2048 / 512 on ResNet-50) narrowed with the network.
+        head = build_simsiam_head(encoder.output_shape[1:], 256 * width, 64 * width)
+        return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
+    if task in RECONSTRUCTING and decoder_variant == "unet":
         raise ValueError(UNET_REFUSED.format(task=task))
+    if task == "reconstruction":
+        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
+        return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
     if task == "autoencoding":
         decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
         d_in = keras.Input((image_size, image_size, 2 * input_channels))

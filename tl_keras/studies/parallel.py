@@ -3,8 +3,11 @@
 A small network (the quickstart's 64 px compact one) leaves much of a 2-core CPU idle
 when one process runs it with two threads: its ops are too small to split well, and the
 Python, tracing, input and evaluation work between them is serial. Two processes with one
-thread each keep both cores busy (measured in docs/decoders.md). Each job's output goes to
-its own log file, so the console shows one progress line instead of interleaved epochs.
+thread each keep both cores busy (measured in docs/decoders.md). That is a CPU measure: on
+a machine with a GPU the workers keep TensorFlow's thread defaults and let GPU memory grow
+as needed (TensorFlow would otherwise give all of it to the first process). Each job's
+output goes to its own log file, so the console shows one progress line instead of
+interleaved epochs.
 """
 from __future__ import annotations
 
@@ -15,11 +18,15 @@ import sys
 from typing import Callable, Sequence
 
 from tl_common import workers as worker_processes
+from tl_keras.models import machine
 from tl_common.cli import UserError
 from tl_common.progress import Progress
 
-#: Set to 1 in every worker: TensorFlow's thread pools, and OpenMP's should a library use it.
+#: Set to 1 in every worker on a CPU-only machine: TensorFlow's thread pools, and OpenMP's
+#: should a library use it.
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
+#: Set in every worker on a machine with a GPU: several processes share its memory.
+GPU_VARIABLES = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 #: Seconds between polls of the finished-item count.
 POLL_SECONDS = 2.0
 
@@ -33,8 +40,8 @@ def run_jobs(jobs: Sequence[tuple[Callable, tuple]], workers: int, log_dir: str,
     """Run ``fn(*args)`` for every ``(fn, args)`` in ``jobs``.
 
     With ``workers`` <= 1 the jobs run here, one after the other, printing as usual.
-    Otherwise up to ``workers`` spawned processes run them, each TensorFlow-single-threaded,
-    job ``i`` writing its stdout and stderr to ``log_dir/job<i>.log``; the console shows
+    Otherwise up to ``workers`` spawned processes run them, each TensorFlow-single-threaded
+    on a CPU-only machine (:func:`worker_environment`), job ``i`` writing its stdout and stderr to ``log_dir/job<i>.log``; the console shows
     progress as counted by ``done()`` (e.g. finished runs on disk) out of ``total``.
 
     Args:
@@ -95,12 +102,20 @@ def _watch(pending: dict, desc: str, unit: str, done: Callable[[], int],
     return errors
 
 
+def worker_environment() -> dict[str, str]:
+    """The variables a worker sets before TensorFlow starts: one intra-op and one inter-op
+    thread where TensorFlow trains on the CPU, GPU memory growth where it has a GPU
+    (``machine.gpus`` lists physical devices: it starts no runtime, so the thread settings
+    still apply)."""
+    if machine.gpus():
+        return dict(GPU_VARIABLES)
+    return {name: "1" for name in THREAD_VARIABLES}
+
+
 def _init_worker(parent_pid: int) -> None:
-    """Pool initializer: one intra-op and one inter-op thread for TensorFlow in this process
-    (read from the environment when its runtime starts, i.e. before the first op); die
-    with the parent."""
-    for name in THREAD_VARIABLES:
-        os.environ[name] = "1"
+    """Pool initializer: :func:`worker_environment` (read by TensorFlow's runtime when it
+    starts, i.e. before the first op); die with the parent."""
+    os.environ.update(worker_environment())
     worker_processes.init_worker(parent_pid)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import traceback
 from typing import Callable
 
@@ -18,7 +19,7 @@ from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
 from tl_keras.training.config import ConfigError, FinetuneConfig
 from tl_keras.training.validation import validate_finetune
 from tl_keras.training.results import RecordError, read_finetune_result
-from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.rundir import claim_run_dir, refuse_input_overlap
 from tl_common import lock
 from tl_common.cli import expected_error
 from tl_common.io import write_csv_atomic
@@ -30,12 +31,24 @@ LEAD_COLUMNS = ["source", "init_from", "train_subjects", "repeat", "subset_seed"
                 "seed", "run_dir"]
 
 
+#: Fine-tuning modes a ``--sources`` entry can carry (``SPEC+frozen`` ...): mode -> the
+#: FinetuneConfig fields it sets, from its ``:VALUE`` (None without one).
+SOURCE_MODES = {
+    "frozen": lambda v: {"freeze_encoder": True, "freeze_epochs": int(v or 0)},
+    "enc_lr": lambda v: {"encoder_lr_multiplier": float(v)},
+    "decoder": lambda v: {"init_decoder": True},
+}
+MODE_FIELDS = ("freeze_encoder", "freeze_epochs", "encoder_lr_multiplier", "init_decoder")
+_MODE = re.compile(r"^(frozen(:\d+)?|enc_lr:[0-9.eE+-]+|decoder)$")
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """A sweep: ``sources`` ((name, init spec), ...), ``set_sizes`` (0 = all subjects),
-    ``repeats`` subsets per size (subset_seed = repeat index), and the fine-tuning
-    options shared by every cell (its model_dir / init_from / train_subjects /
-    subset_seed are set per cell)."""
+    """A sweep: ``sources`` ((name, init spec[, mode]), ...), ``set_sizes`` (0 = all
+    subjects), ``repeats`` subsets per size (subset_seed = repeat index), and the
+    fine-tuning options shared by every cell (its model_dir / init_from / train_subjects /
+    subset_seed are set per cell; a source's mode, a dict of the ``MODE_FIELDS`` from
+    :func:`parse_sources`, sets those for its cells, the shared flags otherwise)."""
 
     out_dir: str
     sources: tuple
@@ -53,6 +66,7 @@ class Cell:
     train_subjects: int
     repeat: int
     run_dir: str
+    mode: tuple = ()  # (field, value) pairs of the source's fine-tuning mode
 
 
 def slurm_job(job_index: int, num_jobs: int) -> tuple[int, int]:
@@ -68,18 +82,45 @@ def slurm_job(job_index: int, num_jobs: int) -> tuple[int, int]:
     return job_index, num_jobs
 
 
+def _split_modes(item: str) -> tuple[str, dict, str]:
+    """``"spec+frozen:5+enc_lr:0.1"`` -> (spec, the mode's config fields, name suffix)."""
+    modes, rest = [], item
+    while "+" in rest:
+        head, _, tail = rest.rpartition("+")
+        if not _MODE.match(tail):
+            break
+        modes.insert(0, tail)
+        rest = head
+    if not modes:
+        return item, {}, ""
+    fields = {f: FinetuneConfig.__dataclass_fields__[f].default for f in MODE_FIELDS}
+    for mode in modes:
+        kind, _, value = mode.partition(":")
+        try:
+            fields.update(SOURCE_MODES[kind](value or None))
+        except ValueError:
+            raise ConfigError(f"--sources entry {item!r}: bad value in +{mode}") from None
+    suffix = "_" + "_".join(m.replace(":", "") for m in modes)
+    return rest, fields, suffix
+
+
 def parse_sources(items) -> tuple:
-    """``["name=spec", "spec", ...]`` -> ((name, spec), ...); a bare spec is named after its
-    last path part, a bare Taskonomy checkpoint ``taskonomy_<task>``."""
+    """``["name=spec", "spec", "spec+frozen", ...]`` -> ((name, spec, mode), ...); a bare
+    spec is named after its last path part, a bare Taskonomy checkpoint
+    ``taskonomy_<task>``, with its modes appended (``random+frozen`` -> ``random_frozen``);
+    ``mode`` is a dict of the ``MODE_FIELDS`` or None (``tl_keras.sweep --sources``)."""
     out = []
     for item in items:
         name, sep, spec = item.partition("=")
-        name, spec = (name, spec) if sep else (_default_name(item), item)
+        if not sep:
+            name, spec = "", item
+        spec, mode, suffix = _split_modes(spec)
+        name = name or (_default_name(spec) + suffix if spec else "")
         if not spec or not name:
             raise ConfigError(f"--sources entry {item!r} must be NAME=SPEC or SPEC")
-        out.append((name.replace(":", "_").replace("/", "_"), spec))
-    if len({n for n, _ in out}) != len(out):
-        raise ConfigError(f"--sources names must be unique: {[n for n, _ in out]}")
+        out.append((name.replace(":", "_").replace("/", "_"), spec, mode or None))
+    if len({n for n, *_ in out}) != len(out):
+        raise ConfigError(f"--sources names must be unique: {[n for n, *_ in out]}")
     return tuple(out)
 
 
@@ -96,8 +137,9 @@ def _default_name(spec: str) -> str:
 def grid(config: SweepConfig) -> list[Cell]:
     """Every cell of the sweep in a fixed order (source, set size, repeat)."""
     return [Cell(name, spec, int(k), r,
-                 os.path.join(config.out_dir, name, f"n{int(k) or 'all'}", f"r{r}"))
-            for name, spec in config.sources for k in config.set_sizes
+                 os.path.join(config.out_dir, name, f"n{int(k) or 'all'}", f"r{r}"),
+                 tuple(sorted(((mode[0] if mode else None) or {}).items())))
+            for name, spec, *mode in config.sources for k in config.set_sizes
             for r in range(config.repeats)]
 
 
@@ -108,7 +150,8 @@ def job_cells(config: SweepConfig) -> list[Cell]:
 
 def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
     return dataclasses.replace(config.finetune, model_dir=cell.run_dir, init_from=cell.init_from,
-                               train_subjects=cell.train_subjects, subset_seed=cell.repeat)
+                               train_subjects=cell.train_subjects, subset_seed=cell.repeat,
+                               **dict(cell.mode))
 
 
 def merge_results(config: SweepConfig) -> str:
@@ -141,6 +184,7 @@ def run_sweep(config: SweepConfig, build_models: Callable | None = None) -> dict
     mine = job_cells(config)
     for cell in mine:  # bad flags or missing data fail before any training
         validate_finetune(cell_config(config, cell))
+        refuse_input_overlap("--out_dir", config.out_dir, cell_config(config, cell))
     # Jobs of one sweep share out_dir (a SLURM array); the same job twice may not.
     name = f"{lock.LOCK_NAME}-job{config.job_index}of{config.num_jobs}"
     try:

@@ -20,7 +20,7 @@ from typing import Callable
 import tensorflow as tf
 
 from tl_keras.training.config import ConfigError
-from tl_common.io import remove_temp_debris
+from tl_common.io import remove_temp_debris, write_text_atomic
 
 log = logging.getLogger("tl_keras.training")
 CHECKPOINT_DIR = "checkpoints"
@@ -128,8 +128,17 @@ class RunCheckpoint:
     def _rebuild_state(self, kept: list[str]) -> None:
         """Rewrite ``checkpoints/checkpoint`` to list ``kept`` (oldest first) and
         reopen the manager, so it rotates them as if it had written them."""
-        tf.compat.v1.train.update_checkpoint_state(
-            self.directory, kept[-1], all_model_checkpoint_paths=kept)
+        # The state file's text format, written directly: tf.compat.v1's
+        # update_checkpoint_state prints deprecation warnings. The timestamps (the
+        # .index files' times, all after last_preserved_timestamp) let the manager
+        # delete the old ones (without them it keeps them forever).
+        names = [os.path.basename(p) for p in kept]
+        times = [os.path.getmtime(p + ".index") for p in kept]
+        write_text_atomic(os.path.join(self.directory, "checkpoint"), "".join(
+            [f'model_checkpoint_path: "{names[-1]}"\n']
+            + [f'all_model_checkpoint_paths: "{n}"\n' for n in names]
+            + [f"all_model_checkpoint_timestamps: {t!r}\n" for t in times]
+            + [f"last_preserved_timestamp: {min(times) - 1.0!r}\n"]))
         self.manager = tf.train.CheckpointManager(self.checkpoint, self.directory,
                                                   max_to_keep=self.max_to_keep)
 
@@ -145,6 +154,16 @@ class RunCheckpoint:
         """
         candidates = self._on_disk()
         if not candidates:
+            # Data files or a state file without any .index: the run had checkpoints
+            # that can no longer be read; never a silent restart from step 0.
+            orphans = sorted(glob.glob(os.path.join(self.directory, "ckpt-*.data-*")) +
+                             glob.glob(os.path.join(self.directory, "checkpoint")))
+            if orphans:
+                raise CheckpointError(
+                    f"{self.directory}: no ckpt-N.index file, but {len(orphans)} other "
+                    f"checkpoint file(s) ({', '.join(os.path.basename(p) for p in orphans[:3])})"
+                    ", so the run's checkpoints cannot be read; restore the .index files, or "
+                    "move the folder away to restart from scratch")
             if init_fn is not None:
                 init_fn()
             return 0

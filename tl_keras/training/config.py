@@ -14,7 +14,7 @@ import dataclasses
 
 from tl_common.cli import UserError
 from tl_keras.models.presets import network_choices
-from tl_keras.weights.spec import SPEC_HELP
+from tl_keras.weights.spec import SPEC_HELP, mode_suffix
 
 DOMAINS = ("t1", "natural")
 TARGETS = ("stroke", "ms", "anatomy")
@@ -83,9 +83,11 @@ class TrainConfig:
     seed: int = _flag(0, "seed of weights init, data order and dropout")
     deterministic: bool = _flag(False, "deterministic TF ops (resumed runs reproduce "
                                        "uninterrupted ones)")
-    mixed_precision: str = _flag("auto", "auto (bfloat16 where the CPU / GPU computes it "
-                                         "natively, else none) | none (float32) | bfloat16 | "
-                                         "float16 (dynamic loss scaling)")
+    mixed_precision: str = _flag("auto", "auto (the faster of float32 and the CPU's / GPU's "
+                                         "native bfloat16 / float16, timed on the run's own "
+                                         "step once per machine and network, cached) | none "
+                                         "(float32) | bfloat16 | float16 (dynamic loss "
+                                         "scaling)")
     jit_compile: bool = _flag(False, "XLA-compile forward and backward passes")
     strategy: str = _flag("default", "default | mirrored (local devices) | multi_worker "
                                      "(TF_CONFIG)")
@@ -97,7 +99,7 @@ class TrainConfig:
                "default, only the export and results stay)")
     validate: bool = _flag(True, "compute the validation loss (split 'val') after each epoch")
     overwrite: bool = _flag(False, "replace a run with other flags in --model_dir (otherwise "
-                                   "refused; the folder is emptied first)")
+                                   "refused; only what runs of ours wrote there is deleted)")
 
 
 def _new_default(base, name: str, default):
@@ -135,6 +137,34 @@ class FinetuneConfig(TrainConfig):
                                        "classes)")
     eval_split: str = _flag("test", "split evaluated after training")
     evaluate: bool = _flag(True, "evaluate (or predict) --eval_split after training")
+    freeze_encoder: bool = _flag(False, "keep the encoder frozen (weights and batch-norm "
+                                        "statistics unchanged, BN in inference mode) and "
+                                        "train the decoder only; not with --init_from "
+                                        "scratch (use random)")
+    freeze_epochs: int = _flag(0, "--freeze_encoder: 0 = frozen for the whole run; N > 0 = "
+                                  "frozen for the first N epochs, then trained")
+    encoder_lr_multiplier: float = _flag(1.0, "the encoder's learning rate is the run's LR "
+                                              "(and schedule) times this; weight decay stays "
+                                              "--weight_decay per step for every weight")
+    init_decoder: bool = _flag(False, "--init_from a fine-tuning run: also copy its decoder "
+                                      "layers that match by name and shape (the others, "
+                                      "e.g. another class count's output layer, stay "
+                                      "random)")
 
     def resolved_epochs(self) -> int:
         return self.epochs or TARGET_EPOCHS[self.target]
+
+    def freeze_steps(self, steps_per_epoch: int, total_steps: int) -> int:
+        """Steps the encoder stays frozen: 0, ``total_steps`` (the whole run) or the
+        first ``freeze_epochs`` epochs (at most the whole run)."""
+        if not self.freeze_encoder:
+            return 0
+        if not self.freeze_epochs:
+            return total_steps
+        return min(self.freeze_epochs * steps_per_epoch, total_steps)
+
+    def mode_suffix(self) -> str:
+        """What this run's fine-tuning mode adds to its source label (" (frozen)" ...)."""
+        return mode_suffix(self.freeze_encoder, self.freeze_epochs, self.encoder_lr_multiplier,
+                           self.init_decoder)
+

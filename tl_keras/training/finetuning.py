@@ -20,12 +20,20 @@ from tl_keras.training.train import train
 from tl_keras.weights.spec import InitSpec
 
 
-def source_of(init_from: str) -> dict:
+def source_of(init_from: str, mode: str = "") -> dict:
     """What a run records about its source: ``source_task``, ``source_domain`` and
-    ``source_label`` (the report's row name; each Taskonomy task is its own source)."""
+    ``source_label`` (the report's row name; each Taskonomy task is its own source, and
+    each fine-tuning mode: ``mode`` is :meth:`FinetuneConfig.mode_suffix`)."""
     spec = InitSpec.parse(init_from)
     task, domain = spec.source()
-    return {"source_task": task, "source_domain": domain, "source_label": spec.label()}
+    return {"source_task": task, "source_domain": domain, "source_label": spec.label() + mode}
+
+
+def mode_of(config: FinetuneConfig) -> dict:
+    """The fine-tuning mode fields a run records (result.json, export/model.json)."""
+    return {"freeze_encoder": config.freeze_encoder, "freeze_epochs": config.freeze_epochs,
+            "encoder_lr_multiplier": config.encoder_lr_multiplier,
+            "init_decoder": config.init_decoder}
 
 
 def _export(config, tm, meta, subjects, source) -> None:
@@ -33,7 +41,7 @@ def _export(config, tm, meta, subjects, source) -> None:
         image_size=tuple(meta["image_size"]), input_channels=config.input_channels,
         num_classes=int(meta["num_mask_classes"]),
         class_names=tuple(meta.get("mask_classes") or ()), target=config.target, **source,
-        init_from=config.init_from, train_subjects=len(subjects),
+        **mode_of(config), init_from=config.init_from, train_subjects=len(subjects),
         subset_seed=config.subset_seed, seed=config.seed,
         data_dir=os.path.abspath(config.data_dir), dataset_meta=meta))
 
@@ -56,20 +64,26 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     config = resolve(config)  # --network auto: the source's network
     meta = validate_finetune(config)
     with claim_run_dir(config):
-        done = completed_result(config)
-        if done is not None:
-            return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
-        source = source_of(config.init_from)
-        subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
-                                   config.subset_seed)
-        run = train(config, tasks.get("target"), meta, build_models, subjects)
-        tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
-                                             run.strategy)
-        result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
-                                train_subjects=len(subjects), subset_seed=config.subset_seed,
-                                seed=config.seed, steps=total, train_slices=counts["slices"],
-                                final=dict(logs)).to_dict()
-        if is_chief(strategy):
-            _export(config, tm, meta, subjects, source)
-            finish_run(config, result)
-        return result
+        return _finetune(config, meta, build_models)
+
+
+def _finetune(config: FinetuneConfig, meta: dict, build_models) -> dict:
+    """:func:`run_finetune` in its claimed run directory."""
+    done = completed_result(config)
+    if done is not None:
+        return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
+    source = source_of(config.init_from, config.mode_suffix())
+    subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
+                               config.subset_seed)
+    run = train(config, tasks.get("target"), meta, build_models, subjects)
+    tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
+                                         run.strategy)
+    result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
+                            **mode_of(config),
+                            train_subjects=len(subjects), subset_seed=config.subset_seed,
+                            seed=config.seed, steps=total, train_slices=counts["slices"],
+                            precision=run.precision.policy, final=dict(logs)).to_dict()
+    if is_chief(strategy):
+        _export(config, tm, meta, subjects, source)
+        finish_run(config, result)
+    return result

@@ -111,6 +111,38 @@ def learning_rate_schedule(learning_rate: float, boundaries=(), values=()):
         [int(b) for b in boundaries], [float(v) for v in values])
 
 
+@keras.saving.register_keras_serializable(package="tl_keras")
+class ShiftedScaledSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """``multiplier * base(step + offset)``: the encoder's LR when it has its own optimizer.
+
+    The encoder optimizer counts only its own steps, which start ``offset`` steps into the
+    run (the frozen epochs), so ``step + offset`` is the run's step and the encoder follows
+    the run's schedule (LR / 10 after half the run) at ``multiplier`` times its value.
+    ``base`` is a float or a schedule.
+    """
+
+    def __init__(self, base, multiplier: float, offset: int = 0):
+        self.base, self.multiplier, self.offset = base, float(multiplier), int(offset)
+
+    def __call__(self, step):
+        if isinstance(self.base, keras.optimizers.schedules.LearningRateSchedule):
+            return self.multiplier * self.base(step + self.offset)
+        return tf.constant(self.multiplier * float(self.base), tf.float32)
+
+    def get_config(self):
+        base = (keras.optimizers.schedules.serialize(self.base)
+                if isinstance(self.base, keras.optimizers.schedules.LearningRateSchedule)
+                else float(self.base))
+        return {"base": base, "multiplier": self.multiplier, "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        base = config["base"]
+        if isinstance(base, dict):
+            base = keras.optimizers.schedules.deserialize(base)
+        return cls(base, config["multiplier"], config["offset"])
+
+
 def make_generator_optimizer(learning_rate, weight_decay: float, *, loss_scale: bool = False):
     """Adam with fixed per-step decoupled weight decay (``weight_decay`` 0 = plain Adam).
 

@@ -4,15 +4,17 @@ The tasks are specs in :mod:`tl_keras.training.tasks`; the training is
 :func:`tl_keras.training.train.train`."""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 from tl_keras.training import tasks
-from tl_keras.training.config import PretrainConfig
-from tl_keras.training.validation import resolve, validate_pretrain
+from tl_keras.training.config import ConfigError, PretrainConfig
 from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.validation import resolve, validate_pretrain
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
+from tl_keras.weights.encoder_io import is_encoder_dir
 
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
@@ -32,14 +34,56 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     config = resolve(config)  # --network auto, task options None: the defaults
     meta = validate_pretrain(config)
     with claim_run_dir(config):
-        done = completed_result(config, extendable=True)
-        if done is not None:
-            return done
-        run = train(config, tasks.get(config.task), meta, build_models)
-        result = pretrain_result(config, run.history, run.total_steps)
-        if run.is_chief:
-            finish_run(config, result)
-        return result
+        return _pretrain(config, meta, build_models)
+
+
+def _pretrain(config: PretrainConfig, meta: dict, build_models) -> dict:
+    """:func:`run_pretrain` in its claimed run directory."""
+    task = tasks.get(config.task)
+    done = completed_result(config, extendable=True)
+    if done is not None:
+        if task.export is not None:
+            _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
+                            "kept (--keep_checkpoints_after_done)")
+        return done
+    run = train(config, task, meta, build_models)
+    result = {**pretrain_result(config, run.history, run.total_steps),
+              "precision": run.precision.policy}
+    if run.is_chief:
+        unrestorable = _restore_encoders(config, task, run, result)
+        finish_run(config, result)
+        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result['epochs']}, "
+                        f"the best was epoch {result['best_epoch']}")
+    return result
+
+
+def _missing_encoders(config: PretrainConfig) -> list[str]:
+    return [name for name in (ENCODER_LAST, ENCODER_BEST)
+            if not is_encoder_dir(os.path.join(config.model_dir, name))]
+
+
+def _restore_encoders(config, task, run, result: dict) -> list[str]:
+    """Export again the encoders a finished run lost (deleted by hand); the last
+    checkpoint holds the last epoch's networks. Returns those it cannot restore."""
+    missing = _missing_encoders(config) if task.export is not None and run.history else []
+    if not missing:
+        return []
+    last_is_best = result["best_epoch"] == result["epochs"]
+    restorable = [n for n in missing if n == ENCODER_LAST or last_is_best]
+    task.export(config, run.models, len(run.history) - 1, run.history[-1],
+                ENCODER_BEST in restorable)
+    print(f"{config.model_dir}: restored {', '.join(n + '/' for n in restorable)} from the "
+          f"last checkpoint", flush=True)
+    return [n for n in missing if n not in restorable]
+
+
+def _refuse_missing(config: PretrainConfig, missing: list[str], why: str) -> None:
+    if missing:
+        raise ConfigError(f"{config.model_dir}: the finished run's {', '.join(missing)}/ "
+                          f"{'is' if len(missing) == 1 else 'are'} missing and cannot be "
+                          f"restored ({why}); rerun with --overwrite to train again"
+                          + (f", or use {ENCODER_LAST}/" if ENCODER_LAST not in missing
+                             else ""))
 
 
 def pretrain_result(config: PretrainConfig, history: list, total_steps: int) -> dict:

@@ -11,6 +11,7 @@ import numbers
 import os
 
 from tl_common.io import write_json_atomic
+from tl_keras.models.export import MODE_CHECKERS
 from tl_common.records import (RecordError, from_fields, integer, optional, prefixed,
                                     read_json_object, text)
 
@@ -31,9 +32,14 @@ class FinetuneResult:
       seed: the run's seed.
       steps: training steps.
       train_slices: training slices of the subset.
+      freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
+        mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
       final: the last epoch's mean logs (``final_<name>`` in the file: loss, val_loss...).
       eval_dir: the evaluation's output folder; None until the run is evaluated.
       test: the evaluation's summary row (``test_<column>`` in the file: dice...).
+      precision: the Keras dtype policy the run trained in (``float32``,
+        ``mixed_bfloat16``...; ``--mixed_precision auto`` resolved); None in records
+        written before it was recorded.
     """
 
     target: str
@@ -46,6 +52,11 @@ class FinetuneResult:
     source_task: str | None = None
     source_domain: str | None = None
     source_label: str | None = None
+    freeze_encoder: bool = False
+    freeze_epochs: int = 0
+    encoder_lr_multiplier: float = 1.0
+    init_decoder: bool = False
+    precision: str | None = None
     final: dict = dataclasses.field(default_factory=dict)
     eval_dir: str | None = None
     test: dict = dataclasses.field(default_factory=dict)
@@ -85,7 +96,7 @@ class FinetuneResult:
                     "subset_seed": integer, "seed": integer, "steps": integer,
                     "train_slices": integer, "source_task": opt_text,
                     "source_domain": opt_text, "source_label": opt_text,
-                    "eval_dir": opt_text}
+                    "precision": opt_text, "eval_dir": opt_text, **MODE_CHECKERS}
         return from_fields(cls, {**rest, "final": final, "test": test}, where, checkers)
 
 

@@ -3,23 +3,32 @@
 ``claim_run_dir`` takes the exclusive lock of ``--model_dir``
 (``tl_common.lock``; a lock left by a dead process is taken over with a
 message) and compares the flags recorded in ``flags.json`` with the new ones:
-a run with other flags is refused unless ``--overwrite``, which empties the
-folder first. Flags that may legitimately change between a run and its resume
-(``RESUME_FLAGS``: logging and checkpoint cadence, the length of the run, the
-folder's own path) are not compared. See
-docs/training.md, "Reliability".
+a run with other flags is refused unless ``--overwrite``. Flags that may
+legitimately change between a run and its resume (``RESUME_FLAGS``: logging and
+checkpoint cadence, the length of the run, the folder's own path) are not
+compared. See docs/training.md, "Reliability".
+
+``--overwrite`` deletes only what a run of ours wrote: the folder holds a marker
+(``MARKER``) with the entries that were there before the first run
+(``foreign``, never deleted) and those the runs wrote (``written``). The run
+folder may not be, contain or sit inside an input (``--data_dir``, the
+``--init_from`` files), and a refused run leaves nothing behind: a folder it
+created is removed again, the marker of a run that wrote nothing too.
 """
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fnmatch
 import json
 import os
 import shutil
 
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.validation import resolve
-from tl_common import lock
+from tl_keras.weights.spec import InitSpec
+from tl_common import lock, paths
+from tl_common.io import write_json_atomic
 
 FLAGS_JSON = "flags.json"
 # A resume may change these: logging, checkpoint cadence and console output do not
@@ -27,6 +36,13 @@ FLAGS_JSON = "flags.json"
 RESUME_FLAGS = frozenset({"model_dir", "overwrite", "log_every", "checkpoint_every",
                           "keep_checkpoints", "keep_checkpoints_after_done", "progress",
                           "verbose", "quiet", "max_steps", "epochs"})
+MARKER = ".tl_keras_run.json"
+MARKER_FORMAT = "tl_keras.run"
+# The top-level entries a run of ours writes (names and fnmatch patterns): how the
+# entries of a run killed before it recorded them, or of a run older than the
+# marker, are recognised.
+RUN_OUTPUTS = (FLAGS_JSON, "result.json", "class_weights.json", "checkpoints", "tensorboard",
+               ".workers", "export", "encoder_last", "encoder_best", "eval_*", ".tmp-*")
 
 
 def is_chief_from_env() -> bool:
@@ -70,20 +86,65 @@ def flag_differences(recorded: dict, config) -> list[str]:
     return out
 
 
-def _empty(folder: str, keep: str) -> None:
-    for name in os.listdir(folder):
-        if name == keep:
-            continue
+def _is_run_output(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_OUTPUTS)
+
+
+def _entries(folder: str) -> set[str]:
+    return set(os.listdir(folder)) - {lock.LOCK_NAME, MARKER}
+
+
+def read_marker(folder: str) -> dict | None:
+    """The folder's run marker, or None when it has none (or an unreadable one)."""
+    try:
+        with open(os.path.join(folder, MARKER)) as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != MARKER_FORMAT:
+        return None
+    return {"format": MARKER_FORMAT, "foreign": sorted(marker.get("foreign") or []),
+            "written": sorted(marker.get("written") or [])}
+
+
+def _marker_for(folder: str) -> dict:
+    """The marker, or a new one: what is there now is foreign, except the outputs of a
+    run older than the marker (a folder with ``flags.json``)."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return marker
+    present = _entries(folder)
+    ours = {n for n in present if _is_run_output(n)} if FLAGS_JSON in present else set()
+    return {"format": MARKER_FORMAT, "foreign": sorted(present - ours), "written": sorted(ours)}
+
+
+def _written(folder: str, marker: dict) -> list[str]:
+    """What the runs of this folder wrote: the recorded entries and the run outputs that
+    appeared since the first run (a killed run could not record them)."""
+    foreign = set(marker["foreign"])
+    new = {n for n in _entries(folder) - foreign if _is_run_output(n)}
+    return sorted(set(marker["written"]) | new)
+
+
+def _remove_run(folder: str, marker: dict) -> list[str]:
+    """Delete what runs of ours wrote; return the entries kept (not ours)."""
+    for name in _written(folder, marker):
         path = os.path.join(folder, name)
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
-        else:
+        elif os.path.lexists(path):
             os.remove(path)
+    marker["written"] = []
+    return sorted(_entries(folder))
 
 
-def check_flags(config, overwrite: bool) -> None:
-    """Refuse (or with ``overwrite`` empty) a run directory holding other flags (a
-    training config compared as it runs: :func:`tl_keras.training.validation.resolve`)."""
+def check_flags(config, overwrite: bool, marker: dict | None = None) -> None:
+    """Refuse (or with ``overwrite`` remove) a run in the folder with other flags (a
+    training config compared as it runs: :func:`tl_keras.training.validation.resolve`).
+
+    ``overwrite`` removes only what runs of ours wrote (``marker``, see the module
+    docstring); anything else in the folder stays and is named.
+    """
     if isinstance(config, TrainConfig):
         config = resolve(config)
     path = os.path.join(config.model_dir, FLAGS_JSON)
@@ -102,7 +163,45 @@ def check_flags(config, overwrite: bool) -> None:
     if diff:
         print(f"{config.model_dir}: --overwrite: removing the previous run "
               f"({'; '.join(diff)})", flush=True)
-        _empty(config.model_dir, keep=lock.LOCK_NAME)
+        kept = _remove_run(config.model_dir, marker or _marker_for(config.model_dir))
+        if kept:
+            print(f"{config.model_dir}: kept {len(kept)} entr{'y' if len(kept) == 1 else 'ies'} "
+                  f"not written by a run: {', '.join(kept[:10])}", flush=True)
+
+
+def _inputs(config) -> list[tuple[str, str]]:
+    """(flag, path) of the inputs a run folder must keep away from."""
+    out = [("--data_dir", getattr(config, "data_dir", ""))]
+    init_from = getattr(config, "init_from", "") or ""
+    try:
+        spec = InitSpec.parse(init_from) if init_from else None
+    except ValueError:  # refused with its own message by the validation
+        spec = None
+    if spec is not None and spec.path and spec.kind in ("dir", "taskonomy", "imagenet"):
+        path = spec.path
+        if not os.path.exists(path):  # a checkpoint prefix: its folder
+            path = os.path.dirname(os.path.abspath(path))
+        out.append(("--init_from", path))
+    return out
+
+
+def refuse_input_overlap(flag: str, folder: str, config) -> None:
+    """ConfigError when output ``folder`` is, contains or sits inside an input of
+    ``config`` (its ``--data_dir`` or ``--init_from`` files)."""
+    paths.refuse_overlap(flag, folder, _inputs(config), ConfigError)
+
+
+def _leave(folder: str, marker: dict, created: bool) -> None:
+    """Record what this run wrote; a run that wrote nothing leaves nothing behind."""
+    written = _written(folder, marker)
+    if written:
+        marker["written"] = written
+        write_json_atomic(os.path.join(folder, MARKER), marker)
+        return
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, MARKER))
+    if created and not _entries(folder):
+        shutil.rmtree(folder, ignore_errors=True)  # only the lock, released just after
 
 
 #: Run directories this process holds (real paths): a nested claim of one is a no-op, so
@@ -116,16 +215,18 @@ def claim_run_dir(config):
     a process (an inner claim of a directory this process holds does nothing).
 
     Raises:
-      ConfigError: another live process holds the folder; it is a file or not
-        writable; or it holds a run with other flags and ``config.overwrite`` is off.
+      ConfigError: another live process holds the folder; it is a file, a dangling
+        link or not writable; it is, contains or sits inside an input; or it holds
+        a run with other flags and ``config.overwrite`` is off.
     """
     folder = config.model_dir
     key = os.path.realpath(folder)
     if not is_chief_from_env() or key in _HELD:  # the chief holds it for the cluster
         yield
         return
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ConfigError(f"{folder}: --model_dir is an existing file, not a folder")
+    paths.check_output_folder(folder, "--model_dir", ConfigError)
+    refuse_input_overlap("--model_dir", folder, config)
+    created = not os.path.exists(folder)
     try:
         held = lock.acquire(folder, what=folder)
     except lock.LockError as e:
@@ -134,9 +235,11 @@ def claim_run_dir(config):
         raise ConfigError(f"{folder}: cannot write the run directory "
                           f"({e.strerror or e})") from None
     with held:
-        check_flags(config, getattr(config, "overwrite", False))
+        marker = _marker_for(folder)
         _HELD.add(key)
         try:
+            check_flags(config, getattr(config, "overwrite", False), marker)
             yield
         finally:
             _HELD.discard(key)
+            _leave(folder, marker, created)

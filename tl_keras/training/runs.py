@@ -4,37 +4,72 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from typing import Callable
 
 import keras
 import numpy as np
 
-from tl_keras.training import optimizers
+from tl_keras.training import optimizers, precision
 from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.results import RESULT_FILE
-from tl_keras.training.strategy import (is_chief, make_strategy, set_determinism,
-                                        set_precision)
+from tl_keras.training.strategy import (is_chief, loss_scaling, make_strategy,
+                                        set_determinism, set_precision)
 from tl_common.io import write_json_atomic
 from tl_common.runinfo import record_run
 from tl_common.records import read_json_object
 
 
-def start_run(config: TrainConfig):
-    """Seed everything, set the precision policy, record flags.json (chief only);
-    return the strategy."""
-    os.makedirs(config.model_dir, exist_ok=True)
-    keras.backend.clear_session()
-    set_determinism(config.seed, config.deterministic)
-    policy = set_precision(config.mixed_precision)
-    if config.mixed_precision == "auto":
-        print(f"--mixed_precision auto: {policy} on this machine", flush=True)
+def open_strategy(config: TrainConfig):
+    """The run's ``tf.distribute`` strategy (``--batch_size`` must divide over its replicas).
+    Writes nothing."""
     strategy = make_strategy(config.strategy)
-    if is_chief(strategy):
-        record_run(config.model_dir, config, seed=config.seed)
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ConfigError(f"--batch_size={config.batch_size} is not divisible by the "
                           f"{strategy.num_replicas_in_sync} replicas")
     return strategy
+
+
+def start_run(config: TrainConfig, strategy, network: str = "",
+              measure: Callable[[tuple], dict] | None = None):
+    """Choose the precision (``--mixed_precision auto``: measured, see
+    :mod:`tl_keras.training.precision`), seed everything, set the precision policy. Writes
+    nothing in ``model_dir``: :func:`record_start` does, once the run's checks have passed.
+
+    Args:
+      config: the run configuration.
+      strategy: from :func:`open_strategy`.
+      network: the network key of the precision choice.
+      measure: ``candidates -> {candidate: slices/s}`` of the run's own step (auto only).
+
+    Returns:
+      The :class:`~tl_keras.training.precision.PrecisionChoice`.
+    """
+    choice = precision.choose(config.mixed_precision, network, measure,
+                              model_dir=config.model_dir,
+                              multi_worker=config.strategy == "multi_worker",
+                              jit_compile=config.jit_compile)
+    if config.mixed_precision == "auto":
+        print(choice.line(), flush=True)
+    # After the measurement, which built networks: the run starts from the same state
+    # (layer names, random seeds) whether or not it measured.
+    keras.backend.clear_session()
+    set_determinism(config.seed, config.deterministic)
+    set_precision(choice.precision)
+    return choice
+
+
+def record_start(config: TrainConfig, strategy, cached: dict, choice=None) -> None:
+    """Record ``flags.json`` (with the precision ``choice``) and the JSON files of
+    ``cached`` (path -> value, absent ones only) in ``model_dir`` (chief only)."""
+    os.makedirs(config.model_dir, exist_ok=True)
+    if not is_chief(strategy):
+        return
+    extra = {"precision": choice.to_dict()} if choice is not None else {}
+    record_run(config.model_dir, config, seed=config.seed, **extra)
+    for path, value in cached.items():
+        if value is not None and not os.path.exists(path):
+            write_json_atomic(path, value)
 
 
 def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
@@ -47,24 +82,32 @@ def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:
     return steps_per_epoch, config.max_steps or epochs * steps_per_epoch
 
 
-def make_optimizer(config: TrainConfig, boundaries=(), values=()):
-    """Decoupled AdamW with the run's LR schedule (explicit flags win)."""
+def make_optimizer(config: TrainConfig, boundaries=(), values=(), *, multiplier: float = 1.0,
+                   offset: int = 0):
+    """Decoupled AdamW with the run's LR schedule (explicit flags win); with loss scaling
+    under the float16 policy.
+
+    ``multiplier`` and ``offset``: the encoder's own optimizer (:mod:`tl_keras.training.
+    freezing`): LR ``multiplier * schedule(step + offset)``, its steps counted from
+    ``offset``.
+    """
     if config.lr_boundaries:
         boundaries, values = config.lr_boundaries, config.lr_values
     lr = optimizers.learning_rate_schedule(config.learning_rate, boundaries, values)
+    if multiplier != 1.0 or offset:
+        lr = optimizers.ShiftedScaledSchedule(lr, multiplier, offset)
     return optimizers.make_generator_optimizer(
-        lr, config.weight_decay, loss_scale=config.mixed_precision == "float16")
+        lr, config.weight_decay, loss_scale=loss_scaling())
 
 
 def cached_json(path: str, compute):
-    """Return the JSON at ``path``, computing and writing it first if absent
-    (keeps resumed runs from re-reading the data set for class weights)."""
+    """The JSON at ``path``, else ``compute()`` (not written here: see
+    :func:`record_start`; keeps resumed runs from re-reading the data set for class
+    weights)."""
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f)
-    value = compute()
-    write_json_atomic(path, value)
-    return value
+    return compute()
 
 
 def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:

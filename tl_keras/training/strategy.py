@@ -9,9 +9,7 @@ import os
 import keras
 import tensorflow as tf
 
-POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
-#: CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic (AVX-512 BF16, AMX).
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+from tl_keras.training.precision import POLICIES
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -46,39 +44,21 @@ def work_dir(model_dir: str, strategy: tf.distribute.Strategy) -> str:
     return os.path.join(model_dir, ".workers", f"{resolver.task_type}_{resolver.task_id}")
 
 
-def native_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """True if the devices TensorFlow trains on compute bfloat16 natively.
+def set_precision(precision: str) -> str:
+    """Set the global Keras dtype policy of ``none`` | ``bfloat16`` | ``float16``; return it.
 
-    With GPUs: all of compute capability 8.0 or more (Ampere and later). Without: the
-    CPU has AVX-512 BF16 or AMX (on other CPUs bfloat16 is emulated, and slower
-    than float32; docs/training.md, "Speed").
+    ``auto`` is not a policy: :func:`tl_keras.training.precision.choose` resolves it.
     """
-    gpus = tf.config.list_physical_devices("GPU")
-    if gpus:
-        return all(tf.config.experimental.get_device_details(g).get("compute_capability",
-                                                                    (0, 0)) >= (8, 0)
-                   for g in gpus)
-    try:
-        with open(cpuinfo) as f:
-            words = set(f.read().split())
-    except OSError:
-        return False
-    return any(flag in words for flag in BF16_CPU_FLAGS)
+    if precision not in POLICIES:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(POLICIES)} "
+                         "(auto is resolved by tl_keras.training.precision.choose)")
+    keras.mixed_precision.set_global_policy(POLICIES[precision])
+    return POLICIES[precision]
 
 
-def resolve_precision(mixed_precision: str) -> str:
-    """``auto`` -> ``bfloat16`` where it is native (:func:`native_bfloat16`), else ``none``."""
-    if mixed_precision != "auto":
-        return mixed_precision
-    return "bfloat16" if native_bfloat16() else "none"
-
-
-def set_precision(mixed_precision: str) -> str:
-    """Set the global Keras dtype policy (``auto`` | ``none`` | ``bfloat16`` | ``float16``);
-    return it."""
-    policy = POLICIES[resolve_precision(mixed_precision)]
-    keras.mixed_precision.set_global_policy(policy)
-    return policy
+def loss_scaling() -> bool:
+    """Whether optimizers need dynamic loss scaling: the global policy is float16."""
+    return keras.mixed_precision.global_policy().name == "mixed_float16"
 
 
 def set_determinism(seed: int, deterministic: bool) -> None:

@@ -166,6 +166,37 @@ def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
         raise ConfigError(message)
 
 
+def check_finetune_mode(c: FinetuneConfig, spec: InitSpec) -> None:
+    """The fine-tuning mode flags (docs/training.md, "Freezing the encoder")."""
+    if c.freeze_encoder and spec.kind == "scratch":
+        raise ConfigError("--freeze_encoder with --init_from scratch keeps an encoder nobody "
+                          "chose; the frozen random-encoder control is --init_from random")
+    if c.freeze_epochs < 0:
+        raise ConfigError(f"--freeze_epochs must be >= 0, got {c.freeze_epochs}")
+    if c.freeze_epochs and not c.freeze_encoder:
+        raise ConfigError(f"--freeze_epochs={c.freeze_epochs} applies only with "
+                          "--freeze_encoder")
+    if c.freeze_epochs and not c.max_steps and c.freeze_epochs >= c.resolved_epochs():
+        raise ConfigError(f"--freeze_epochs={c.freeze_epochs} is not fewer than the run's "
+                          f"{c.resolved_epochs()} epochs; --freeze_epochs 0 freezes the whole "
+                          "run")
+    if not c.encoder_lr_multiplier > 0:
+        raise ConfigError(f"--encoder_lr_multiplier must be > 0, got {c.encoder_lr_multiplier}"
+                          " (--freeze_encoder keeps the encoder unchanged)")
+    if c.freeze_encoder and not c.freeze_epochs and c.encoder_lr_multiplier != 1:
+        raise ConfigError(f"--encoder_lr_multiplier={c.encoder_lr_multiplier:g} has no effect "
+                          "on an encoder frozen for the whole run; give --freeze_epochs N to "
+                          "train it afterwards at that rate")
+    split = c.freeze_encoder or c.encoder_lr_multiplier != 1
+    if split and c.mixed_precision == "float16":
+        raise ConfigError("--freeze_encoder / --encoder_lr_multiplier with "
+                          "--mixed_precision=float16 is not supported (one loss scale per "
+                          "optimizer); use bfloat16")
+    if c.init_decoder and not spec.is_export:
+        raise ConfigError(f"--init_decoder needs --init_from pointing at a fine-tuning run "
+                          f"(its export/model.json); {c.init_from} has no decoder")
+
+
 def validate_finetune(c: FinetuneConfig) -> dict:
     """Validate a fine-tuning configuration and its data; return dataset.json."""
     _choice("target", c.target, TARGETS)
@@ -177,9 +208,16 @@ def validate_finetune(c: FinetuneConfig) -> dict:
         raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "
                           f"{n_train} subjects")
     try:
-        InitSpec.parse(c.init_from).check()
+        spec = InitSpec.parse(c.init_from)
+        spec.check()
+        channels = spec.input_channels()
     except WeightLoadError as e:
         raise ConfigError(str(e)) from None
+    if channels == 1 and c.input_channels == 3:
+        raise ConfigError(f"--init_from {c.init_from}: its first convolution takes 1 input "
+                          "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
+                          "--input_channels 1")
+    check_finetune_mode(c, spec)
     resolve_network(c)
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "

@@ -15,14 +15,15 @@ from tl_keras.models.hub_preset import PREFIX, resolve
 from tl_keras.models.naming import scope_of
 from tl_keras.models.unet import hub_backbone
 from tl_keras.weights.load_report import LoadReport, WeightLoadError
-from tl_keras.weights.mapping import CONV1, assign, weight_map
+from tl_keras.weights.mapping import CONV1, assign, first_conv, weight_map
 
 
 def first_conv_kernels(encoder) -> tuple[str, ...]:
-    """Weight names of ``encoder``'s first convolutions (the grey rule applies to them)."""
+    """Weight names of ``encoder``'s first convolutions (the grey rule applies to them):
+    a keras-hub backbone's stem convolutions, else the encoder's first convolution."""
     backbone = hub_backbone(encoder)
     if backbone is None:
-        return (CONV1,)
+        return (first_conv(encoder) or CONV1,)
     return tuple(f"{scope_of(n)}/weights" for n in stem_convolutions(backbone))
 
 

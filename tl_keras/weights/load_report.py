@@ -31,6 +31,10 @@ class LoadReport:
       left_random: target weights the source cannot provide by design (e.g. ``compress1``
         from ImageNet); they keep their initialisation and never fail strict mode.
       notes: human-readable remarks (adaptations such as summing conv1 over RGB).
+      adapted: ``(name, source shape, target shape)`` of tensors loaded after an
+        adaptation (the first convolution's RGB kernels summed for one input channel).
+      reinitialised: ``(name, reason)`` of target weights a partial load left at their
+        fresh initialisation (another shape, or absent from the source).
     """
 
     source: str
@@ -41,6 +45,8 @@ class LoadReport:
     mismatched: list = dataclasses.field(default_factory=list)
     left_random: list = dataclasses.field(default_factory=list)
     notes: list = dataclasses.field(default_factory=list)
+    adapted: list = dataclasses.field(default_factory=list)
+    reinitialised: list = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -73,6 +79,29 @@ class LoadReport:
             lines.append(f"  left random: {_listing(self.left_random)}")
         lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  PROBLEM: {p}" for p in self.problems()]
+        return "\n".join(lines)
+
+    def table(self) -> str:
+        """What happened to every tensor, as a text table: ``loaded`` (counted per layer
+        group: the first part of the name), ``adapted``, ``re-initialised``, ``left random``,
+        ``skipped`` (one row each, with the reason)."""
+        adapted = {name for name, _, _ in self.adapted}
+        groups: dict[str, int] = {}
+        for name, _ in self.matched:
+            if name not in adapted:
+                group = name.split("/")[0]
+                groups[group] = groups.get(group, 0) + 1
+        rows = [("loaded", f"{group}/*", f"{n} tensor{'s' * (n != 1)}")
+                for group, n in groups.items()]
+        rows += [("adapted", name, f"{tuple(s)} -> {tuple(t)}: RGB kernels summed")
+                 for name, s, t in self.adapted]
+        rows += [("re-initialised", name, reason) for name, reason in self.reinitialised]
+        rows += [("left random", name, "the source has no such tensor by design")
+                 for name in self.left_random]
+        rows += [("skipped", name, reason) for name, reason in self.skipped.items()]
+        width = max([len(r[1]) for r in rows] + [6])
+        lines = [f"{'status':<15} {'tensor':<{width}} detail"]
+        lines += [f"{s:<15} {n:<{width}} {d}" for s, n, d in rows]
         return "\n".join(lines)
 
     def raise_if_failed(self) -> None:

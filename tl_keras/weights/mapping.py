@@ -36,6 +36,16 @@ def weight_map(model) -> dict:
     return out
 
 
+def first_conv(model) -> str:
+    """The checkpoint name of the kernel of ``model``'s first convolution (the one the
+    images enter; :data:`CONV1` for the Taskonomy encoder), or "" when there is none."""
+    for layer in _layers(model):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is not None and len(kernel.shape) == 4:
+            return f"{scope_of(layer.name)}/{_LEAF['kernel']}"
+    return ""
+
+
 #: The one rule for grey scans into RGB encoders (docs/sources.md), as the report notes it.
 GREY_RULE = "RGB kernel summed over channels for a 1-channel input"
 
@@ -51,6 +61,7 @@ def _adapt(name: str, value: np.ndarray, shape: tuple, report: LoadReport,
     if (name in rgb_kernels and value.ndim == 4 and len(shape) == 4 and value.shape[2] == 3
             and shape[2] == 1 and value.shape[:2] + value.shape[3:] == shape[:2] + shape[3:]):
         report.notes.append(f"{name}: {GREY_RULE}")
+        report.adapted.append((name, tuple(value.shape), tuple(shape)))
         return value.sum(axis=2, keepdims=True)
     return value
 

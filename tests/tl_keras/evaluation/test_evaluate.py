@@ -7,6 +7,7 @@ import pytest
 
 from tests.helpers import (export_threshold_model, make_tiny_dataset, needs_mount,
                            read_only_error_lines)
+from tl_common import lock
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +128,38 @@ def test_read_only_out_dir_is_one_line(binary_model, tiny_data_dir, tmp_path):
         f"--model_dir={binary_model}", f"--data_dir={tiny_data_dir}",
         f"--out_dir={ro / 'eval'}", "--noverbose"], ro)
     assert len(lines) == 1 and "Read-only file system" in lines[0] and str(ro) in lines[0]
+
+
+# evaluate never replaces another evaluation silently: a lock against a concurrent one,
+# a refusal for an evaluation of something else (docs/reliability.md).
+def test_concurrent_evaluation_is_refused(binary_model, tiny_data_dir, tmp_path):
+    from tl_keras.evaluation.evaluate import EvalConfig, evaluate_model_dir
+    out = str(tmp_path / "eval")
+    with lock.acquire(out):  # as a running evaluation holds it
+        with pytest.raises(lock.LockError, match=f"{out} is in use by pid {os.getpid()}"):
+            evaluate_model_dir(binary_model, tiny_data_dir, "test", out, EvalConfig(verbose=False))
+    assert os.listdir(out) == []
+
+
+def test_another_evaluation_is_not_replaced_without_overwrite(binary_model, tiny_data_dir, tmp_path):
+    from tl_keras.evaluation.evaluate import EvalConfig, EvaluationError, evaluate_model_dir
+    out = str(tmp_path / "eval")
+    config = EvalConfig(verbose=False, num_examples=0)
+    evaluate_model_dir(binary_model, tiny_data_dir, "test", out, config)
+    stamp = os.path.getmtime(os.path.join(out, "summary.csv"))
+    with pytest.raises(EvaluationError, match=r"holds another evaluation \(different "
+                                              r"--split\); use another --out_dir, or "
+                                              r"--overwrite"):
+        evaluate_model_dir(binary_model, tiny_data_dir, "val", out, config)
+    assert os.path.getmtime(os.path.join(out, "summary.csv")) == stamp
+    again = EvalConfig(verbose=False, num_examples=0, overwrite=True)
+    assert len(evaluate_model_dir(binary_model, tiny_data_dir, "val", out, again)["summary"])
+
+
+def test_out_dir_inside_the_data_is_refused(binary_model, tiny_data_dir):
+    from tl_keras.evaluation.evaluate import EvaluationError, evaluate_model_dir
+    before = sorted(os.listdir(tiny_data_dir))
+    with pytest.raises(EvaluationError, match="--out_dir is inside --data_dir"):
+        evaluate_model_dir(binary_model, tiny_data_dir, "test",
+                           os.path.join(tiny_data_dir, "ev"))
+    assert sorted(os.listdir(tiny_data_dir)) == before

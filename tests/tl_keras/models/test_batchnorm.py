@@ -110,3 +110,18 @@ def test_weights_file_and_keras_json_compatible(tmp_path):
     new.save(str(tmp_path / "m.keras"))
     reloaded = keras.models.load_model(str(tmp_path / "m.keras"))
     np.testing.assert_array_equal(reloaded(x).numpy(), old(x).numpy())
+
+
+@pytest.mark.parametrize("devices,fused", [({"CPU"}, True), ({"CPU", "GPU"}, True),
+                                           ({"CPU", "TPU"}, False)])
+def test_fused_kernel_only_where_every_device_has_it(devices, fused, monkeypatch):
+    """A mocked device list: CPU and GPU run FusedBatchNormV3, another device Keras' code."""
+    import tensorflow as tf
+    from tl_keras.models import machine
+    monkeypatch.setattr(machine, "device_types", lambda: set(devices))
+    layer = FusedBN()
+    layer.build((2, 4, 4, 3))
+    graph = tf.function(lambda x: layer(x, training=True)).get_concrete_function(
+        tf.TensorSpec((2, 4, 4, 3))).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert ("FusedBatchNormV3" in ops) == fused, sorted(ops)

@@ -37,9 +37,9 @@ def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, p
     import keras
     import tensorflow as tf
     from tl_keras.models import conv
-    # Take the matrix-product path for every kernel size (it would skip these 3 -> 4
-    # channel k > 1 kernels, where oneDNN's kernel gradient is the faster one).
-    monkeypatch.setattr(conv, "MATMUL_MIN_CHANNELS", 1)
+    # Take the matrix-product path for every kernel size and precision wherever it is
+    # exact (a measurement may choose it for any of them).
+    monkeypatch.setattr(conv, "use_matmul_gradient", lambda *a: True)
     keras.mixed_precision.set_global_policy(policy)
     try:
         ours, ref = _pair(kernel, padding, strides, use_bias)
@@ -60,7 +60,12 @@ def test_matmul_gradient_only_where_exact():
     assert not applies(kernel_size=3, padding="valid")
     assert not applies(kernel_size=3, padding="same", strides=2)
     assert not applies(kernel_size=3, padding="same", dilation_rate=2)
-    assert not Conv2D(2, kernel_size=3, padding="same")._matmul_gradient_applies()  # float32
+
+
+def test_fixed_rule_keeps_float32_on_tensorflows_kernel_gradient():
+    from tl_keras.models.conv import matmul_gradient_pays
+    assert matmul_gradient_pays((1, 1, 4, 4), "bfloat16")
+    assert not matmul_gradient_pays((1, 1, 4, 4), "float32")
 
 
 def test_matmul_gradient_pays_for_1x1_and_wide_kernels_only():
@@ -73,13 +78,17 @@ def test_matmul_gradient_pays_for_1x1_and_wide_kernels_only():
     assert not matmul_gradient_pays((3, 3, 2048, 8))         # compress1
 
 
-@pytest.mark.parametrize("kernel,channels,expect_matmul", [
-    (1, 4, True), (3, 4, False)])
-def test_gradient_graph_uses_the_chosen_kernel(kernel, channels, expect_matmul):
-    """Under mixed bfloat16 a 1x1 kernel gradient is a MatMul, a narrow 3x3 one oneDNN's."""
+@pytest.mark.parametrize("kernel,channels,devices,expect_matmul", [
+    (1, 4, {"CPU"}, True), (3, 4, {"CPU"}, False), (1, 4, {"CPU", "GPU"}, False)])
+def test_gradient_graph_uses_the_chosen_kernel(kernel, channels, devices, expect_matmul,
+                                               monkeypatch):
+    """Under mixed bfloat16 on a CPU a 1x1 kernel gradient is a MatMul, a narrow 3x3 one
+    oneDNN's; with a GPU (a mocked device list) always TensorFlow's."""
     import keras
     import tensorflow as tf
+    from tl_keras.models import machine
     from tl_keras.models.conv import Conv2D
+    monkeypatch.setattr(machine, "device_types", lambda: set(devices))
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
         layer = Conv2D(channels, kernel, padding="same", use_bias=False)
@@ -133,3 +142,53 @@ def test_keras_json_of_plain_conv_loads_as_ours():
     assert isinstance(loaded.get_layer("c"), Conv2D)
     assert "tl_keras>Conv2D" in ours.to_json()
     assert isinstance(keras.models.model_from_json(ours.to_json()).get_layer("c"), Conv2D)
+
+
+def test_kernel_gradient_measured_once_per_machine_and_shape(monkeypatch):
+    """auto: a shape is measured once, kept in the speed cache and not measured again
+    (another process: the cache alone); forced modes and GPUs measure nothing."""
+    from tl_keras.models import conv, machine
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "auto")
+    monkeypatch.setattr(conv, "_choices", {})
+    calls = []
+
+    def fake(input_shape, kernel_shape, dtype):
+        calls.append((tuple(input_shape), dtype))
+        return {"matmul": True, "matmul_ms": 1.0, "tensorflow_ms": 2.0}  # against the rule
+    monkeypatch.setattr(conv, "measure_kernel_gradients", fake)
+    shape, kernel = (2, 8, 8, 4), (3, 3, 4, 4)
+    assert not conv.matmul_gradient_pays(kernel, "bfloat16")
+    assert conv.use_matmul_gradient(shape, kernel, "bfloat16") and len(calls) == 1
+    assert conv.use_matmul_gradient(shape, kernel, "bfloat16") and len(calls) == 1
+    monkeypatch.setattr(conv, "_choices", {})  # a new process: the cache answers
+    assert conv.use_matmul_gradient(shape, kernel, "bfloat16") and len(calls) == 1
+    key = conv.shape_key(shape, kernel, "bfloat16")
+    assert machine.cached(conv.CACHE_SECTION, key)["tensorflow_ms"] == 2.0
+    assert not conv.use_matmul_gradient((None, 8, 8, 4), kernel, "bfloat16")  # rule
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "tensorflow")
+    assert not conv.use_matmul_gradient(shape, kernel, "bfloat16")
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "auto")
+    monkeypatch.setattr(machine, "device_types", lambda: {"CPU", "GPU"})
+    assert not conv.use_matmul_gradient((2, 4, 4, 8), (1, 1, 8, 8), "bfloat16")
+    assert len(calls) == 1
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "fast")
+    with pytest.raises(ValueError, match="TL_KERAS_KERNEL_GRADIENT"):
+        conv.kernel_gradient_mode()
+
+
+def test_kernel_gradient_measurement_times_both():
+    from tl_keras.models import conv
+    entry = conv.measure_kernel_gradients((2, 8, 8, 4), (3, 3, 4, 8), "float32")
+    assert entry["matmul_ms"] > 0 and entry["tensorflow_ms"] > 0
+    assert entry["matmul"] == (entry["matmul_ms"] < entry["tensorflow_ms"])
+
+
+def test_inference_neither_chooses_nor_measures(monkeypatch):
+    """Without a gradient tape (prediction, evaluation) no kernel gradient is timed."""
+    import numpy as np
+    from tl_keras.models import conv
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "auto")
+    monkeypatch.setattr(conv, "_choices", {})
+    monkeypatch.setattr(conv, "use_matmul_gradient", lambda *a: pytest.fail("chose"))
+    layer = conv.Conv2D(4, 1, padding="same")
+    assert layer(np.ones((2, 8, 8, 4), np.float32)).shape == (2, 8, 8, 4)

@@ -55,3 +55,12 @@ def test_one_worker_runs_in_this_process(tmp_path, capsys):
     assert (out / "a.done").exists()
     assert "job a running" in capsys.readouterr().out
     assert not (tmp_path / "logs").exists()
+
+
+def test_worker_threads_are_a_cpu_setting(monkeypatch):
+    """A mocked GPU: workers keep TensorFlow's threads and let GPU memory grow."""
+    from tl_keras.models import machine
+    monkeypatch.setattr(machine, "gpus", lambda: [])
+    assert parallel.worker_environment() == {name: "1" for name in parallel.THREAD_VARIABLES}
+    monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
+    assert parallel.worker_environment() == {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}

@@ -17,6 +17,35 @@ from tl_keras.training.config import FinetuneConfig, PretrainConfig
 # epochs=2 of 6 steps (12 training slices, batch 2); checkpoints at steps 4, 6, 8, 12.
 # float32 in the test process and in the driver subprocesses alike (the conftest fixture
 # that makes ``auto`` float32 does not reach a subprocess or a module-scoped fixture).
+def test_missing_index_files_are_refused_not_restarted(tmp_path):
+    """The .index files deleted: the data files are evidence of a run, so no silent
+    restart from step 0."""
+    from tl_keras.training.checkpointing import CheckpointError
+    directory = _saved_checkpoint(tmp_path)
+    for index in glob.glob(os.path.join(directory, "*.index")):
+        os.remove(index)
+    with pytest.raises(CheckpointError, match=r"no ckpt-N.index file, but 3 other checkpoint "
+                                              r"file\(s\) \(checkpoint, ckpt-2.data"):
+        _restore(tmp_path)
+
+
+def test_rebuilt_state_file_without_deprecation_warnings(tmp_path, capfd):
+    directory = _saved_checkpoint(tmp_path)
+    os.remove(os.path.join(directory, "checkpoint"))
+    capfd.readouterr()
+    ckpt, step = _restore(tmp_path)
+    err = capfd.readouterr().err
+    assert step == 4 and "deprecat" not in err.lower(), err
+    with open(os.path.join(directory, "checkpoint")) as f:
+        assert f.read().startswith('model_checkpoint_path: "ckpt-4"\n'
+                                   'all_model_checkpoint_paths: "ckpt-2"\n'
+                                   'all_model_checkpoint_paths: "ckpt-4"\n')
+    ckpt.step.assign(6)
+    ckpt.save()  # the manager rotates the rebuilt list: ckpt-2 goes (max_to_keep 2)
+    assert sorted(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*.index"))) \
+        == ["ckpt-4.index", "ckpt-6.index"]
+
+
 PRETRAIN = dict(batch_size=2, epochs=2, checkpoint_every=4, deterministic=True, seed=1,
                 mixed_precision="none")
 

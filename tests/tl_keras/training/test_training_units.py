@@ -9,7 +9,6 @@ from tests.helpers import ROOT
 from tl_keras.training import class_weights as cw
 from tl_keras.training import config as cfg
 from tl_keras.training import validation as val
-from tl_keras.training.strategy import native_bfloat16 as real_native_bfloat16
 
 
 def test_decoupled_adamw_one_step_equals_formula():
@@ -169,19 +168,3 @@ def test_sweep_grid_split_and_slurm_defaults(tmp_path, monkeypatch):
     assert sweeps.slurm_job(1, 2) == (1, 2)
     with pytest.raises(cfg.ConfigError):
         sweeps.slurm_job(5, 5)
-
-
-def test_auto_precision_follows_native_bfloat16(tmp_path, monkeypatch):
-    from tl_keras.training import strategy
-    native_bfloat16 = real_native_bfloat16  # conftest replaces the module's for every test
-    amd = tmp_path / "amd"
-    amd.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
-    old = tmp_path / "old"
-    old.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
-    assert native_bfloat16(str(amd)) and not native_bfloat16(str(old))
-    assert not native_bfloat16(str(tmp_path / "missing"))
-    monkeypatch.setattr(strategy, "native_bfloat16", lambda: True)
-    assert strategy.resolve_precision("auto") == "bfloat16"
-    assert strategy.resolve_precision("none") == "none"
-    monkeypatch.setattr(strategy, "native_bfloat16", lambda: False)
-    assert strategy.resolve_precision("auto") == "none"

@@ -141,12 +141,12 @@ def test_each_taskonomy_task_is_its_own_source(small_ckpts, tmp_path):
         "Taskonomy autoencoder"
     assert source_of(f"taskonomy:{prefix}@ae_v2")["source_task"] == "taskonomy:ae_v2"
     assert source_of("imagenet:" + small_ckpts["resnet_v1_50.ckpt"])["source_label"] == "ImageNet"
-    assert [n for n, _ in parse_sources(["taskonomy:" + small_ckpts[f"taskonomy/{t}"]
+    assert [n for n, *_ in parse_sources(["taskonomy:" + small_ckpts[f"taskonomy/{t}"]
                                          for t in TASKS])] == [f"taskonomy_{t}" for t in TASKS]
     # result.json -> the sweep CSV -> the report: one row per task
     sources = parse_sources([f"{t}=taskonomy:{small_ckpts['taskonomy/' + t]}" for t in TASKS])
     config = SweepConfig(str(tmp_path), sources, (4,), 2, finetune=None)
-    for i, (name, spec) in enumerate(sources):
+    for i, (name, spec, _) in enumerate(sources):
         for r in range(2):
             run = tmp_path / name / "n4" / f"r{r}"
             run.mkdir(parents=True)

@@ -44,8 +44,9 @@ def _check(config, meta: dict) -> str | None:
 
 def _discriminator_optimizer(config):
     from tl_keras.training.optimizers import make_discriminator_optimizer
+    from tl_keras.training.strategy import loss_scaling
     return make_discriminator_optimizer(config.task_options.disc_learning_rate,
-                                        loss_scale=config.mixed_precision == "float16")
+                                        loss_scale=loss_scaling())
 
 
 def _steps(ctx: StepContext):

@@ -13,6 +13,7 @@ import dataclasses
 import os
 from typing import Any, Callable
 
+from tl_keras.training import freezing
 from tl_keras.weights.encoder_io import save_encoder
 
 ENCODER_BEST, ENCODER_LAST = "encoder_best", "encoder_last"
@@ -45,6 +46,8 @@ class StepContext:
       optimizers: extra network name -> its optimizer (:class:`ExtraNetwork`).
       loss_fn: the task's per-example loss, ``(y, output) -> (B,)``.
       strategy: the ``tf.distribute`` strategy.
+      encoder_mode: the :class:`tl_keras.training.freezing.EncoderMode` of a run with a
+        frozen encoder or an encoder LR multiplier, else None.
     """
 
     config: Any
@@ -53,17 +56,25 @@ class StepContext:
     optimizers: dict
     loss_fn: Callable
     strategy: Any
+    encoder_mode: Any = None
 
-    def supervised_step(self) -> Callable:
-        """The distributed step of ``models.model`` on ``loss_fn``."""
+    def supervised_step(self, groups=None) -> Callable:
+        """The distributed step of ``models.model`` on ``loss_fn``; ``groups`` as
+        :func:`tl_keras.training.steps.make_supervised_step` takes them (an optimizer
+        given as None is :attr:`optimizer`)."""
         from tl_keras.training import steps
+        if groups is not None:
+            groups = tuple((self.optimizer if opt is None else opt, v) for opt, v in groups)
         return steps.distribute(steps.make_supervised_step(
             self.models.model, self.optimizer, self.loss_fn, self.config.batch_size,
-            self.config.jit_compile), self.strategy)
+            self.config.jit_compile, groups), self.strategy)
 
 
 def supervised(ctx: StepContext) -> Callable[[int], Callable]:
-    """Step selection of most tasks: one supervised step throughout."""
+    """Step selection of most tasks: one supervised step throughout (with an encoder
+    mode, the frozen then the two-group step: :mod:`tl_keras.training.freezing`)."""
+    if ctx.encoder_mode is not None:
+        return freezing.step_selection(ctx.encoder_mode, ctx.supervised_step)
     train = ctx.supervised_step()
     return lambda step: train
 
@@ -111,6 +122,9 @@ class TaskSpec:
         (fine-tuning loads ``--init_from``), or None.
       export: ``(config, models, epoch, logs, is_best)`` after every epoch on the chief
         (source tasks export their encoder), or None.
+      eval_step: ``StepContext -> step(x, y) -> {"loss_sum", "count"}``, the per-replica
+        validation step, or None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs
+        are made in the step, like the self-supervised ones, validate on them too).
       options: the task's own options, a frozen dataclass whose fields are made with
         :func:`tl_keras.training.config.option` (each a ``pretrain`` flag; names unique
         across tasks), read as ``config.task_options.<field>``; it may define
@@ -132,5 +146,6 @@ class TaskSpec:
     lr_schedule: Callable[[Any, int], tuple] | None = None
     initialise: Callable[[Any, Any], None] | None = None
     export: Callable[[Any, Any, int, dict, bool], None] | None = None
+    eval_step: Callable[[StepContext], Callable] | None = None
     options: type | None = None
     labels: bool = True

@@ -44,11 +44,19 @@ def _lr_schedule(config, total_steps: int) -> tuple:
 
 
 def _initialise(config, models) -> None:
-    """Load ``--init_from`` into the encoder (only when there is no checkpoint to resume)."""
+    """Load ``--init_from`` into the encoder, with ``--init_decoder`` the matching decoder
+    layers too (only when there is no checkpoint to resume)."""
     if config.init_from == "scratch":
         return
-    report = InitSpec.parse(config.init_from).load(models.encoder)
+    spec = InitSpec.parse(config.init_from)
+    if spec.kind == "random":
+        print(f"init_from random: the seeded random encoder (--seed {config.seed}), the "
+              "random-encoder control", flush=True)
+        return
+    report = spec.load(models.encoder, model=models.model, decoder=config.init_decoder)
     print(f"init_from {config.init_from}: {report.summary()}", flush=True)
+    if spec.is_export or report.adapted or report.reinitialised:
+        print(report.table(), flush=True)
 
 
 TASK = TaskSpec(name="target", data_task="target", network="target", source=False,
