@@ -214,10 +214,10 @@ def read_meta(data_dir: str) -> dict[str, Any]:
         try:
             meta = json.load(f)
         except ValueError as e:  # truncated or not JSON
-            raise ValueError(f"{path}: not a readable dataset.json ({e}); convert the data "
-                             "set again") from None
+            raise RecordError(f"{path}: not a readable dataset.json ({e}); convert the data "
+                              "set again") from None
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: not a readable dataset.json (no JSON object)")
+        raise RecordError(f"{path}: not a readable dataset.json (no JSON object)")
     for key in ("image_size", "channels", "num_mask_classes", "num_tissue_classes", "splits"):
         if key not in meta:
             raise RecordError(f"{path}: missing key '{key}'")

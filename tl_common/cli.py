@@ -135,7 +135,7 @@ def run_cli(prog: str, fn, expected: tuple = ()):
         print(f"{prog}: stopped by {signal.Signals(signum).name}; temporary files removed, "
               "rerun the same command to resume", file=sys.stderr)
         sys.exit(128 + signum)
-    except Exception as e:  # noqa: BLE001 - filtered by _expected
+    except Exception as e:  # noqa: BLE001 - filtered by expected_error
         if not expected_error(e, expected):
             raise
         print(f"{prog}: error: {one_line(e)}", file=sys.stderr)

@@ -282,6 +282,8 @@ def test_atlas_r12_release_naming_through_glob_and_patient_regex(tmp_path):
     assert [s.patient for s in generic.subjects] == ["c0001s0001", "c0003s0002", "c0003s0002",
                                                      "c0004s0001"]
     _one_split_per_patient(generic)
+
+
 def test_a_release_preset_added_in_the_test(tmp_path, monkeypatch):
     """docs/extending.md, "Adding a data release preset", done as written there."""
     from tfrecords_tools.manifests.manifest import Manifest, Subject

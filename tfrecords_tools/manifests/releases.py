@@ -34,6 +34,21 @@ def _raise_problems(root: str, problems: list[str], what: str) -> None:
         raise ManifestError(f"{root}: {len(problems)} {what}: " + "; ".join(problems))
 
 
+def _manifest_of(root: str, images: list[str], none: str, read, what: str) -> Manifest:
+    """The manifest of ``images`` (``none``: the error when there are none), each read by
+    ``read(image) -> (Subject or None, problem or None)``; all problems raised at once
+    (``what`` names them)."""
+    if not images:
+        raise ManifestError(none)
+    subjects, problems = [], []
+    for image in images:
+        subject, problem = read(image)
+        problems += [problem] if problem else []
+        subjects += [subject] if subject is not None else []
+    _raise_problems(root, problems, what)
+    return Manifest(tuple(subjects), source=os.path.abspath(root))
+
+
 # ATLAS R1.2 file names: ``<subject>_t1w_deface_stx`` in a session folder ``t0N`` (the
 # release), or ``c<site>s<subject>t<time>_t1w_stx`` (copies some public code reads).
 _ATLAS_R12_T1 = re.compile(r"(?P<stem>.+?)_t1w(_deface)?_stx\.nii(\.gz)?")
@@ -57,21 +72,6 @@ def atlas_r12_ids(image: str) -> tuple[str, str]:
     if session == "t01" or not re.fullmatch(r"t\d+", session):
         return stem, stem
     return f"{stem}_{session}", stem
-
-
-def _manifest_of(root: str, images: list[str], none: str, read, what: str) -> Manifest:
-    """The manifest of ``images`` (``none``: the error when there are none), each read by
-    ``read(image) -> (Subject or None, problem or None)``; all problems raised at once
-    (``what`` names them)."""
-    if not images:
-        raise ManifestError(none)
-    subjects, problems = [], []
-    for image in images:
-        subject, problem = read(image)
-        problems += [problem] if problem else []
-        subjects += [subject] if subject is not None else []
-    _raise_problems(root, problems, what)
-    return Manifest(tuple(subjects), source=os.path.abspath(root))
 
 
 def build_atlas_r12(root: str, **_) -> Manifest:

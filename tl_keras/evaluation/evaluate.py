@@ -96,7 +96,7 @@ class EvalConfig:
         from tl_keras.evaluation.detection import structure
         structure(self.connectivity)
         if self.space not in SPACES:
-            raise ValueError(f"space must be one of {SPACES}, got {self.space!r}")
+            raise FlagError(f"space must be one of {SPACES}, got {self.space!r}")
         if self.batch_size < 1:
             raise FlagError(f"batch_size must be >= 1, got {self.batch_size}")
 

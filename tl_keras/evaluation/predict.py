@@ -204,7 +204,7 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
     config = preprocess_config_for(meta, model_dir)
     missing = [j.image for j in jobs if not os.path.isfile(j.image)]
     if missing:  # before the model is loaded
-        raise FileNotFoundError(f"{missing[0]}: no such scan" + (
+        raise MissingFileError(f"{missing[0]}: no such scan" + (
             f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if predict_fn is None:
         model, meta = load_exported(model_dir)

@@ -42,6 +42,7 @@ import keras
 import tensorflow as tf
 from tensorflow.python.eager import record
 
+from tl_common.cli import FlagError
 from tl_keras.models import machine
 
 __all__ = ["Conv2D", "kernel_gradient", "matmul_gradient_pays", "use_matmul_gradient"]
@@ -105,11 +106,11 @@ def matmul_gradient_pays(kernel_shape, dtype: str = "bfloat16") -> bool:
 
 
 def kernel_gradient_mode() -> str:
-    """``$TL_KERAS_KERNEL_GRADIENT`` (``auto`` when unset); a ValueError names a bad value."""
+    """``$TL_KERAS_KERNEL_GRADIENT`` (``auto`` when unset); a FlagError names a bad value."""
     mode = os.environ.get(KERNEL_GRADIENT_ENV, "") or "auto"
     if mode not in KERNEL_GRADIENT_MODES:
-        raise ValueError(f"{KERNEL_GRADIENT_ENV}={mode!r} is not one of "
-                         f"{', '.join(KERNEL_GRADIENT_MODES)}")
+        raise FlagError(f"{KERNEL_GRADIENT_ENV}={mode!r} is not one of "
+                        f"{', '.join(KERNEL_GRADIENT_MODES)}")
     return mode
 
 

@@ -64,21 +64,26 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
     config = resolve(config)  # --network auto: the source's network
     meta = validate_finetune(config)
     with claim_run_dir(config):
-        done = completed_result(config)
-        if done is not None:
-            return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
-        source = source_of(config.init_from, config.mode_suffix())
-        subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
-                                   config.subset_seed)
-        run = train(config, tasks.get("target"), meta, build_models, subjects)
-        tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
-                                             run.strategy)
-        result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
-                                **mode_of(config),
-                                train_subjects=len(subjects), subset_seed=config.subset_seed,
-                                seed=config.seed, steps=total, train_slices=counts["slices"],
-                                precision=run.precision.policy, final=dict(logs)).to_dict()
-        if is_chief(strategy):
-            _export(config, tm, meta, subjects, source)
-            finish_run(config, result)
-        return result
+        return _finetune(config, meta, build_models)
+
+
+def _finetune(config: FinetuneConfig, meta: dict, build_models) -> dict:
+    """:func:`run_finetune` in its claimed run directory."""
+    done = completed_result(config)
+    if done is not None:
+        return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
+    source = source_of(config.init_from, config.mode_suffix())
+    subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
+                               config.subset_seed)
+    run = train(config, tasks.get("target"), meta, build_models, subjects)
+    tm, logs, total, counts, strategy = (run.models, run.logs, run.total_steps, run.weights,
+                                         run.strategy)
+    result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
+                            **mode_of(config),
+                            train_subjects=len(subjects), subset_seed=config.subset_seed,
+                            seed=config.seed, steps=total, train_slices=counts["slices"],
+                            precision=run.precision.policy, final=dict(logs)).to_dict()
+    if is_chief(strategy):
+        _export(config, tm, meta, subjects, source)
+        finish_run(config, result)
+    return result

@@ -9,8 +9,8 @@ from typing import Callable
 
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig
-from tl_keras.training.validation import resolve, validate_pretrain
 from tl_keras.training.rundir import claim_run_dir
+from tl_keras.training.validation import resolve, validate_pretrain
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.tasks import ENCODER_BEST, ENCODER_LAST  # noqa: F401
 from tl_keras.training.train import train
@@ -34,22 +34,27 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
     config = resolve(config)  # --network auto, task options None: the defaults
     meta = validate_pretrain(config)
     with claim_run_dir(config):
-        task = tasks.get(config.task)
-        done = completed_result(config, extendable=True)
-        if done is not None:
-            if task.export is not None:
-                _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
-                                "kept (--keep_checkpoints_after_done)")
-            return done
-        run = train(config, task, meta, build_models)
-        result = {**pretrain_result(config, run.history, run.total_steps),
-                  "precision": run.precision.policy}
-        if run.is_chief:
-            unrestorable = _restore_encoders(config, task, run, result)
-            finish_run(config, result)
-            _refuse_missing(config, unrestorable, f"the checkpoints hold epoch "
-                            f"{result['epochs']}, the best was epoch {result['best_epoch']}")
-        return result
+        return _pretrain(config, meta, build_models)
+
+
+def _pretrain(config: PretrainConfig, meta: dict, build_models) -> dict:
+    """:func:`run_pretrain` in its claimed run directory."""
+    task = tasks.get(config.task)
+    done = completed_result(config, extendable=True)
+    if done is not None:
+        if task.export is not None:
+            _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
+                            "kept (--keep_checkpoints_after_done)")
+        return done
+    run = train(config, task, meta, build_models)
+    result = {**pretrain_result(config, run.history, run.total_steps),
+              "precision": run.precision.policy}
+    if run.is_chief:
+        unrestorable = _restore_encoders(config, task, run, result)
+        finish_run(config, result)
+        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result['epochs']}, "
+                        f"the best was epoch {result['best_epoch']}")
+    return result
 
 
 def _missing_encoders(config: PretrainConfig) -> list[str]:

@@ -238,9 +238,9 @@ def claim_run_dir(config):
                           f"({e.strerror or e})") from None
     with held:
         marker = _marker_for(folder)
+        _HELD.add(key)
         try:
             check_flags(config, getattr(config, "overwrite", False), marker)
-            _HELD.add(key)
             yield
         finally:
             _HELD.discard(key)

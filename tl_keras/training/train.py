@@ -113,7 +113,7 @@ STEP_FIELDS = ("network", "input_channels", "latent_channels", "decoder_variant"
 def network_key(config, task: TaskSpec, meta: dict, build_models: Callable,
                 batch: int) -> str:
     """What the step's speed depends on besides the machine, e.g. ``target
-    tl_keras.models.presets.build_taskonomy_models 256x256 batch 8 outputs=2 ...``."""
+    tl_keras.models.presets.build_network_models 256x256 batch 8 outputs=2 ...``."""
     fields = " ".join(f"{f}={getattr(config, f)}" for f in STEP_FIELDS if hasattr(config, f))
     h, w = meta["image_size"]
     return (f"{task.name} {builder_name(build_models)} {h}x{w} "

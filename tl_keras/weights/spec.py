@@ -189,7 +189,7 @@ class InitSpec:
             return "taskonomy"
         if self.kind == "keras_hub":
             return f"keras_hub:{self.path}"
-        if self.kind != "dir":
+        if self.kind != "dir" or self.is_export:  # a fine-tuning run's export: not recorded
             return None
         meta = read_encoder_meta(self.path)
         if meta.get("network"):

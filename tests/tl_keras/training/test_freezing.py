@@ -46,7 +46,7 @@ def test_frozen_then_unfrozen_encoder_weights_and_batch_norm(tiny_data_dir):
     """Frozen for the first epoch (2 steps): encoder weights and BN moving statistics
     unchanged, decoder trained; the next steps change both (BN statistics included)."""
     import keras
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     keras.utils.set_random_seed(0)
     tm = tiny_task_models("target", 32, 3, 2)
     config = FinetuneConfig(init_from="random", freeze_encoder=True, freeze_epochs=1,
@@ -81,7 +81,7 @@ def test_encoder_lr_multiplier_one_step_against_hand_computed(tiny_data_dir):
     """--encoder_lr_multiplier 0.5: the encoder's first step is Adam's at half the LR, the
     decoder's at the LR; the decay is the same fixed 2e-4 * w for both groups."""
     import keras
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     from tl_keras.training import losses
     keras.utils.set_random_seed(1)
     tm = tiny_task_models("target", 32, 3, 2)
@@ -212,7 +212,7 @@ def test_resume_mid_freeze_or_after_unfreezing_equals_uninterrupted(tiny_data_di
 def grey_export(tmp_path_factory):
     """A fine-tuning run whose export takes 1-channel input (only model.json is read)."""
     from tl_keras.models.export import ExportMeta, save_exported
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     run = str(tmp_path_factory.mktemp("grey") / "run")
     save_exported(tiny_task_models("target", 32, 1, 2).model, run,
                   ExportMeta(image_size=(32, 32), input_channels=1, num_classes=2))

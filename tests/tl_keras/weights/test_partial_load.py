@@ -11,7 +11,7 @@ import pytest
 def _export(out_dir, *, channels=3, classes=3, seed=0):
     import keras
     from tl_keras.models.export import ExportMeta, save_exported
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     keras.utils.set_random_seed(seed)
     tm = tiny_task_models("target", 32, channels, classes)
     save_exported(tm.model, str(out_dir), ExportMeta(
@@ -28,7 +28,7 @@ def rgb_export(tmp_path_factory):
 
 def _target(channels=1, classes=2, seed=9):
     import keras
-    from tl_keras.models.presets import tiny_task_models
+    from tl_keras.models.small import tiny_task_models
     keras.utils.set_random_seed(seed)
     tm = tiny_task_models("target", 32, channels, classes)
     return tm, {w.path: w.numpy() for w in tm.model.weights}
