@@ -7,9 +7,8 @@ detection-preset names, read by the CLIs' flags) loads without pandas or scipy.
 from tl_keras.models.lazy import lazy_exports
 
 _EXPORTS = {
-    "EvalConfig": "tl_keras.evaluation.evaluate",
-    "evaluate_model_dir": "tl_keras.evaluation.evaluate",
+    "tl_keras.evaluation.evaluate": ("EvalConfig", "evaluate_model_dir"),
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["EvalConfig", "evaluate_model_dir"]
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

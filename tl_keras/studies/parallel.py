@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from tl_common import console
 from tl_common import workers as worker_processes
 from tl_keras.models import machine
 from tl_common.cli import UserError
@@ -115,6 +116,7 @@ def worker_environment() -> dict[str, str]:
 def _init_worker(parent_pid: int) -> None:
     """Pool initializer: :func:`worker_environment` (read by TensorFlow's runtime when it
     starts, i.e. before the first op); die with the parent."""
+    console.import_tensorflow_silently()  # its start-up notices are not the console's
     os.environ.update(worker_environment())
     worker_processes.init_worker(parent_pid)
 

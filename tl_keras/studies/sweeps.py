@@ -155,9 +155,18 @@ def job_cells(config: SweepConfig) -> list[Cell]:
 
 
 def cell_config(config: SweepConfig, cell: Cell) -> FinetuneConfig:
-    return dataclasses.replace(config.finetune, model_dir=cell.run_dir, init_from=cell.init_from,
-                               train_subjects=cell.train_subjects, subset_seed=cell.repeat,
-                               **dict(cell.mode))
+    """The fine-tuning config of ``cell``. The sweep's ``--network`` is the network of the
+    sources that carry none (``scratch``, ``random``); a source that carries one (an encoder
+    directory, ``keras_hub:``, ``taskonomy:``, ``imagenet:``) fine-tunes its own, so one
+    sweep compares encoders of different architectures."""
+    c = dataclasses.replace(config.finetune, model_dir=cell.run_dir, init_from=cell.init_from,
+                            train_subjects=cell.train_subjects, subset_seed=cell.repeat,
+                            **dict(cell.mode))
+    try:
+        implied = InitSpec.parse(cell.init_from).network()
+    except WeightLoadError:  # refused with its own message by the validation
+        implied = None
+    return dataclasses.replace(c, network=implied) if implied else c
 
 
 def merge_results(config: SweepConfig) -> str:
