@@ -16,7 +16,8 @@ FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.flags")))
 def test_every_paper_experiment_has_a_flagfile():
     names = {os.path.basename(f)[:-len(".flags")] for f in FLAGFILES}
     expected = {f"pretrain_{d}_{t}" for d in ("t1", "natural")
-                for t in ("segmentation", "autoencoding", "classification")}
+                for t in ("segmentation", "autoencoding", "classification", "restoration",
+                          "masked_modeling", "simsiam")}
     expected |= {"finetune_stroke", "finetune_ms", "finetune_anatomy", "sweep_stroke",
                  "sweep_ms", "sweep_anatomy", "detection_stroke"}
     assert expected <= names, sorted(expected - names)

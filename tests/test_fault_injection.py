@@ -26,6 +26,10 @@ def world(tmp_path_factory):
     meta.write_bytes(meta.read_bytes()[:40])
     model = root / "model"
     export_threshold_model(model)
+    from tfrecords_tools.scans.config import PreprocessConfig
+    config = PreprocessConfig.for_resolution(4.0)  # a model predict can use
+    export_threshold_model(root / "predict_model", size=config.slice_size,
+                           dataset_meta={"preprocessing": config.to_dict(), "channels": 1})
     truncated_model = root / "truncated_model"
     shutil.copytree(model, truncated_model)
     (truncated_model / "export" / "model.json").write_text('{"image_size": [3')
@@ -96,7 +100,8 @@ CASES = [
      ["--model_dir={w}/model", "--data_dir={w}/data", "--out_dir={w}/data"], "{w}/data",
      ["{w}/data/summary.csv", "{w}/data/.lock"]),
     ("predict-missing-scan", "tl_keras.predict",
-     ["--model_dir={w}/model", "--input={w}/scans/nope.nii.gz", "--output={o}/seg.nii.gz"],
+     ["--model_dir={w}/predict_model", "--input={w}/scans/nope.nii.gz",
+      "--output={o}/seg.nii.gz"],
      "{w}/scans/nope.nii.gz", ["{o}"]),
     ("predict-output-is-input", "tl_keras.predict",
      ["--model_dir={w}/model", "--input={w}/scans/truncated.nii.gz",

@@ -128,20 +128,14 @@ def _job(image, name, output_dir, probabilities):
 
 
 def check_jobs(jobs: list[PredictJob]) -> None:
-    """Refuse missing scans, and outputs that would replace an input scan or another
-    job's output (before the model is loaded).
+    """Refuse outputs that would replace an input scan or another job's output.
 
     Raises:
-      FileNotFoundError: a scan is missing.
       OutputError: one line naming both paths (e.g. ``x.nii`` and ``x.nii.gz`` of one
         folder would both write ``x_seg.nii.gz``).
     """
     def key(path):
         return os.path.realpath(os.path.abspath(path))
-    missing = [j.image for j in jobs if not os.path.isfile(j.image)]
-    if missing:
-        raise FileNotFoundError(f"{missing[0]}: no such scan" + (
-            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     inputs = {key(j.image): j.image for j in jobs}
     owner: dict[str, str] = {}
     for job in jobs:
@@ -207,6 +201,10 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
     check_jobs(jobs)
     meta = read_exported_meta(model_dir)
     config = preprocess_config_for(meta, model_dir)
+    missing = [j.image for j in jobs if not os.path.isfile(j.image)]
+    if missing:  # before the model is loaded
+        raise FileNotFoundError(f"{missing[0]}: no such scan" + (
+            f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     if predict_fn is None:
         model, meta = load_exported(model_dir)
         predict_fn = functools.partial(predict_slices, model,

@@ -22,7 +22,8 @@ import keras
 from tl_keras.models import TaskModels
 from tl_keras.models.batchnorm import BatchNormalization
 from tl_keras.models.encoder import build_encoder
-from tl_keras.models.factory import UNET_REFUSED, build_task_models
+from tl_keras.models.factory import RECONSTRUCTING, UNET_REFUSED, build_task_models
+from tl_keras.models.simsiam import build_simsiam_head
 from tl_keras.models.unet import unet_model
 
 
@@ -80,8 +81,15 @@ def tiny_task_models(task: str, image_size: int, input_channels: int = 3,
             keras.layers.Flatten()(h))
         head = keras.Model(h, logits, name="head")
         return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
-    if task == "autoencoding" and decoder_variant == "unet":
+    if task == "simsiam":
+        # SimSiam's widths (2048 / 512 on ResNet-50) narrowed with the network.
+        head = build_simsiam_head(encoder.output_shape[1:], 256 * width, 64 * width)
+        return TaskModels(keras.Model(inputs, head(latent)), encoder, head=head)
+    if task in RECONSTRUCTING and decoder_variant == "unet":
         raise ValueError(UNET_REFUSED.format(task=task))
+    if task == "reconstruction":
+        decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
+        return TaskModels(keras.Model(inputs, decoder(latent)), encoder, decoder=decoder)
     if task == "autoencoding":
         decoder = tiny_decoder(encoder.output_shape[1:], input_channels, "tanh", width)
         d_in = keras.Input((image_size, image_size, 2 * input_channels))
@@ -109,7 +117,8 @@ def build_models(preset: str, network: str, image_size: int, input_channels: int
     Args:
       preset: one of ``PRESETS``.
       network: ``segmentation`` / ``target`` (pixel-wise logits), ``autoencoding``
-        (tanh decoder + discriminator) or ``classification`` (head).
+        (tanh decoder + discriminator), ``reconstruction`` (tanh decoder), ``simsiam``
+        (projector and predictor) or ``classification`` (head).
       image_size: square input size in px (a multiple of 16).
       input_channels: model input channels (1 or 3).
       num_outputs: classes (None for auto-encoding: as many as the input channels).

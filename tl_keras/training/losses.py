@@ -136,3 +136,42 @@ def generator_loss(target, reconstruction, fake_logits, l1_weight: float = L1_WE
     adversarial = _sigmoid_ce_to(fake_logits, 1.0 - fake_label)
     return {"l1": l1, "adversarial": adversarial,
             "total": l1_weight * l1 + (1.0 - l1_weight) * adversarial}
+
+
+def mse_loss(target, prediction) -> tf.Tensor:
+    """Mean squared error per example, (B,)."""
+    diff = tf.cast(target, tf.float32) - tf.cast(prediction, tf.float32)
+    return _per_example_mean(tf.square(diff))
+
+
+def masked_l1_loss(target_and_mask, prediction) -> tf.Tensor:
+    """Mean absolute error over the masked pixels only, per example, (B,).
+
+    Args:
+      target_and_mask: (B, H, W, C + 1): the target image and, last, the mask (1 on
+        the pixels scored).
+      prediction: (B, H, W, C).
+
+    Returns:
+      (B,) float32; 0 for an image without masked pixels.
+    """
+    packed = tf.cast(target_and_mask, tf.float32)
+    target, mask = packed[..., :-1], packed[..., -1:]
+    diff = tf.abs(target - tf.cast(prediction, tf.float32)) * mask
+    channels = tf.cast(tf.shape(target)[-1], tf.float32)
+    scored = tf.reduce_sum(tf.reshape(mask, [tf.shape(mask)[0], -1]), axis=1) * channels
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.reshape(diff, [tf.shape(diff)[0], -1]), 1),
+                                 scored)
+
+
+def negative_cosine(p, z) -> tf.Tensor:
+    """SimSiam's D(p, z) = -cos(p, stop_gradient(z)) per example, (B,): no gradient
+    reaches ``z`` (the target branch)."""
+    p = tf.math.l2_normalize(tf.cast(p, tf.float32), axis=1)
+    z = tf.math.l2_normalize(tf.stop_gradient(tf.cast(z, tf.float32)), axis=1)
+    return -tf.reduce_sum(p * z, axis=1)
+
+
+def simsiam_loss(p1, p2, z1, z2) -> tf.Tensor:
+    """The symmetric SimSiam loss D(p1, z2) / 2 + D(p2, z1) / 2 per example, in [-1, 1]."""
+    return 0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)

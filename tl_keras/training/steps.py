@@ -57,19 +57,28 @@ def make_supervised_step(model, optimizer, loss_fn: Callable, global_batch_size:
     Returns:
       ``step(x, y) -> {"loss": scalar}``.
     """
+    return _optimisation_step(model, optimizer,
+                              lambda x, y: loss_fn(y, model(x, training=True)),
+                              global_batch_size, jit_compile, groups)
+
+
+def _optimisation_step(model, optimizer, objective: Callable, global_batch_size: int,
+                       jit_compile: bool, groups=None) -> Callable:
+    """``step(a, b) -> {"loss"}``: one update of ``model`` on the per-example
+    ``objective(a, b)`` (computed in training mode), averaged over the global batch;
+    ``groups`` as :func:`make_supervised_step` takes them."""
     groups = (tuple((opt, list(group)) for opt, group in groups) if groups is not None
               else ((optimizer, model.trainable_variables),))
     variables = [v for _, group in groups for v in group]
 
-    def loss_and_grads(x, y):
+    def loss_and_grads(a, b):
         with tf.GradientTape() as tape:
-            loss = _average(loss_fn(y, model(x, training=True)), global_batch_size)
-            loss = loss + _regularisation(model)
+            loss = _average(objective(a, b), global_batch_size) + _regularisation(model)
             scaled = optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, variables)
 
-    def step(x, y):
-        loss, grads = inner(x, y)
+    def step(a, b):
+        loss, grads = inner(a, b)
         start = 0
         for opt, group in groups:
             opt.apply(grads[start:start + len(group)], group)
@@ -122,6 +131,35 @@ def make_gan_step(generator, discriminator, g_optimizer, d_optimizer, global_bat
 
     compiled, inner = _compile(step, losses_and_grads, jit_compile)
     return compiled
+
+
+def make_simsiam_step(model, optimizer, global_batch_size: int,
+                      jit_compile: bool = False) -> Callable:
+    """One SimSiam step on two views of the same images (Chen & He 2021).
+
+    ``model`` maps images to ``[z, p]`` (projection, prediction); the loss is the
+    symmetric negative cosine of each view's prediction to the other view's projection,
+    whose gradient is stopped (:func:`tl_keras.training.losses.simsiam_loss`).
+
+    Returns:
+      ``step(view1, view2) -> {"loss": scalar}`` (-1 when the predictions match).
+    """
+    def objective(v1, v2):
+        z1, p1 = model(v1, training=True)
+        z2, p2 = model(v2, training=True)
+        return losses.simsiam_loss(p1, p2, z1, z2)
+    return _optimisation_step(model, optimizer, objective, global_batch_size, jit_compile)
+
+
+def make_simsiam_eval_step(model) -> Callable:
+    """``step(view1, view2) -> {"loss_sum", "count"}`` of the SimSiam loss (inference mode)."""
+    def step(v1, v2):
+        z1, p1 = model(v1, training=False)
+        z2, p2 = model(v2, training=False)
+        per_example = losses.simsiam_loss(p1, p2, z1, z2)
+        return {"loss_sum": tf.reduce_sum(per_example),
+                "count": tf.cast(tf.shape(per_example)[0], tf.float32)}
+    return step
 
 
 def make_eval_step(model, loss_fn: Callable) -> Callable:

@@ -72,8 +72,8 @@ def _check_builder(build_models: Callable) -> None:
 
 def _networks(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
               steps_per_epoch: int, total: int):
-    """(models, checkpointed objects, step selection, encoder mode): networks, optimizers
-    and steps."""
+    """(step context, checkpointed objects, step selection): networks, optimizers, encoder
+    mode and steps."""
     tm = build_models(config, meta, network=task.network, num_outputs=task.num_outputs(meta))
     lr = task.lr_schedule(config, total) if task.lr_schedule else ((), ())
     optimizer = make_optimizer(config, *lr)
@@ -89,19 +89,19 @@ def _networks(config, task: TaskSpec, meta: dict, build_models: Callable, strate
         network, extra[net.name] = getattr(tm, net.name), net.make_optimizer(config)
         extra[net.name].build(network.trainable_variables)
         objects.update({net.name: network, net.optimizer_key: extra[net.name]})
-    step_for = task.steps(StepContext(config, tm, optimizer, extra, loss_fn, strategy, mode))
-    return tm, objects, step_for, mode
+    ctx = StepContext(config, tm, optimizer, extra, loss_fn, strategy, mode)
+    return ctx, objects, task.steps(ctx)
 
 
 def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
            steps_per_epoch: int, total: int):
-    """Networks, optimizers, step selection and checkpoint (call in the strategy scope)."""
-    tm, objects, step_for, mode = _networks(config, task, meta, build_models, strategy,
-                                            loss_fn, steps_per_epoch, total)
+    """Step context, step selection and checkpoint (call in the strategy scope)."""
+    ctx, objects, step_for = _networks(config, task, meta, build_models, strategy, loss_fn,
+                                       steps_per_epoch, total)
     if is_chief(strategy):
         remove_debris(config.model_dir)
     ckpt = RunCheckpoint(work_dir(config.model_dir, strategy), objects, config.keep_checkpoints)
-    return tm, step_for, ckpt, mode
+    return ctx, step_for, ckpt
 
 
 #: Config fields that shape a run's training step (the network key of the precision choice);
@@ -151,7 +151,7 @@ def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn
 
         def make_run(candidate: str):
             set_precision(candidate)
-            _, _, step_for, _ = _networks(config, task, meta, build_models,
+            _, _, step_for = _networks(config, task, meta, build_models,
                                           tf.distribute.get_strategy(), loss_fn,
                                           steps_per_epoch, total)
             step = step_for(0)
@@ -195,15 +195,17 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
                                 steps_per_epoch, total))
     record_start(config, strategy, {weights_file: weights}, choice)  # nothing written before
     with strategy.scope():
-        tm, step_for, ckpt, mode = _build(config, task, meta, build_models, strategy, loss_fn,
-                                          steps_per_epoch, total)
+        ctx, step_for, ckpt = _build(config, task, meta, build_models, strategy, loss_fn,
+                                     steps_per_epoch, total)
+        tm, mode = ctx.models, ctx.encoder_mode
         initialise = (lambda: task.initialise(config, tm)) if task.initialise else None
         start = ckpt.restore_or_initialize(initialise)
     data = DataSpec(config.data_dir, task.data_task, config.batch_size, config.input_channels,
                     config.seed, meta, subjects=subjects)
     validate = None
     if config.validate and "val" in meta["splits"]:
-        eval_step = steps.distribute(steps.make_eval_step(tm.model, loss_fn), strategy)
+        eval_step = steps.distribute(task.eval_step(ctx) if task.eval_step
+                                     else steps.make_eval_step(tm.model, loss_fn), strategy)
         val_data = distributed_eval_data(strategy, data, "val")
         validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
 

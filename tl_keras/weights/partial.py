@@ -17,7 +17,7 @@ import os
 from tl_keras.models.export import (EXPORT_DIR, META_FILE, RecordError, load_exported,
                                     read_exported_meta)
 from tl_keras.weights.load_report import LoadReport, WeightLoadError
-from tl_keras.weights.mapping import assign, weight_map
+from tl_keras.weights.mapping import assign, first_conv, weight_map
 
 DECODER_NOT_REQUESTED = "outside the encoder (--init_decoder loads the matching layers)"
 
@@ -63,12 +63,20 @@ def _source_encoder(model):
     return None
 
 
+def rgb_kernels(encoder) -> tuple[str, ...]:
+    """The first-convolution kernels of ``encoder`` the grey rule applies to: a keras-hub
+    backbone's stem convolutions, else the first convolution the images enter (``conv1``
+    of the Taskonomy encoder, ``enc0`` of the small presets)."""
+    from tl_keras.weights.hub import first_conv_kernels  # keras-hub's modules load Keras
+    return tuple(dict.fromkeys(n for n in (*first_conv_kernels(encoder), first_conv(encoder))
+                               if n))
+
+
 def strict_encoder_load(sources: dict, encoder, report: LoadReport) -> LoadReport:
     """Copy ``sources`` into every weight of ``encoder`` (strict, all or nothing), the first
     convolution adapted from RGB to one channel; a mismatch is one line, with the channel
     rule spelled out when it is the first convolution's input channels."""
-    from tl_keras.weights.hub import first_conv_kernels  # keras: loaded at load time only
-    kernels = first_conv_kernels(encoder)
+    kernels = rgb_kernels(encoder)
     try:
         return assign(sources, weight_map(encoder), report, strict=True, rgb_kernels=kernels)
     except WeightLoadError:

@@ -38,8 +38,8 @@ from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
 from tl_keras.weights.mapping import assign, weight_map
 from tl_keras.weights.load_report import LoadReport, WeightLoadError
 from tl_keras.models.export import EXPORT_DIR, MODEL_FILE
-from tl_keras.weights.partial import (export_run_dir, is_export_dir, load_export_into, read_export_meta,
-                                     strict_encoder_load)
+from tl_keras.weights.partial import (export_run_dir, is_export_dir, load_export_into,
+                                      read_export_meta, rgb_kernels, strict_encoder_load)
 from tl_keras.weights.taskonomy import load_taskonomy
 
 SPEC_HELP = ("scratch | random (seeded random encoder, the frozen-encoder control) | DIR "
@@ -238,8 +238,8 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
 
     ``imagenet`` -> "ImageNet"; ``taskonomy:<task>`` -> "Taskonomy <task>" (a converted
     encoder records the same); ``keras_hub:<preset>`` -> "keras-hub <preset>"; ``random`` ->
-    "random encoder"; ``finetuned:<target>`` -> "<target> fine-tuned"; none -> "scratch";
-    else "<domain> <task>" ("t1 segmentation"). The fine-tuning mode is appended by
+    "random encoder"; ``finetuned:<target>`` -> "<target> fine-tuned"; none -> "scratch"; else
+    "<domain> <task>" ("t1 segmentation"). The fine-tuning mode is appended by
     :func:`mode_suffix`.
     """
     task = "" if source_task is None else str(source_task)
@@ -251,10 +251,10 @@ def source_label(source_task, source_domain, kind: str | None = None) -> str:
         return "scratch"
     if task.startswith(TASKONOMY_PREFIX):
         return "Taskonomy " + task[len(TASKONOMY_PREFIX):]
-    if task.startswith(KERAS_HUB_PREFIX):
-        return "keras-hub " + task[len(KERAS_HUB_PREFIX):]
     if task.startswith(FINETUNED_PREFIX):
         return f"{task[len(FINETUNED_PREFIX):]} fine-tuned"
+    if task.startswith(KERAS_HUB_PREFIX):
+        return "keras-hub " + task[len(KERAS_HUB_PREFIX):]
     return f"{source_domain} {task}" if source_domain else task
 
 
@@ -284,11 +284,10 @@ def load_encoder_dir_into(encoder, path: str, *, strict: bool = True) -> LoadRep
     The target may have another image size (convs are size-independent) and may take one
     channel where the saved one takes RGB (conv1 summed over channels).
     """
-    from tl_keras.weights.hub import first_conv_kernels
     source = load_encoder(path, name="saved_encoder")
     report = LoadReport(source=encoder_dir(path))
     sources = {n: v.numpy() for n, v in weight_map(source).items()}
     if strict:
         return strict_encoder_load(sources, encoder, report)
     return assign(sources, weight_map(encoder), report, strict=False,
-                  rgb_kernels=first_conv_kernels(encoder))
+                  rgb_kernels=rgb_kernels(encoder))

@@ -109,8 +109,11 @@ def test_encoder_lr_multiplier_one_step_against_hand_computed(tiny_data_dir):
 
 def _finetune(tmp_path, name, data_dir, **fields):
     from tl_keras.training.finetuning import run_finetune
+    # float32 spelled out: a module-scoped fixture runs before conftest's autouse
+    # "auto means float32" patch would apply.
     c = FinetuneConfig(data_dir=data_dir, model_dir=str(tmp_path / name), batch_size=2,
                        validate=False, class_weights="none", deterministic=True,
+                       mixed_precision="none",
                        **{"init_from": "random", "max_steps": 2, **fields})
     return c, run_finetune(c, build_tiny_models)
 
@@ -162,17 +165,27 @@ class _Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("crash_at", [2, 8])
+#: 2 epochs of 3 steps (2 subjects, 6 slices), frozen for the first, encoder LR x0.5.
+RESUME_FIELDS = dict(freeze_encoder=True, freeze_epochs=1, encoder_lr_multiplier=0.5,
+                     max_steps=0, epochs=2, train_subjects=2, checkpoint_every=2,
+                     keep_checkpoints_after_done=True, init_from="random")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_data_dir, tmp_path_factory):
+    reference, _ = _finetune(tmp_path_factory.mktemp("ref"), "run", tiny_data_dir,
+                             **RESUME_FIELDS)
+    return _checkpoint(reference.model_dir)
+
+
+@pytest.mark.parametrize("crash_at", [2, 4])
 def test_resume_mid_freeze_or_after_unfreezing_equals_uninterrupted(tiny_data_dir, tmp_path,
-                                                                     monkeypatch, crash_at):
-    """2 epochs of 6 steps, frozen for the first, encoder LR x0.5: a run stopped after its
-    checkpoint at step 2 (frozen) or 8 (released) and rerun ends with the weights, BN
-    statistics and both optimizers' states of the uninterrupted run."""
+                                                                     monkeypatch, crash_at,
+                                                                     uninterrupted):
+    """A run stopped after its checkpoint at step 2 (frozen) or 4 (released at 3) and rerun
+    ends with the weights, BN statistics and both optimizers' states of the uninterrupted
+    run."""
     from tl_keras.training.checkpointing import RunCheckpoint
-    fields = dict(freeze_encoder=True, freeze_epochs=1, encoder_lr_multiplier=0.5,
-                  max_steps=0, epochs=2, checkpoint_every=2, keep_checkpoints_after_done=True,
-                  init_from="random")
-    reference, _ = _finetune(tmp_path, "ref", tiny_data_dir, **fields)
     save = RunCheckpoint.save
 
     def crashing_save(self):
@@ -182,16 +195,17 @@ def test_resume_mid_freeze_or_after_unfreezing_equals_uninterrupted(tiny_data_di
         return path
     monkeypatch.setattr(RunCheckpoint, "save", crashing_save)
     with pytest.raises(_Crash):
-        _finetune(tmp_path, "run", tiny_data_dir, **fields)
+        _finetune(tmp_path, "run", tiny_data_dir, **RESUME_FIELDS)
     monkeypatch.setattr(RunCheckpoint, "save", save)
-    resumed, result = _finetune(tmp_path, "run", tiny_data_dir, **fields)
-    assert result["steps"] == 12 and result["source_label"] == "random encoder (frozen 1 epoch, encoder LR x0.5)"
-    a, b = _checkpoint(reference.model_dir), _checkpoint(resumed.model_dir)
+    resumed, result = _finetune(tmp_path, "run", tiny_data_dir, **RESUME_FIELDS)
+    assert result["steps"] == 6
+    assert result["source_label"] == "random encoder (frozen 1 epoch, encoder LR x0.5)"
+    a, b = uninterrupted, _checkpoint(resumed.model_dir)
     assert a.keys() == b.keys() and any(k.startswith("encoder_optimizer/") for k in a)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     iterations = {k.split("/")[0]: int(v) for k, v in a.items() if "/_iterations/" in k}
-    assert iterations == {"optimizer": 12, "encoder_optimizer": 6}, iterations
+    assert iterations == {"optimizer": 6, "encoder_optimizer": 3}, iterations
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ def test_every_list_of_task_names_comes_from_the_registry():
     from tl_keras.data.dataset import TASKS as DATA_TASKS
     from tl_keras.models import TASKS as NETWORKS
     from tl_keras.training.flags import define_pretrain_flags
-    assert tasks.source_tasks() == ("autoencoding", "classification", "segmentation")
+    assert tasks.source_tasks() == ("autoencoding", "classification", "masked_modeling",
+                                    "restoration", "segmentation", "simsiam")
     assert not tasks.get("target").source and tasks.weighted_tasks() == ("segmentation",)
     fv = flags.FlagValues()
     define_pretrain_flags(flag_values=fv)
@@ -29,7 +30,7 @@ def test_every_list_of_task_names_comes_from_the_registry():
         assert f"`{name}`" in docs, f"docs/extending.md does not list task {name}"
     for name in tasks.source_tasks():
         assert name in fv["task"].help
-    with pytest.raises(KeyError, match="registered: autoencoding, classification"):
+    with pytest.raises(KeyError, match="registered: autoencoding, classification, masked_modeling"):
         tasks.get("depth")
     with pytest.raises(ValueError, match="already registered"):
         tasks.register(tasks.get("segmentation"))
@@ -106,8 +107,10 @@ def test_task_options_are_flags_of_their_task_only(tiny_data_dir, tmp_path, caps
     from tl_keras import pretrain
     from tl_keras.training.tasks.autoencoding import AutoencodingOptions
     from tl_keras.training.tasks.classification import ClassificationOptions
+    from tl_keras.training.tasks.masked_modeling import MaskedModelingOptions
     assert tasks.options_classes() == {"autoencoding": AutoencodingOptions,
-                                       "classification": ClassificationOptions}
+                                       "classification": ClassificationOptions,
+                                       "masked_modeling": MaskedModelingOptions}
     assert "disc_start_step" not in {f.name for f in dataclasses.fields(PretrainConfig)}
     out = tmp_path / "run"
     base = [f"--data_dir={tiny_data_dir}", f"--model_dir={out}", "--max_steps=1",

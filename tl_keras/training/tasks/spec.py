@@ -121,6 +121,9 @@ class TaskSpec:
         (fine-tuning loads ``--init_from``), or None.
       export: ``(config, models, epoch, logs, is_best)`` after every epoch on the chief
         (source tasks export their encoder), or None.
+      eval_step: ``StepContext -> step(x, y) -> {"loss_sum", "count"}``, the per-replica
+        validation step, or None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs
+        are made in the step, like the self-supervised ones, validate on them too).
       options: the task's own options, a frozen dataclass whose fields are made with
         :func:`tl_keras.training.config.option` (each a ``pretrain`` flag; names unique
         across tasks), read as ``config.task_options.<field>``; it may define
@@ -142,5 +145,6 @@ class TaskSpec:
     lr_schedule: Callable[[Any, int], tuple] | None = None
     initialise: Callable[[Any, Any], None] | None = None
     export: Callable[[Any, Any, int, dict, bool], None] | None = None
+    eval_step: Callable[[StepContext], Callable] | None = None
     options: type | None = None
     labels: bool = True
