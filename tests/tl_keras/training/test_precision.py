@@ -81,7 +81,7 @@ def test_candidates_follow_the_devices(monkeypatch, tmp_path):
     monkeypatch.setattr(precision, "candidates", REAL_CANDIDATES)
     monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
     assert precision.candidates() == ("none", "float16", "bfloat16")
-    assert precision.candidates(jit_compile=True) == ("none", "bfloat16")
+    assert precision.candidates(float16=False) == ("none", "bfloat16")
     monkeypatch.setattr(machine, "gpus", lambda: [("Tesla T4", (7, 5)), ("A100", (8, 0))])
     assert precision.candidates() == ("none", "float16")
     monkeypatch.setattr(machine, "gpus", lambda: [])
@@ -172,3 +172,11 @@ def test_a_candidate_that_cannot_run_is_dropped_and_gpus_measure_one_at_a_time(m
     assert clock.order == ["none"] * n + ["bfloat16"] * n
     with pytest.raises(MemoryError):
         precision.time_steps(make_run, ("float16", "none"), 8)
+
+
+def test_split_optimizers_rule_out_float16():
+    from tl_keras.training.config import FinetuneConfig
+    from tl_keras.training.runs import split_optimizers
+    assert not split_optimizers(FinetuneConfig())
+    assert split_optimizers(FinetuneConfig(freeze_encoder=True))
+    assert split_optimizers(FinetuneConfig(encoder_lr_multiplier=0.1))
