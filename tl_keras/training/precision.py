@@ -37,6 +37,8 @@ from tl_keras.models import machine
 #: ``--mixed_precision`` value -> Keras dtype policy.
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 CACHE_SECTION = "precision"
+#: Limits the candidates of ``auto`` (comma-separated: none, bfloat16, float16).
+ALLOWED_ENV = "TL_KERAS_AUTO_PRECISIONS"
 MIN_ROUNDS = 2
 MAX_ROUNDS = 5
 #: Seconds of timed steps after which no further round starts (once MIN_ROUNDS are done).
@@ -90,7 +92,8 @@ class PrecisionChoice:
         if self.how == "recorded":
             return f"{head}, as chosen when this run started (flags.json)"
         if self.how == "only candidate":
-            return f"{head} (no native bfloat16 or float16 here: the only candidate)"
+            return (f"{head} (the only candidate: no native bfloat16 or float16 here, or "
+                    f"{ALLOWED_ENV} rules them out)")
         if self.how == "multi_worker":
             return (f"{head} (--strategy multi_worker: the workers cannot share one "
                     "measurement; pass --mixed_precision bfloat16 to train in bfloat16)")
@@ -114,15 +117,22 @@ class PrecisionChoice:
 
 
 def candidates(float16: bool = True) -> tuple[str, ...]:
-    """The precisions worth measuring on this machine (module docstring)."""
+    """The precisions worth measuring on this machine (module docstring), limited to those
+    named in ``$TL_KERAS_AUTO_PRECISIONS`` when it is set (e.g. ``none`` keeps ``auto`` at
+    float32 without measuring, as the tests do); float32 is always one."""
     found = machine.gpus()
     if not found:
-        return ("none", "bfloat16") if machine.native_bfloat16() else ("none",)
-    out = ["none"]
-    if float16 and all(cc >= (7, 0) for _, cc in found):
-        out.append("float16")
-    if all(cc >= (8, 0) for _, cc in found):
-        out.append("bfloat16")
+        out = ["none"] + (["bfloat16"] if machine.native_bfloat16() else [])
+    else:
+        out = ["none"]
+        if float16 and all(cc >= (7, 0) for _, cc in found):
+            out.append("float16")
+        if all(cc >= (8, 0) for _, cc in found):
+            out.append("bfloat16")
+    allowed = os.environ.get(ALLOWED_ENV, "").strip()
+    if allowed:
+        names = {p.strip() for p in allowed.split(",")}
+        out = [p for p in out if p == "none" or p in names]
     return tuple(out)
 
 

@@ -9,7 +9,6 @@ from tl_keras.models import machine
 from tl_keras.training import precision
 from tl_keras.training.precision import PrecisionChoice, choose
 
-REAL_CANDIDATES = precision.candidates  # conftest replaces the module's for every test
 
 
 class FakeClock:
@@ -78,7 +77,7 @@ def test_forced_recorded_multi_worker_and_single_candidate_measure_nothing(monke
 
 
 def test_candidates_follow_the_devices(monkeypatch, tmp_path):
-    monkeypatch.setattr(precision, "candidates", REAL_CANDIDATES)
+    monkeypatch.delenv(precision.ALLOWED_ENV)  # conftest: float32 only
     monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
     assert precision.candidates() == ("none", "float16", "bfloat16")
     assert precision.candidates(float16=False) == ("none", "bfloat16")
@@ -89,6 +88,9 @@ def test_candidates_follow_the_devices(monkeypatch, tmp_path):
     assert precision.candidates() == ("none", "bfloat16")
     monkeypatch.setattr(machine, "native_bfloat16", lambda: False)
     assert precision.candidates() == ("none",)
+    monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
+    monkeypatch.setenv(precision.ALLOWED_ENV, "none,bfloat16")
+    assert precision.candidates() == ("none", "bfloat16")
 
 
 def test_native_bfloat16_and_machine_key_read_cpuinfo(monkeypatch, tmp_path):
