@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -7,6 +10,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # thread each keeps them from competing for the cores (tests are small ops).
     for _name in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(_name, "1")
+
+# Speed choices never depend on timing in tests, and never touch the user's speed cache:
+# also in session- and module-scoped fixtures and in subprocesses (CLIs, xdist workers),
+# which the per-test fixture below does not reach. `--mixed_precision auto` is float32.
+os.environ["TL_KERAS_AUTO_PRECISIONS"] = "none"
+os.environ["TL_KERAS_KERNEL_GRADIENT"] = "rule"
+_speed_dir = tempfile.mkdtemp(prefix="tl_keras_tests_speed_")
+atexit.register(shutil.rmtree, _speed_dir, True)
+os.environ["TL_KERAS_SPEED_CACHE"] = os.path.join(_speed_dir, "speed.json")
 
 import pytest  # noqa: E402
 
@@ -21,15 +33,10 @@ def tiny_data_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _auto_precision_is_float32(monkeypatch, tmp_path):
-    """``--mixed_precision auto`` means float32 in tests on every machine (results must not
-    depend on whether the CPU has native bfloat16, and nothing is timed); tests of bfloat16
-    ask for it, tests of the measurement put the candidates back. Speed measurements go to
-    a per-test cache file, never the user's; kernel gradients follow the fixed rule."""
-    from tl_keras.training import precision
-    monkeypatch.setattr(precision, "candidates", lambda *a, **k: ("none",))
+def _speed_cache_per_test(monkeypatch, tmp_path):
+    """Each test's speed measurements in its own cache file (tests of the measurement
+    allow the bfloat16 candidate themselves)."""
     monkeypatch.setenv("TL_KERAS_SPEED_CACHE", str(tmp_path / "speed_cache.json"))
-    monkeypatch.setenv("TL_KERAS_KERNEL_GRADIENT", "rule")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ So ``auto`` measures, once per machine and network shape:
 
 - the candidates: float32, plus bfloat16 where the devices compute it natively (CPU flags
   ``avx512_bf16`` / ``amx_bf16``, GPUs of compute capability >= 8.0) and float16 on GPUs
-  of compute capability >= 7.0 (not with ``--jit_compile``, which refuses it);
+  of compute capability >= 7.0 (not with ``--jit_compile``, ``--freeze_encoder`` or
+  ``--encoder_lr_multiplier``, which refuse it);
 - each candidate's training step of the run's own networks is built and run on one batch
   of the run's data: one untimed step each (tracing), then rounds of one timed step per
   candidate, the order reversed every round, :data:`MIN_ROUNDS` to :data:`MAX_ROUNDS`
@@ -36,6 +37,8 @@ from tl_keras.models import machine
 #: ``--mixed_precision`` value -> Keras dtype policy.
 POLICIES = {"none": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 CACHE_SECTION = "precision"
+#: Limits the candidates of ``auto`` (comma-separated: none, bfloat16, float16).
+ALLOWED_ENV = "TL_KERAS_AUTO_PRECISIONS"
 MIN_ROUNDS = 2
 MAX_ROUNDS = 5
 #: Seconds of timed steps after which no further round starts (once MIN_ROUNDS are done).
@@ -89,7 +92,8 @@ class PrecisionChoice:
         if self.how == "recorded":
             return f"{head}, as chosen when this run started (flags.json)"
         if self.how == "only candidate":
-            return f"{head} (no native bfloat16 or float16 here: the only candidate)"
+            return (f"{head} (the only candidate: no native bfloat16 or float16 here, or "
+                    f"{ALLOWED_ENV} rules them out)")
         if self.how == "multi_worker":
             return (f"{head} (--strategy multi_worker: the workers cannot share one "
                     "measurement; pass --mixed_precision bfloat16 to train in bfloat16)")
@@ -112,16 +116,23 @@ class PrecisionChoice:
         return choice if choice.precision in POLICIES and choice.how in HOW else None
 
 
-def candidates(jit_compile: bool = False) -> tuple[str, ...]:
-    """The precisions worth measuring on this machine (module docstring)."""
+def candidates(float16: bool = True) -> tuple[str, ...]:
+    """The precisions worth measuring on this machine (module docstring), limited to those
+    named in ``$TL_KERAS_AUTO_PRECISIONS`` when it is set (e.g. ``none`` keeps ``auto`` at
+    float32 without measuring, as the tests do); float32 is always one."""
     found = machine.gpus()
     if not found:
-        return ("none", "bfloat16") if machine.native_bfloat16() else ("none",)
-    out = ["none"]
-    if not jit_compile and all(cc >= (7, 0) for _, cc in found):
-        out.append("float16")
-    if all(cc >= (8, 0) for _, cc in found):
-        out.append("bfloat16")
+        out = ["none"] + (["bfloat16"] if machine.native_bfloat16() else [])
+    else:
+        out = ["none"]
+        if float16 and all(cc >= (7, 0) for _, cc in found):
+            out.append("float16")
+        if all(cc >= (8, 0) for _, cc in found):
+            out.append("bfloat16")
+    allowed = os.environ.get(ALLOWED_ENV, "").strip()
+    if allowed:
+        names = {p.strip() for p in allowed.split(",")}
+        out = [p for p in out if p == "none" or p in names]
     return tuple(out)
 
 
@@ -138,7 +149,7 @@ def recorded(model_dir: str) -> PrecisionChoice | None:
 
 def choose(requested: str, network: str, measure: Callable[[tuple], dict] | None,
            *, model_dir: str = "", multi_worker: bool = False,
-           jit_compile: bool = False) -> PrecisionChoice:
+           float16: bool = True) -> PrecisionChoice:
     """The precision of a run.
 
     Args:
@@ -148,7 +159,8 @@ def choose(requested: str, network: str, measure: Callable[[tuple], dict] | None
         run's own step; called only when nothing is forced, recorded or cached.
       model_dir: the run directory (a choice recorded there by an earlier start wins).
       multi_worker: ``--strategy multi_worker`` (module docstring).
-      jit_compile: ``--jit_compile`` (no float16 candidate).
+      float16: whether float16 may be a candidate (not with ``--jit_compile`` or split
+        optimizers, which refuse it).
     """
     if requested != "auto":
         return PrecisionChoice(requested, "forced", network=network)
@@ -157,7 +169,7 @@ def choose(requested: str, network: str, measure: Callable[[tuple], dict] | None
         return dataclasses.replace(earlier, how="recorded")
     if multi_worker:
         return PrecisionChoice("none", "multi_worker", network=network)
-    options = candidates(jit_compile)
+    options = candidates(float16)
     if len(options) == 1:
         return PrecisionChoice(options[0], "only candidate", network=network)
     key = f"{network} | candidates {','.join(options)}"

@@ -48,7 +48,7 @@ def start_run(config: TrainConfig, strategy, network: str = "",
     choice = precision.choose(config.mixed_precision, network, measure,
                               model_dir=config.model_dir,
                               multi_worker=config.strategy == "multi_worker",
-                              jit_compile=config.jit_compile)
+                              float16=not (config.jit_compile or split_optimizers(config)))
     if config.mixed_precision == "auto":
         print(choice.line(), flush=True)
     # After the measurement, which built networks: the run starts from the same state
@@ -57,6 +57,13 @@ def start_run(config: TrainConfig, strategy, network: str = "",
     set_determinism(config.seed, config.deterministic)
     set_precision(choice.precision)
     return choice
+
+
+def split_optimizers(config) -> bool:
+    """The encoder has its own optimizer (``--freeze_encoder``, ``--encoder_lr_multiplier``),
+    which float16's single loss scale does not support."""
+    return (bool(getattr(config, "freeze_encoder", False))
+            or getattr(config, "encoder_lr_multiplier", 1.0) != 1.0)
 
 
 def record_start(config: TrainConfig, strategy, cached: dict, choice=None) -> None:

@@ -9,7 +9,6 @@ from tl_keras.models import machine
 from tl_keras.training import precision
 from tl_keras.training.precision import PrecisionChoice, choose
 
-REAL_CANDIDATES = precision.candidates  # conftest replaces the module's for every test
 
 
 class FakeClock:
@@ -78,10 +77,10 @@ def test_forced_recorded_multi_worker_and_single_candidate_measure_nothing(monke
 
 
 def test_candidates_follow_the_devices(monkeypatch, tmp_path):
-    monkeypatch.setattr(precision, "candidates", REAL_CANDIDATES)
+    monkeypatch.delenv(precision.ALLOWED_ENV)  # conftest: float32 only
     monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
     assert precision.candidates() == ("none", "float16", "bfloat16")
-    assert precision.candidates(jit_compile=True) == ("none", "bfloat16")
+    assert precision.candidates(float16=False) == ("none", "bfloat16")
     monkeypatch.setattr(machine, "gpus", lambda: [("Tesla T4", (7, 5)), ("A100", (8, 0))])
     assert precision.candidates() == ("none", "float16")
     monkeypatch.setattr(machine, "gpus", lambda: [])
@@ -89,6 +88,9 @@ def test_candidates_follow_the_devices(monkeypatch, tmp_path):
     assert precision.candidates() == ("none", "bfloat16")
     monkeypatch.setattr(machine, "native_bfloat16", lambda: False)
     assert precision.candidates() == ("none",)
+    monkeypatch.setattr(machine, "gpus", lambda: [("NVIDIA A100", (8, 0))])
+    monkeypatch.setenv(precision.ALLOWED_ENV, "none,bfloat16")
+    assert precision.candidates() == ("none", "bfloat16")
 
 
 def test_native_bfloat16_and_machine_key_read_cpuinfo(monkeypatch, tmp_path):
@@ -172,3 +174,11 @@ def test_a_candidate_that_cannot_run_is_dropped_and_gpus_measure_one_at_a_time(m
     assert clock.order == ["none"] * n + ["bfloat16"] * n
     with pytest.raises(MemoryError):
         precision.time_steps(make_run, ("float16", "none"), 8)
+
+
+def test_split_optimizers_rule_out_float16():
+    from tl_keras.training.config import FinetuneConfig
+    from tl_keras.training.runs import split_optimizers
+    assert not split_optimizers(FinetuneConfig())
+    assert split_optimizers(FinetuneConfig(freeze_encoder=True))
+    assert split_optimizers(FinetuneConfig(encoder_lr_multiplier=0.1))
