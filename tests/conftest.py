@@ -32,6 +32,18 @@ def tiny_data_dir(tmp_path_factory):
     return str(d)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernel_gradient_rule_in_every_scope(tmp_path_factory):
+    """The per-test settings below, for module- and session-scoped fixtures too (they train
+    the reference runs that tests compare bit for bit): the fixed kernel-gradient rule of
+    our Conv2D, which every builder uses, and a private speed cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TL_KERAS_KERNEL_GRADIENT", "rule")
+    patch.setenv("TL_KERAS_SPEED_CACHE", str(tmp_path_factory.mktemp("speed") / "cache.json"))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(autouse=True)
 def _speed_cache_per_test(monkeypatch, tmp_path):
     """Each test's speed measurements in its own cache file (tests of the measurement

@@ -81,19 +81,33 @@ def from_fields(cls, data: dict, where: str, checkers: dict, renamed: dict | Non
     return cls(**values)
 
 
+def _instance_of(cls: type, what: str):
+    """A checker accepting instances of ``cls`` as they are (``TypeError``: expected what)."""
+    def check(value):
+        if not isinstance(value, cls):
+            raise TypeError(f"expected {what}")
+        return value
+    return check
+
+
+text = _instance_of(str, "a string")
+boolean = _instance_of(bool, "true or false")
+mapping = _instance_of(dict, "an object")
+
+
+def _number(value, what: str):
+    """``value`` if a real number other than a bool, else ``TypeError``: expected what."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"expected {what}")
+    return value
+
+
 def integer(value) -> int:
     """An int (a float with an integral value is accepted; a bool is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError("expected an integer")
+    value = _number(value, "an integer")
     if isinstance(value, float) and (not math.isfinite(value) or value != int(value)):
         raise ValueError("expected an integer")
     return int(value)
-
-
-def text(value) -> str:
-    if not isinstance(value, str):
-        raise TypeError("expected a string")
-    return value
 
 
 def scalar(value):
@@ -103,25 +117,11 @@ def scalar(value):
     return value.item() if hasattr(value, "item") else value
 
 
-def boolean(value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError("expected true or false")
-    return value
-
-
 def real(value) -> float:
     """A finite number (an int is accepted; a bool is not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError("expected a number")
-    if not math.isfinite(value):
+    if not math.isfinite(_number(value, "a number")):
         raise ValueError("expected a finite number")
     return float(value)
-
-
-def mapping(value) -> dict:
-    if not isinstance(value, dict):
-        raise TypeError("expected an object")
-    return value
 
 
 def optional(check):

@@ -14,7 +14,7 @@ import pkgutil
 from tl_keras.training.config import PretrainConfig
 from tl_keras.training.tasks.spec import (ENCODER_BEST, ENCODER_LAST, ExtraNetwork,
                                           StepContext, TaskSpec, export_encoder, no_check,
-                                          supervised)
+                                          plain_loss, refuse_unet, supervised)
 
 _REGISTRY: dict[str, TaskSpec] = {}
 
@@ -87,5 +87,5 @@ def _register_modules() -> None:
 _register_modules()
 
 __all__ = ["ENCODER_BEST", "ENCODER_LAST", "ExtraNetwork", "StepContext", "TaskSpec",
-           "export_encoder", "get", "no_check", "options_classes", "register", "source_tasks",
-           "supervised", "unregister", "weighted_tasks"]
+           "export_encoder", "get", "no_check", "options_classes", "plain_loss", "refuse_unet",
+           "register", "source_tasks", "supervised", "unregister", "weighted_tasks"]

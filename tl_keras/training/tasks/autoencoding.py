@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from tl_keras.training.config import option
-from tl_keras.training.tasks.spec import ExtraNetwork, StepContext, TaskSpec, export_encoder
+from tl_keras.training.tasks.spec import (ExtraNetwork, StepContext, TaskSpec, export_encoder,
+                                          plain_loss, refuse_unet)
 
 DISCRIMINATOR_VARIANTS = ("taskonomy", "paper")
 
@@ -30,18 +31,6 @@ class AutoencodingOptions:
         return None
 
 
-def _loss(config, weights: dict | None):
-    from tl_keras.training import losses
-    return losses.l1_loss
-
-
-def _check(config, meta: dict) -> str | None:
-    if config.decoder_variant == "unet":
-        from tl_keras.models.factory import UNET_REFUSED
-        return UNET_REFUSED.format(task=config.task)
-    return None
-
-
 def _discriminator_optimizer(config):
     from tl_keras.training.optimizers import make_discriminator_optimizer
     from tl_keras.training.strategy import loss_scaling
@@ -62,7 +51,7 @@ def _steps(ctx: StepContext):
 
 
 TASK = TaskSpec(name="autoencoding", data_task="autoencoding", network="autoencoding",
-                num_outputs=lambda meta: None, loss=_loss, check=_check,
+                num_outputs=lambda meta: None, loss=plain_loss("l1_loss"), check=refuse_unet,
                 extra_networks=(ExtraNetwork("discriminator", "d_optimizer",
                                              _discriminator_optimizer),),
                 steps=_steps, export=export_encoder, options=AutoencodingOptions,

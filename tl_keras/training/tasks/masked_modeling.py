@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from tl_keras.training.config import option
-from tl_keras.training.tasks.spec import TaskSpec, export_encoder
+from tl_keras.training.tasks.spec import TaskSpec, export_encoder, plain_loss, refuse_unet
 
 #: Default patch side: this fraction of the image side (32 px at 256, 8 px at 64).
 PATCH_FRACTION = 8
@@ -47,18 +47,6 @@ class MaskedModelingOptions:
         return None
 
 
-def _loss(config, weights: dict | None):
-    from tl_keras.training import losses
-    return losses.masked_l1_loss
-
-
-def _check(config, meta: dict) -> str | None:
-    if config.decoder_variant == "unet":
-        from tl_keras.models.factory import UNET_REFUSED
-        return UNET_REFUSED.format(task=config.task)
-    return None
-
-
 def _prepare_for(ctx):
     """``prepare(x, seed) -> (masked x, x ++ mask)`` with the run's patch and ratio."""
     options = ctx.config.task_options
@@ -88,6 +76,7 @@ def _eval_step(ctx):
 
 
 TASK = TaskSpec(name="masked_modeling", data_task="autoencoding", network="reconstruction",
-                num_outputs=lambda meta: None, loss=_loss, check=_check, steps=_steps,
+                num_outputs=lambda meta: None, loss=plain_loss("masked_l1_loss"),
+                check=refuse_unet, steps=_steps,
                 eval_step=_eval_step, export=export_encoder, options=MaskedModelingOptions,
                 labels=False)

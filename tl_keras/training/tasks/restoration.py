@@ -12,19 +12,7 @@ and the shuffled windows have no single right answer, and MSE's optimum is their
 """
 from __future__ import annotations
 
-from tl_keras.training.tasks.spec import TaskSpec, export_encoder
-
-
-def _loss(config, weights: dict | None):
-    from tl_keras.training import losses
-    return losses.mse_loss
-
-
-def _check(config, meta: dict) -> str | None:
-    if config.decoder_variant == "unet":
-        from tl_keras.models.factory import UNET_REFUSED
-        return UNET_REFUSED.format(task=config.task)
-    return None
+from tl_keras.training.tasks.spec import TaskSpec, export_encoder, plain_loss, refuse_unet
 
 
 def _prepare(x, seed):
@@ -49,5 +37,6 @@ def _eval_step(ctx):
 
 
 TASK = TaskSpec(name="restoration", data_task="autoencoding", network="reconstruction",
-                num_outputs=lambda meta: None, loss=_loss, check=_check, steps=_steps,
+                num_outputs=lambda meta: None, loss=plain_loss("mse_loss"), check=refuse_unet,
+                steps=_steps,
                 eval_step=_eval_step, export=export_encoder, labels=False)

@@ -10,12 +10,7 @@ predictions match the projections perfectly.
 """
 from __future__ import annotations
 
-from tl_keras.training.tasks.spec import TaskSpec, export_encoder
-
-
-def _loss(config, weights: dict | None):
-    from tl_keras.training import losses
-    return losses.simsiam_loss
+from tl_keras.training.tasks.spec import TaskSpec, export_encoder, plain_loss
 
 
 def _check(config, meta: dict) -> str | None:
@@ -44,5 +39,6 @@ def _eval_step(ctx):
 
 
 TASK = TaskSpec(name="simsiam", data_task="autoencoding", network="simsiam",
-                num_outputs=lambda meta: None, loss=_loss, check=_check, steps=_steps,
+                num_outputs=lambda meta: None, loss=plain_loss("simsiam_loss"), check=_check,
+                steps=_steps,
                 eval_step=_eval_step, export=export_encoder, labels=False)

@@ -84,6 +84,24 @@ def no_check(config, meta: dict) -> None:
     return None
 
 
+def plain_loss(name: str) -> Callable:
+    """A ``loss`` hook returning the unweighted ``tl_keras.training.losses.<name>``
+    (imported when called: it loads TensorFlow)."""
+    def loss(config, weights: dict | None):
+        from tl_keras.training import losses
+        return getattr(losses, name)
+    return loss
+
+
+def refuse_unet(config, meta: dict) -> str | None:
+    """The check of a task that reconstructs its input: the skip-connected decoder would
+    learn the identity (``--decoder_variant unet`` refused)."""
+    if config.decoder_variant == "unet":
+        from tl_keras.models.factory import UNET_REFUSED
+        return UNET_REFUSED.format(task=config.task)
+    return None
+
+
 def export_encoder(config, models, epoch: int, logs: dict, is_best: bool) -> None:
     """Export ``encoder_last`` after every epoch and ``encoder_best`` when the score
     improved, in the format of :func:`tl_keras.weights.save_encoder` (source tasks)."""
