@@ -64,7 +64,7 @@ def _checkpoint(model_dir):
             if k.startswith(("model/", "optimizer/"))}
 
 
-@pytest.mark.parametrize("name", ["masked_modeling", "simsiam"])
+@pytest.mark.parametrize("name", ["restoration", "masked_modeling", "simsiam"])
 def test_pretraining_resumes_exactly_and_exports_what_finetuning_loads(
         tiny_data_dir, tmp_path, capsys, name):
     """One step, killed, resumed to two: the weights of an uninterrupted two-step run
