@@ -178,11 +178,11 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
 def run(f: flags.FlagValues, args) -> None:
     """Convert as the flags say; print the split counts and the state."""
     meta = run_flags(flags_to_config(f))
-    counts = ", ".join(f"{k}: {v['slices']} slices / {len(v['subjects'])} subjects"
-                       for k, v in sorted(meta["splits"].items()))
-    if meta["errors"]:
-        state = f"{meta['errors']} subject(s) skipped, see errors*.csv"
-    elif meta["complete"]:
+    counts = ", ".join(f"{k}: {v.slices} slices / {len(v.subjects)} subjects"
+                       for k, v in sorted(meta.splits.items()))
+    if meta.errors:
+        state = f"{meta.errors} subject(s) skipped, see errors*.csv"
+    elif meta.complete:
         state = "complete"
     else:
         state = "partial (run once more without --shard_job to finish)"

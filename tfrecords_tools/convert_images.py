@@ -133,7 +133,7 @@ def run(f: flags.FlagValues, args) -> None:
         outdir.OutDirError)
     with lock.acquire(os.path.abspath(cfg.out_dir)):
         meta = run_flags(cfg)
-    counts = ", ".join(f"{k}: {v['slices']}" for k, v in sorted(meta["splits"].items()))
+    counts = ", ".join(f"{k}: {v.slices}" for k, v in sorted(meta.splits.items()))
     print(f"convert_images: {f.out_dir}: {counts} images")
 
 

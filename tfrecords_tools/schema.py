@@ -7,20 +7,13 @@ quantising [0, 1] to ``quant_max`` levels (max error 0.5 / quant_max), labels as
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import numpy as np
 
-from tl_common.records import RecordError
-from tl_common.cli import MissingFileError
+from tfrecords_tools.dataset_meta import (DATASET_JSON, DEFAULT_QUANT_MAX,  # noqa: F401
+                                          SCHEMA_VERSION, DatasetMeta, read_dataset_meta)
 
-SCHEMA_VERSION = 1
-# 10-bit levels: max abs error 0.5 / 1020 = 4.9e-4 on [0, 1] (the 5e-4 budget), and
-# 1020 = 4 x 255 stores 8-bit photographs exactly. At 1 mm a phantom slice measured
-# 39.7-41.7 KB (2047 levels: 45.7-48.4 KB).
-DEFAULT_QUANT_MAX = 1020
 # zlib level of the image PNG: 3 encodes ~7x faster than 9 for ~5 % more bytes.
 IMAGE_PNG_COMPRESSION = 3
 
@@ -38,7 +31,6 @@ TISSUE = "tissue/png8"        # source segmentation labels (tissue / semantic)
 TISSUE_COUNTS = "tissue/counts"
 PRESENCE = "presence"         # multi-label presence vector (classification)
 
-DATASET_JSON = "dataset.json"
 SUBJECTS_CSV = "subjects.csv"
 
 
@@ -133,9 +125,10 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
         deterministic=True)
 
 
-def feature_spec(meta: dict[str, Any]):
+def feature_spec(meta: DatasetMeta | dict[str, Any]):
     """The parsing spec for a data set described by its ``dataset.json``."""
     import tensorflow as tf
+    meta = DatasetMeta.from_dict(meta, "dataset metadata")
     return {
         SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
         SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
@@ -146,10 +139,10 @@ def feature_spec(meta: dict[str, Any]):
         IMAGE: tf.io.FixedLenFeature([], tf.string),
         IMAGE_QUANT_MAX: tf.io.FixedLenFeature([], tf.int64),
         MASK: tf.io.FixedLenFeature([], tf.string),
-        MASK_COUNTS: tf.io.FixedLenFeature([meta["num_mask_classes"]], tf.int64),
+        MASK_COUNTS: tf.io.FixedLenFeature([meta.num_mask_classes], tf.int64),
         TISSUE: tf.io.FixedLenFeature([], tf.string),
-        TISSUE_COUNTS: tf.io.FixedLenFeature([meta["num_tissue_classes"]], tf.int64),
-        PRESENCE: tf.io.FixedLenFeature([len(meta.get("presence_labels", []))], tf.float32),
+        TISSUE_COUNTS: tf.io.FixedLenFeature([meta.num_tissue_classes], tf.int64),
+        PRESENCE: tf.io.FixedLenFeature([len(meta.presence_labels)], tf.float32),
     }
 
 
@@ -157,11 +150,11 @@ PARSED_FIELDS = ("image", "mask", "tissue", "presence", "mask_counts", "tissue_c
                  "subject_id", "slice_index", "voxel_size")
 
 
-def parse_fn(meta: dict[str, Any], fields=None):
+def parse_fn(meta: DatasetMeta | dict[str, Any], fields=None):
     """Return a graph function: serialised Example -> dict of decoded tensors.
 
     Args:
-      meta: the data set's dataset.json contents.
+      meta: the data set's dataset.json record (or its JSON object).
       fields: the output keys wanted (default: all of ``PARSED_FIELDS``). PNG
         decoding dominates the cost, so a task that needs only the image and one
         label map should not decode the others.
@@ -175,14 +168,15 @@ def parse_fn(meta: dict[str, Any], fields=None):
     unknown = sorted(set(fields) - set(PARSED_FIELDS))
     if unknown:
         raise ValueError(f"unknown fields {unknown}; known: {PARSED_FIELDS}")
+    meta = DatasetMeta.from_dict(meta, "dataset metadata")
     full = feature_spec(meta)
     keys = {"image": (IMAGE, IMAGE_QUANT_MAX), "mask": (MASK,), "tissue": (TISSUE,),
             "presence": (PRESENCE,), "mask_counts": (MASK_COUNTS,),
             "tissue_counts": (TISSUE_COUNTS,), "subject_id": (SUBJECT_ID,),
             "slice_index": (SLICE_INDEX,), "voxel_size": (VOXEL_SIZE,)}
     spec = {k: full[k] for f in fields for k in keys[f]}
-    h, w = meta["image_size"]
-    c = int(meta["channels"])
+    h, w = meta.image_size
+    c = meta.channels
 
     def label(png):
         return tf.ensure_shape(tf.cast(tf.io.decode_png(png, channels=1)[..., 0], tf.int32),
@@ -204,21 +198,7 @@ def parse_fn(meta: dict[str, Any], fields=None):
     return parse
 
 
-def read_meta(data_dir: str) -> dict[str, Any]:
-    """Read ``dataset.json`` of a converted data set, with a clear error."""
-    path = os.path.join(data_dir, DATASET_JSON)
-    if not os.path.exists(path):
-        raise MissingFileError(
-            f"{path}: no dataset.json; is {data_dir} the --out_dir of tfrecords_tools.convert?")
-    with open(path) as f:
-        try:
-            meta = json.load(f)
-        except ValueError as e:  # truncated or not JSON
-            raise RecordError(f"{path}: not a readable dataset.json ({e}); convert the data "
-                              "set again") from None
-    if not isinstance(meta, dict):
-        raise RecordError(f"{path}: not a readable dataset.json (no JSON object)")
-    for key in ("image_size", "channels", "num_mask_classes", "num_tissue_classes", "splits"):
-        if key not in meta:
-            raise RecordError(f"{path}: missing key '{key}'")
-    return meta
+def read_meta(data_dir: str) -> DatasetMeta:
+    """The ``dataset.json`` record of a converted data set
+    (:func:`tfrecords_tools.dataset_meta.read_dataset_meta`)."""
+    return read_dataset_meta(data_dir)

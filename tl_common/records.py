@@ -124,6 +124,22 @@ def real(value) -> float:
     return float(value)
 
 
+def image_size(value) -> tuple[int, int]:
+    """``[height, width]`` as a tuple of ints (one number: a square size)."""
+    if not isinstance(value, (list, tuple)):
+        value = [value, value]  # a square size given as one number
+    if len(value) != 2:
+        raise ValueError("expected [height, width]")
+    return tuple(integer(v) for v in value)
+
+
+def names(value) -> tuple[str, ...]:
+    """A list of strings, as a tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("expected a list of names")
+    return tuple(text(v) for v in value)
+
+
 def optional(check):
     """``check`` that lets ``None`` (JSON null) through."""
     return lambda value: None if value is None else check(value)

@@ -1,4 +1,7 @@
 import numpy as np
+import pytest
+
+from tfrecords_tools import schema
 
 from tests.helpers import make_tiny_dataset
 
@@ -16,7 +19,7 @@ def test_round_trip_and_reader(tmp_path):
     rec = schema.make_example(subject_id="s1", slice_index=7, image=img, mask=mask,
                               tissue=tissue, num_tissue_classes=4, presence=[1, 0, 1])
     meta = {"image_size": [32, 32], "channels": 1, "num_mask_classes": 2,
-            "num_tissue_classes": 4, "presence_labels": ["a", "b", "c"]}
+            "num_tissue_classes": 4, "presence_labels": ["a", "b", "c"], "splits": {}}
     ex = schema.parse_fn(meta)(tf.constant(rec))
     assert np.abs(ex["image"].numpy()[..., 0] - img).max() <= 0.5 / schema.DEFAULT_QUANT_MAX + 1e-7
     np.testing.assert_array_equal(ex["mask"].numpy(), mask)
@@ -67,3 +70,57 @@ def test_parse_selected_fields_and_tasks(tmp_path):
     x1, _ = next(iter(build_dataset(str(tmp_path), "val", "target", 2, training=False,
                                     augment=flip)))
     np.testing.assert_allclose(x1.numpy(), -x0.numpy(), atol=1e-6)
+
+
+def _write(tmp_path, meta):
+    import json
+    (tmp_path / "dataset.json").write_text(json.dumps(meta))
+    return str(tmp_path)
+
+
+_FIRST_VERSION = {  # the keys the first conversions wrote: no checksums, versions,
+    "image_size": [32, 32], "channels": 1, "num_mask_classes": 2,  # ignore_class, nor
+    "num_tissue_classes": 4, "presence_labels": [],  # a split's "complete"
+    "splits": {"train": {"subjects": ["a", "b"], "slices": 6, "shards": 1}}}
+
+
+def test_dataset_meta_reads_files_of_earlier_versions(tmp_path):
+    from tfrecords_tools.dataset_meta import DatasetMeta, SplitInfo
+    meta = schema.read_meta(_write(tmp_path, _FIRST_VERSION))
+    assert isinstance(meta, DatasetMeta)
+    assert meta.image_size == (32, 32) and meta.num_mask_classes == 2
+    assert meta.split("train") == SplitInfo(("a", "b"), 6, 1, complete=True)
+    assert meta.checksums == {} and meta.ignore_class is None and meta.complete
+    assert meta.quant_max == schema.DEFAULT_QUANT_MAX and meta.split("val") is None
+    # Mapping access (callers reading keys) sees the JSON object.
+    assert meta["splits"]["train"]["subjects"] == ["a", "b"] and meta.get("errors") == 0
+    assert DatasetMeta.from_dict(meta.to_dict()) == meta
+    # A square size written as one number.
+    assert schema.read_meta(_write(tmp_path, {**_FIRST_VERSION, "image_size": 16})
+                            ).image_size == (16, 16)
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"channels": "one"}, "'channels'"),
+    ({"splits": {"train": {"subjects": ["a"], "slices": 1.5, "shards": 1}}}, "'slices'"),
+    ({"splits": {"train": {"subjects": ["a"], "shards": 1}}}, "'slices'"),
+    ({"image_size": [1, 2, 3]}, "'image_size'"),
+    ({"num_classes": 2}, "num_classes"),
+    ({"num_mask_classes": None}, "'num_mask_classes'"),
+])
+def test_dataset_meta_errors_name_the_file_and_key(tmp_path, change, key):
+    from tl_common.cli import UserError
+    path = _write(tmp_path, {**_FIRST_VERSION, **change})
+    with pytest.raises(UserError) as e:
+        schema.read_meta(path)
+    assert str(tmp_path / "dataset.json") in str(e.value) and key in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_dataset_json_is_checked_before_it_is_written(tmp_path):
+    from tfrecords_tools.shards import writer as shards
+    from tl_common.records import RecordError
+    with pytest.raises(RecordError, match="missing key 'splits'"):
+        shards.write_dataset_json(str(tmp_path), {k: v for k, v in _FIRST_VERSION.items()
+                                                  if k != "splits"})
+    assert not (tmp_path / "dataset.json").exists()

@@ -20,6 +20,7 @@ from typing import Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools.conversion import outdir, subject_cache
 from tl_common import workers as workers_lib
 from tfrecords_tools.manifests import manifest as mf
@@ -167,7 +168,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
             split_fractions: Mapping[str, float] | None = None, split_seed: int = 0,
             allow_large_last_split: bool = False,
             synthetic: bool | None = None, progress: bool = True,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False) -> DatasetMeta:
     """Convert the scans of a manifest into shards under ``out_dir``.
 
     Args:
@@ -189,7 +190,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
         (otherwise refused, see ``outdir.claim``).
 
     Returns:
-      The dataset.json contents (``complete`` is false for a partial job).
+      The dataset.json record (``complete`` is false for a partial job).
 
     Raises:
       manifest.ManifestError: unusable manifest or missing files (all listed).

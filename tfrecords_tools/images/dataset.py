@@ -29,6 +29,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from tfrecords_tools import schema
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools.errors import InputError
 from tfrecords_tools.manifests import manifest as mf
 from tfrecords_tools.shards import writer as shards
@@ -240,7 +241,7 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
                         presence_labels: Sequence[str], image_size: int, num_shards: int = 4,
                         split_counts=None, split_fractions=None, seed: int = 0,
                         synthetic: bool = False, preprocessing: dict | None = None,
-                        progress: bool = True) -> dict:
+                        progress: bool = True) -> DatasetMeta:
     """Assign splits, write shards (skipping unchanged ones) and the metadata files."""
     subjects = tuple(mf.Subject(it.subject_id, it.source, patient_id=it.group) for it in items)
     # The size bound guards the scan presets' counts; image folders keep the plain remainder rule.
@@ -281,10 +282,10 @@ def write_image_dataset(items: Sequence[ImageItem], out_dir: str, *, seg_classes
             "preprocessing": preprocessing or {}, "tool_version": TOOL_VERSION,
             "quant_max": schema.DEFAULT_QUANT_MAX, "synthetic": bool(synthetic),
             "complete": True, "errors": 0}
-    shards.write_dataset_json(out_dir, meta)
+    record = shards.write_dataset_json(out_dir, meta)
     write_csv_atomic(os.path.join(out_dir, schema.SUBJECTS_CSV),
                      pd.DataFrame(sorted(rows, key=lambda r: (r["split"], r["subject_id"]))))
-    return meta
+    return record
 
 
 def _examples(items: Sequence[ImageItem], num_seg: int) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ import os
 import pandas as pd
 
 from tfrecords_tools import schema
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools.conversion.subject_cache import cache_path, load_cache, read_cache_meta
 from tfrecords_tools.manifests.manifest import Manifest, split_of
 from tfrecords_tools.shards import writer as shards
@@ -169,7 +170,7 @@ def remove_stale_shards(out_dir: str, plans: list[ShardPlan]) -> list[str]:
 
 def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], info: ClassInfo,
                    *, preprocessing: dict, image_size: int, errors: list[dict],
-                   tool_version: str) -> dict:
+                   tool_version: str) -> DatasetMeta:
     """(Re)write dataset.json and subjects.csv from the shards written so far.
 
     ``complete`` in dataset.json is true only when every planned shard exists;
@@ -214,14 +215,14 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
         "complete": written == len(plans) and not errors,
         "errors": len(errors),
     }
-    shards.write_dataset_json(out_dir, meta)
+    record = shards.write_dataset_json(out_dir, meta)
     columns = ["subject_id", "split", "shard", "slices", "first_slice", "last_slice",
                "voxel_size", "transform_file", "image_file", "label_files"]
     frame = pd.DataFrame(sorted(rows, key=lambda r: (r["split"], r["subject_id"])))
     frame = frame[columns + sorted(c for c in frame.columns if c not in columns)] if rows \
         else pd.DataFrame(columns=columns)
     write_csv_atomic(os.path.join(out_dir, schema.SUBJECTS_CSV), frame)
-    return meta
+    return record
 
 
 def _subject_row(out_dir: str, subject, plan: ShardPlan, record: dict) -> dict:

@@ -6,6 +6,7 @@ import os
 from typing import Iterable
 
 from tfrecords_tools import schema
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_common.io import atomic_path, write_json_atomic
 
 
@@ -30,15 +31,14 @@ def write_shard(path: str, examples: Iterable[bytes]) -> int:
     return n
 
 
-def write_dataset_json(out_dir: str, meta: dict) -> str:
-    """Validate the required keys and write ``dataset.json`` atomically."""
-    required = ("image_size", "channels", "num_mask_classes", "num_tissue_classes",
-                "presence_labels", "splits")
-    missing = [k for k in required if k not in meta]
-    if missing:
-        raise ValueError(f"dataset.json is missing {missing}")
-    meta = dict(meta)
-    meta.setdefault("schema_version", schema.SCHEMA_VERSION)
+def write_dataset_json(out_dir: str, meta: DatasetMeta | dict) -> DatasetMeta:
+    """Check ``meta`` (:class:`DatasetMeta`) and write ``dataset.json`` atomically;
+    returns the record.
+
+    Raises:
+      RecordError: a required key is missing or a value is bad.
+    """
     path = os.path.join(out_dir, schema.DATASET_JSON)
-    write_json_atomic(path, meta)
-    return path
+    record = DatasetMeta.from_dict(meta, path)
+    write_json_atomic(path, record.to_dict())
+    return record

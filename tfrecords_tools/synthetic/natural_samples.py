@@ -18,6 +18,7 @@ import hashlib
 
 import numpy as np
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools.images.dataset import ImageItem, resize_rgb, write_image_dataset
 from tl_common.cli import FlagError
 
@@ -89,8 +90,8 @@ def _crop(name, top, left, side, flip, size, centroids):
 
 def convert_skimage_samples(out_dir: str, *, num_images: int = 64, num_classes: int = 8,
                             image_size: int = 256, seed: int = 0, photos=PHOTOS,
-                            **kwargs) -> dict:
-    """Write the skimage-sample data set to ``out_dir``; returns dataset.json contents.
+                            **kwargs) -> DatasetMeta:
+    """Write the skimage-sample data set to ``out_dir``; returns the dataset.json record.
 
     ``kwargs`` go to ``images.dataset.write_image_dataset`` (num_shards,
     split_counts, split_fractions, progress).

@@ -15,8 +15,8 @@ import zipfile
 from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
 from tl_keras.models.hub_preset import require_keras_hub
-from tl_common.records import (RecordError, boolean, from_fields, integer, mapping, optional,
-                               read_json_object, real, text)
+from tl_common.records import (RecordError, boolean, from_fields, image_size, integer, mapping,
+                               names, optional, read_json_object, real, text)
 
 EXPORT_DIR = "export"
 MODEL_FILE = "segmentation.keras"
@@ -27,23 +27,9 @@ MODE_CHECKERS = {"freeze_encoder": boolean, "freeze_epochs": integer,
                  "encoder_lr_multiplier": real, "init_decoder": boolean}
 
 
-def _image_size(value) -> tuple[int, int]:
-    if not isinstance(value, (list, tuple)):
-        value = [value, value]  # a square size given as one number
-    if len(value) != 2:
-        raise ValueError("expected [height, width]")
-    return tuple(integer(v) for v in value)
-
-
 def _subject_count(value) -> int:
     # Earlier exports could record the subject list itself; its length is the set size.
     return len(value) if isinstance(value, (list, tuple)) else integer(value)
-
-
-def _names(value) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)):
-        raise TypeError("expected a list of names")
-    return tuple(text(v) for v in value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,8 +88,8 @@ class ExportMeta:
           RecordError: naming ``where`` and the missing or bad key.
         """
         opt_text, opt_int = optional(text), optional(integer)
-        checkers = {"image_size": _image_size, "input_channels": integer,
-                    "num_classes": integer, "class_names": optional(_names),
+        checkers = {"image_size": image_size, "input_channels": integer,
+                    "num_classes": integer, "class_names": optional(names),
                     "target": opt_text, "source_task": opt_text, "source_domain": opt_text,
                     "source_label": opt_text, "init_from": opt_text,
                     "train_subjects": optional(_subject_count), "subset_seed": opt_int,
