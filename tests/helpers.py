@@ -28,7 +28,7 @@ def make_tiny_dataset(out_dir, *, size=32, channels=1, splits=None, slices_per_s
 
     The image holds a bright disc per slice; ``tissue`` bins intensity into
     classes, ``mask`` marks the disc, ``presence`` is a deterministic pattern.
-    Returns the dataset.json contents.
+    Returns the dataset.json record.
     """
     rng = np.random.default_rng(seed)
     splits = splits or {"train": 4, "val": 2, "test": 2}
@@ -65,8 +65,7 @@ def make_tiny_dataset(out_dir, *, size=32, channels=1, splits=None, slices_per_s
             shards.write_shard(os.path.join(out_dir, schema.shard_name(split, i, n)),
                                records[i::n])
         meta["splits"][split] = {"subjects": subjects, "slices": len(records), "shards": n}
-    shards.write_dataset_json(out_dir, meta)
-    return meta
+    return shards.write_dataset_json(out_dir, meta)
 
 
 def _mount_works() -> bool:
@@ -117,7 +116,7 @@ def make_lesion_dataset(out_dir, *, size=32, splits=None, slices_per_subject=4, 
     background; with probability 3/4 one or two lesions (radius 1.5-3 px,
     intensity ~0.35) anywhere inside it. Lesions cover ~1-2 % of the pixels and
     have no fixed location, so a location prior cannot segment them.
-    Returns the dataset.json contents.
+    Returns the dataset.json record.
     """
     rng = np.random.default_rng(seed)
     splits = splits or {"train": 16, "val": 2, "test": 3}
@@ -148,8 +147,7 @@ def make_lesion_dataset(out_dir, *, size=32, splits=None, slices_per_subject=4, 
             shards.write_shard(os.path.join(out_dir, schema.shard_name(split, i, 2)),
                                records[i::2])
         meta["splits"][split] = {"subjects": subjects, "slices": len(records), "shards": 2}
-    shards.write_dataset_json(out_dir, meta)
-    return meta
+    return shards.write_dataset_json(out_dir, meta)
 
 
 def dice(a, b) -> float:

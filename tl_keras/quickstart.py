@@ -31,13 +31,13 @@ fewer subjects, steps and cells: it checks the machinery, its numbers mean nothi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
 
 from absl import flags
 
+from tfrecords_tools.dataset_meta import DATASET_JSON, read_dataset_meta
 from tfrecords_tools.scans.config import PreprocessConfig
 from tl_common import cli
 from tl_common.io import write_csv_atomic
@@ -202,7 +202,7 @@ def build_data(c: QuickstartConfig) -> dict[str, str]:
                          split_seed=c.seed)
         dirs[name] = out
     natural = os.path.join(data, "natural")
-    if not os.path.exists(os.path.join(natural, "dataset.json")):
+    if not os.path.exists(os.path.join(natural, DATASET_JSON)):
         _log(f"natural images: {c.natural_images} crops of scikit-image's photographs")
         convert_skimage_samples(natural, num_images=c.natural_images,
                                 image_size=pre.slice_size, seed=c.seed, num_shards=2)
@@ -212,11 +212,9 @@ def build_data(c: QuickstartConfig) -> dict[str, str]:
 
 def _complete(out_dir: str) -> bool:
     """True when ``out_dir`` holds a finished conversion (dataset.json says complete)."""
-    path = os.path.join(out_dir, "dataset.json")
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(out_dir, DATASET_JSON)):
         return False
-    with open(path) as f:
-        return bool(json.load(f).get("complete", True))
+    return read_dataset_meta(out_dir).complete
 
 
 def check_sources(names) -> tuple:

@@ -19,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrecords_tools import schema
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_common.io import sha256_file
 from tfrecords_tools.errors import DataSetError
 from tl_common.cli import MissingFileError
@@ -41,7 +42,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
     return sha256_file(path)
 
 
-def verify_shards(files: Sequence[str], meta: dict) -> None:
+def verify_shards(files: Sequence[str], meta: DatasetMeta) -> None:
     """Check shards against the sizes and SHA-256 sums recorded in dataset.json.
 
     Run before a data set is read, so a damaged shard is named here instead of
@@ -52,9 +53,8 @@ def verify_shards(files: Sequence[str], meta: dict) -> None:
     Raises:
       ValueError: a shard's size or content differs from the record.
     """
-    sums = meta.get("checksums") or {}
     for path in files:
-        record = sums.get(os.path.basename(path))
+        record = meta.checksums.get(os.path.basename(path))
         if record is None:
             continue
         stat = os.stat(path)
@@ -67,13 +67,11 @@ def verify_shards(files: Sequence[str], meta: dict) -> None:
                              f"(damaged); {redo}")
 
 
-def split_subjects(meta: dict, split: str) -> list[str]:
+def split_subjects(meta: DatasetMeta, split: str) -> list[str]:
     """Subject ids of one split as recorded in dataset.json."""
-    try:
-        return list(meta["splits"][split]["subjects"])
-    except KeyError as e:
-        raise DataSetError(f"dataset.json has no split '{split}' "
-                         f"(has {sorted(meta['splits'])})") from e
+    if meta.split(split) is None:
+        raise DataSetError(f"dataset.json has no split '{split}' (has {sorted(meta.splits)})")
+    return list(meta.split(split).subjects)
 
 
 def select_subjects(subjects: Sequence[str], k: int | None, seed: int) -> list[str]:
@@ -131,7 +129,7 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
                   seed: int = 0, shuffle_buffer: int = 2048,
                   input_context: tf.distribute.InputContext | None = None,
                   drop_remainder: bool | None = None, repeat: bool = False,
-                  meta: dict | None = None) -> tf.data.Dataset:
+                  meta: DatasetMeta | dict | None = None) -> tf.data.Dataset:
     """Build a batched dataset of (input, target) pairs (or raw dicts for ``raw``).
 
     Args:
@@ -149,11 +147,11 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
       input_context: from ``distribute_datasets_from_function``; shards by file.
       drop_remainder: defaults to ``training``.
       repeat: repeat indefinitely.
-      meta: dataset.json contents (read from data_dir when None).
+      meta: the dataset.json record, or its JSON object (read from data_dir when None).
     """
     if task not in TASKS:
         raise ValueError(f"unknown task '{task}', expected one of {TASKS}")
-    meta = meta or schema.read_meta(data_dir)
+    meta = schema.read_meta(data_dir) if meta is None else DatasetMeta.from_dict(meta)
     files = list_shards(data_dir, split)
     verify_shards(files, meta)
     ds = tf.data.Dataset.from_tensor_slices(files)

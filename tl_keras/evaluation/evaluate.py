@@ -36,6 +36,7 @@ from tl_keras.evaluation.collect import predict_split
 from tl_keras.models.export import (EXPORT_DIR, MODEL_FILE, ExportMeta, load_exported,
                                     read_exported_meta)
 from tl_common.cli import FlagError
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools.errors import DataSetError
 
 OUTPUT_FILES = ("per_slice.csv", "per_subject.csv", "per_lesion.csv", "detection.csv",
@@ -131,15 +132,14 @@ class _Examples:
                     run=np.array(json.dumps(run, default=str)))
 
 
-def _check_compatible(meta: ExportMeta, data_meta: dict, data_dir: str,
+def _check_compatible(meta: ExportMeta, data_meta: DatasetMeta, data_dir: str,
                       model_dir: str) -> None:
-    size = list(meta.image_size)
-    if list(data_meta["image_size"]) != size:
-        raise DataSetError(f"{data_dir}: slices are {data_meta['image_size']} but the model in "
-                         f"{model_dir} expects {size}")
-    if int(data_meta["num_mask_classes"]) != meta.num_classes:
-        raise DataSetError(f"{data_dir}: {data_meta['num_mask_classes']} mask classes but the "
-                         f"model in {model_dir} predicts {meta.num_classes}")
+    if data_meta.image_size != meta.image_size:
+        raise DataSetError(f"{data_dir}: slices are {list(data_meta.image_size)} but the model "
+                           f"in {model_dir} expects {list(meta.image_size)}")
+    if data_meta.num_mask_classes != meta.num_classes:
+        raise DataSetError(f"{data_dir}: {data_meta.num_mask_classes} mask classes but the "
+                           f"model in {model_dir} predicts {meta.num_classes}")
 
 
 def _state(model_dir: str, data_dir: str, config: EvalConfig) -> dict:
@@ -248,7 +248,7 @@ def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
     run = tables.run_metadata(meta, config, model_dir)
     num_classes = meta.num_classes
     binary = num_classes == 2
-    class_names = list(meta.class_names or data_meta.get("mask_classes")
+    class_names = list(meta.class_names or data_meta.mask_classes
                        or [f"class{i}" for i in range(num_classes)])
     split = config.split
     ds = build_dataset(data_dir, split, "raw", config.batch_size, training=False,
@@ -257,7 +257,7 @@ def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
     store, slice_rows = predict_split(
         model, ds, input_channels=meta.input_channels, binary=binary,
         slice_metrics=tables.slice_metrics_fn(num_classes, class_names, config),
-        total=data_meta["splits"][split].get("slices"), verbose=config.verbose,
+        total=data_meta.split(split).slices, verbose=config.verbose,
         on_slice=examples if config.num_examples else None)
 
     volume_of = None

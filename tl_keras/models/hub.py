@@ -30,6 +30,7 @@ import os
 import keras
 import numpy as np
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.models.factory import TaskModels, build_task_models
 from tl_keras.models.hub_preset import (CONFIG_FILE, IMAGE_CONVERTER_FILE, PREFIX,
                                         HubPreset, HubPresetError, check, read_json,
@@ -169,8 +170,8 @@ def build_hub_models(preset: str, network_kind: str, image_size: int, input_chan
 def hub_models_hook(preset: str):
     """A ``build_models`` hook of ``run_pretrain`` / ``run_finetune`` (``(config, meta, *,
     network, num_outputs) -> TaskModels``) building ``keras_hub:PRESET``."""
-    def build(config, meta: dict, *, network: str, num_outputs) -> TaskModels:
-        return build_hub_models(preset, network, int(meta["image_size"][0]),
+    def build(config, meta: DatasetMeta, *, network: str, num_outputs) -> TaskModels:
+        return build_hub_models(preset, network, meta.image_size[0],
                                 config.input_channels, num_outputs,
                                 decoder_variant=config.decoder_variant,
                                 discriminator_variant=getattr(config, "discriminator_variant",

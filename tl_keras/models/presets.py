@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.models import hub_preset
 
 AUTO = "auto"
@@ -151,9 +152,9 @@ def build_models(preset: str, network: str, image_size: int, input_channels: int
     return dataclasses.replace(models, network=DEFAULT_NETWORK if preset == AUTO else preset)
 
 
-def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options):
+def _hook(preset: str, config, meta: DatasetMeta, network: str, num_outputs, **options):
     """:func:`build_models` with the sizes of ``meta`` and the options of ``config``."""
-    return build_models(preset, network, int(meta["image_size"][0]), config.input_channels,
+    return build_models(preset, network, meta.image_size[0], config.input_channels,
                         num_outputs, latent_channels=config.latent_channels,
                         decoder_variant=config.decoder_variant,
                         discriminator_variant=getattr(getattr(config, "task_options", None),
@@ -161,24 +162,24 @@ def _hook(preset: str, config, meta: dict, network: str, num_outputs, **options)
                         **options)
 
 
-def build_network_models(config, meta: dict, *, network: str, num_outputs: int | None):
+def build_network_models(config, meta: DatasetMeta, *, network: str, num_outputs: int | None):
     """``build_models`` hook: the networks ``config.network`` names (the default of
     every run)."""
     return _hook(getattr(config, "network", AUTO), config, meta, network, num_outputs)
 
 
-def build_taskonomy_models(config, meta: dict, *, network: str, num_outputs: int | None):
+def build_taskonomy_models(config, meta: DatasetMeta, *, network: str, num_outputs: int | None):
     """``build_models`` hook: the Taskonomy networks."""
     return _hook("taskonomy", config, meta, network, num_outputs)
 
 
-def build_tiny_models(config, meta: dict, batch_norm: bool = True, *, network: str,
+def build_tiny_models(config, meta: DatasetMeta, batch_norm: bool = True, *, network: str,
                       num_outputs: int | None):
     """``build_models`` hook: the tiny networks (same outputs as the Taskonomy ones)."""
     return _hook("tiny", config, meta, network, num_outputs, batch_norm=batch_norm)
 
 
-def build_compact_models(config, meta: dict, *, network: str, num_outputs: int | None):
+def build_compact_models(config, meta: DatasetMeta, *, network: str, num_outputs: int | None):
     """``build_models`` hook: the compact networks (the quickstart's default)."""
     return _hook("compact", config, meta, network, num_outputs)
 

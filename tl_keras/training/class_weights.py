@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools import schema
 from tl_keras.data.dataset import list_shards, verify_shards
 from tfrecords_tools.errors import DataSetError
@@ -17,11 +18,14 @@ from tfrecords_tools.errors import DataSetError
 METHODS = ("median_frequency", "inverse", "enet", "foreground", "none")
 #: ``foreground`` weights: background 1, every other class this (docs/decoders.md).
 FOREGROUND_WEIGHT = 5.0
-COUNT_KEYS = {"tissue": (schema.TISSUE_COUNTS, "num_tissue_classes"),
-              "mask": (schema.MASK_COUNTS, "num_mask_classes")}
+COUNT_KEYS = {"tissue": schema.TISSUE_COUNTS, "mask": schema.MASK_COUNTS}
 
 
-def read_slice_counts(data_dir: str, split: str, labels: str, meta: dict,
+def _num_classes(meta: DatasetMeta, labels: str) -> int:
+    return meta.num_tissue_classes if labels == "tissue" else meta.num_mask_classes
+
+
+def read_slice_counts(data_dir: str, split: str, labels: str, meta: DatasetMeta,
                       subjects=None) -> np.ndarray:
     """Per-slice class histograms of one split, shape (slices, classes).
 
@@ -32,11 +36,11 @@ def read_slice_counts(data_dir: str, split: str, labels: str, meta: dict,
       data_dir: converted data set.
       split: split name.
       labels: ``tissue`` or ``mask``.
-      meta: dataset.json contents.
+      meta: the dataset.json record.
       subjects: keep only these subject ids (None = all).
     """
-    key, n_key = COUNT_KEYS[labels]
-    n = int(meta[n_key])
+    key = COUNT_KEYS[labels]
+    n = _num_classes(meta, labels)
     spec = {schema.SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
             key: tf.io.FixedLenFeature([n], tf.int64)}
     files = list_shards(data_dir, split)
@@ -98,17 +102,16 @@ def compute_class_weights(slice_counts, method: str = "median_frequency",
     return weights.astype(np.float32)
 
 
-def ignored_class(meta: dict, labels: str) -> int | None:
+def ignored_class(meta: DatasetMeta, labels: str) -> int | None:
     """The class whose pixels the loss leaves out (dataset.json ``ignore_class``), or None.
 
     ``tfrecords_tools.convert_images --ignore_label`` stores such pixels (e.g.
     Taskonomy's unlabelled ones) as the last source-segmentation class.
     """
-    value = meta.get("ignore_class") if labels == "tissue" else None
-    return None if value is None else int(value)
+    return meta.ignore_class if labels == "tissue" else None
 
 
-def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method: str,
+def class_weights_for(data_dir: str, split: str, labels: str, meta: DatasetMeta, method: str,
                       subjects=None, foreground_weight: float = FOREGROUND_WEIGHT) -> np.ndarray:
     """Read the histograms of ``subjects`` in ``split`` and compute weights by ``method``.
 
@@ -117,7 +120,7 @@ def class_weights_for(data_dir: str, split: str, labels: str, meta: dict, method
     """
     ignore = ignored_class(meta, labels)
     if method == "none":
-        weights = np.ones(int(meta[COUNT_KEYS[labels][1]]), np.float32)
+        weights = np.ones(_num_classes(meta, labels), np.float32)
     else:
         counts = read_slice_counts(data_dir, split, labels, meta, subjects)
         if counts.shape[0] == 0:

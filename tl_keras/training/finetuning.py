@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.data.dataset import select_subjects, split_subjects
 from tl_keras.models.export import ExportMeta, save_exported
 from tl_keras.training import tasks
@@ -38,12 +39,12 @@ def mode_of(config: FinetuneConfig) -> dict:
 
 def _export(config, tm, meta, subjects, source) -> None:
     save_exported(tm.model, config.model_dir, ExportMeta(
-        image_size=tuple(meta["image_size"]), input_channels=config.input_channels,
-        num_classes=int(meta["num_mask_classes"]),
-        class_names=tuple(meta.get("mask_classes") or ()), target=config.target, **source,
+        image_size=meta.image_size, input_channels=config.input_channels,
+        num_classes=meta.num_mask_classes, class_names=meta.mask_classes,
+        target=config.target, **source,
         **mode_of(config), init_from=config.init_from, train_subjects=len(subjects),
         subset_seed=config.subset_seed, seed=config.seed,
-        data_dir=os.path.abspath(config.data_dir), dataset_meta=meta))
+        data_dir=os.path.abspath(config.data_dir), dataset_meta=meta.to_dict()))
 
 
 def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -> dict:
@@ -67,7 +68,7 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
         return _finetune(config, meta, build_models)
 
 
-def _finetune(config: FinetuneConfig, meta: dict, build_models) -> dict:
+def _finetune(config: FinetuneConfig, meta: DatasetMeta, build_models) -> dict:
     """:func:`run_finetune` in its claimed run directory."""
     done = completed_result(config)
     if done is not None:

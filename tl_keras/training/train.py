@@ -13,6 +13,7 @@ import inspect
 import os
 from typing import Callable
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.models import TaskModels
 from tl_keras.models.machine import trains_on_cpu
 from tl_keras.models.presets import build_network_models
@@ -70,7 +71,7 @@ def _check_builder(build_models: Callable) -> None:
                         "(docs/training.md, Python API)") from None
 
 
-def _networks(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
+def _networks(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable, strategy, loss_fn,
               steps_per_epoch: int, total: int):
     """(step context, checkpointed objects, step selection): networks, optimizers, encoder
     mode and steps."""
@@ -93,7 +94,7 @@ def _networks(config, task: TaskSpec, meta: dict, build_models: Callable, strate
     return ctx, objects, task.steps(ctx)
 
 
-def _build(config, task: TaskSpec, meta: dict, build_models: Callable, strategy, loss_fn,
+def _build(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable, strategy, loss_fn,
            steps_per_epoch: int, total: int):
     """Step context, step selection and checkpoint (call in the strategy scope)."""
     ctx, objects, step_for = _networks(config, task, meta, build_models, strategy, loss_fn,
@@ -110,12 +111,12 @@ STEP_FIELDS = ("network", "input_channels", "latent_channels", "decoder_variant"
                "task_options", "freeze_encoder", "freeze_epochs", "jit_compile")
 
 
-def network_key(config, task: TaskSpec, meta: dict, build_models: Callable,
+def network_key(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable,
                 batch: int) -> str:
     """What the step's speed depends on besides the machine, e.g. ``target
     tl_keras.models.presets.build_network_models 256x256 batch 8 outputs=2 ...``."""
     fields = " ".join(f"{f}={getattr(config, f)}" for f in STEP_FIELDS if hasattr(config, f))
-    h, w = meta["image_size"]
+    h, w = meta.image_size
     return (f"{task.name} {builder_name(build_models)} {h}x{w} "
             f"batch {batch} outputs={task.num_outputs(meta)} {fields}")
 
@@ -137,7 +138,7 @@ def builder_name(fn) -> str:
     return name + (str(tuple(values)) if values else "")
 
 
-def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn, batch: int,
+def _measure(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable, loss_fn, batch: int,
              subjects: list | None, steps_per_epoch: int,
              total: int) -> Callable[[tuple], dict]:
     """``candidates -> slices/s`` of the run's first training step on one device and one
@@ -160,7 +161,7 @@ def _measure(config, task: TaskSpec, meta: dict, build_models: Callable, loss_fn
     return measure
 
 
-def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = None,
+def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | None = None,
           subjects: list | None = None) -> Trained:
     """Train (or resume) ``task`` in ``config.model_dir`` to its last step.
 
@@ -186,7 +187,7 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None
     weights_file = os.path.join(config.model_dir, CLASS_WEIGHTS_FILE)
     weights = cached_json(weights_file, compute) if compute is not None else None
-    slices = weights["slices"] if weights is not None else int(meta["splits"]["train"]["slices"])
+    slices = weights["slices"] if weights is not None else meta.split("train").slices
     steps_per_epoch, total = schedule(config, slices)
     loss_fn = task.loss(config, weights)
     batch = config.batch_size // strategy.num_replicas_in_sync
@@ -203,7 +204,7 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
     data = DataSpec(config.data_dir, task.data_task, config.batch_size, config.input_channels,
                     config.seed, meta, subjects=subjects)
     validate = None
-    if config.validate and "val" in meta["splits"]:
+    if config.validate and meta.split("val") is not None:
         eval_step = steps.distribute(task.eval_step(ctx) if task.eval_step
                                      else steps.make_eval_step(tm.model, loss_fn), strategy)
         val_data = distributed_eval_data(strategy, data, "val")

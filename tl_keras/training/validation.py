@@ -3,7 +3,7 @@ the data set, checked before anything is built or written.
 
 :func:`validate_pretrain` / :func:`validate_finetune` raise
 :class:`~tl_keras.training.config.ConfigError` (one line for the CLI to print) and
-return the data set's ``dataset.json``. This module sits above
+return the data set's ``dataset.json`` record. This module sits above
 :mod:`tl_keras.training.config` and the task registry it reads.
 """
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools import schema
 from tl_keras.models import hub_preset
 from tl_keras.models.presets import AUTO, DEFAULT_NETWORK, check_network
@@ -29,7 +30,7 @@ def _choice(name, value, allowed):
         raise ConfigError(f"--{name}={value!r} is not one of {', '.join(allowed)}")
 
 
-def _validate_common(c: TrainConfig) -> dict:
+def _validate_common(c: TrainConfig) -> DatasetMeta:
     """Checks shared by both kinds of run; returns dataset.json."""
     if not c.data_dir:
         raise ConfigError("--data_dir is required")
@@ -68,13 +69,13 @@ def _validate_common(c: TrainConfig) -> dict:
         meta = schema.read_meta(c.data_dir)
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    h, w = meta["image_size"]
+    h, w = meta.image_size
     if h != w or h % 16:
-        raise ConfigError(f"{c.data_dir}: image_size {meta['image_size']} must be square "
+        raise ConfigError(f"{c.data_dir}: image_size {list(meta.image_size)} must be square "
                           "and a multiple of 16")
     if c.image_size and c.image_size != h:
         raise ConfigError(f"--image_size={c.image_size} but {c.data_dir} holds {h} px slices")
-    if "train" not in meta["splits"]:
+    if meta.split("train") is None:
         raise ConfigError(f"{c.data_dir}: dataset.json has no 'train' split")
     return meta
 
@@ -137,7 +138,7 @@ def _explicit_label_flags(c: TrainConfig) -> list[str]:
     return [name for name in LABEL_FLAGS if getattr(c, name) != defaults[name]]
 
 
-def validate_pretrain(c: PretrainConfig) -> dict:
+def validate_pretrain(c: PretrainConfig) -> DatasetMeta:
     """Validate a pre-training configuration, its task's options and its data; return
     dataset.json. ``task_options`` None stands for the task's defaults."""
     c = with_task_options(c)
@@ -169,7 +170,7 @@ def _check_hub_decoder(c: TrainConfig, network: str) -> None:
         raise ConfigError(str(e)) from None
 
 
-def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
+def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: DatasetMeta) -> None:
     """The task's own checks (:attr:`tasks.TaskSpec.check`, then its options' ``check``)
     as a ConfigError."""
     message = task.check(c, meta)
@@ -211,13 +212,13 @@ def check_finetune_mode(c: FinetuneConfig, spec: InitSpec) -> None:
                           f"(its export/model.json); {c.init_from} has no decoder")
 
 
-def validate_finetune(c: FinetuneConfig) -> dict:
+def validate_finetune(c: FinetuneConfig) -> DatasetMeta:
     """Validate a fine-tuning configuration and its data; return dataset.json."""
     _choice("target", c.target, TARGETS)
     _choice("loss", c.loss, LOSSES)
     meta = _validate_common(c)
     _check_task(tasks.get("target"), c, meta)
-    n_train = len(meta["splits"]["train"]["subjects"])
+    n_train = len(meta.split("train").subjects)
     if c.train_subjects < 0 or c.train_subjects > n_train:
         raise ConfigError(f"--train_subjects={c.train_subjects} but the training split has "
                           f"{n_train} subjects")
@@ -233,7 +234,7 @@ def validate_finetune(c: FinetuneConfig) -> dict:
                           "--input_channels 1")
     check_finetune_mode(c, spec)
     _check_hub_decoder(c, resolve_network(c))
-    if c.evaluate and c.eval_split not in meta["splits"]:
+    if c.evaluate and meta.split(c.eval_split) is None:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")
     return meta

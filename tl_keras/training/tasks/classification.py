@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.config import option
 from tl_keras.training.tasks.spec import TaskSpec, export_encoder
 
@@ -18,8 +19,8 @@ class ClassificationOptions:
                                                  "paper's text)")
 
 
-def _num_outputs(meta: dict) -> int:
-    return len(meta["presence_labels"])
+def _num_outputs(meta: DatasetMeta) -> int:
+    return len(meta.presence_labels)
 
 
 def _loss(config, weights: dict | None):
@@ -28,8 +29,8 @@ def _loss(config, weights: dict | None):
                              softmax=config.task_options.classification_softmax)
 
 
-def _check(config, meta: dict) -> str | None:
-    if not meta.get("presence_labels"):
+def _check(config, meta: DatasetMeta) -> str | None:
+    if not meta.presence_labels:
         return f"{config.data_dir}: no presence_labels, cannot pre-train classification"
     return None
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.config import option
 from tl_keras.training.tasks.spec import TaskSpec, export_encoder, plain_loss, refuse_unet
 
@@ -34,8 +35,8 @@ class MaskedModelingOptions:
         """The patch side in px for ``image_size`` px slices."""
         return self.mask_patch_size or image_size // PATCH_FRACTION
 
-    def check(self, config, meta: dict) -> str | None:
-        size = int(meta["image_size"][0])
+    def check(self, config, meta: DatasetMeta) -> str | None:
+        size = meta.image_size[0]
         patch = self.patch_size(size)
         if self.mask_patch_size < 0 or size % patch:
             return (f"--mask_patch_size={self.mask_patch_size} must divide the image size "

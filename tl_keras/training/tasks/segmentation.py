@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.tasks.spec import TaskSpec, export_encoder
 
 
-def _num_outputs(meta: dict) -> int:
-    return int(meta["num_tissue_classes"])
+def _num_outputs(meta: DatasetMeta) -> int:
+    return meta.num_tissue_classes
 
 
-def _class_weights(config, meta: dict, subjects):
+def _class_weights(config, meta: DatasetMeta, subjects):
     from tl_keras.training.class_weights import class_weights_for, ignored_class
     from tl_keras.training.runs import weights_record
     # An ignore class (dataset.json ignore_class) needs weights even with "none": its weight is 0.
@@ -20,7 +21,7 @@ def _class_weights(config, meta: dict, subjects):
     return lambda: weights_record(
         class_weights_for(config.data_dir, "train", "tissue", meta, config.class_weights,
                           foreground_weight=config.foreground_weight),
-        config.class_weights, meta["splits"]["train"]["slices"])
+        config.class_weights, meta.splits["train"].slices)
 
 
 def _loss(config, weights: dict | None):
@@ -29,8 +30,8 @@ def _loss(config, weights: dict | None):
                              class_weights=None if weights is None else weights["weights"])
 
 
-def _check(config, meta: dict) -> str | None:
-    if meta["num_tissue_classes"] < 2:
+def _check(config, meta: DatasetMeta) -> str | None:
+    if meta.num_tissue_classes < 2:
         return f"{config.data_dir}: num_tissue_classes < 2, cannot pre-train segmentation"
     return None
 

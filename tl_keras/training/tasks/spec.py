@@ -13,6 +13,7 @@ import dataclasses
 import os
 from typing import Any, Callable
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training import freezing
 from tl_keras.weights.encoder_io import save_encoder
 
@@ -79,7 +80,7 @@ def supervised(ctx: StepContext) -> Callable[[int], Callable]:
     return lambda step: train
 
 
-def no_check(config, meta: dict) -> None:
+def no_check(config, meta: DatasetMeta) -> None:
     """A task without checks of its own."""
     return None
 
@@ -93,7 +94,7 @@ def plain_loss(name: str) -> Callable:
     return loss
 
 
-def refuse_unet(config, meta: dict) -> str | None:
+def refuse_unet(config, meta: DatasetMeta) -> str | None:
     """The check of a task that reconstructs its input: the skip-connected decoder would
     learn the identity (``--decoder_variant unet`` refused)."""
     if config.decoder_variant == "unet":

@@ -6,15 +6,16 @@ import functools
 
 import numpy as np
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.tasks.spec import TaskSpec
 from tl_keras.weights.spec import InitSpec
 
 
-def _num_outputs(meta: dict) -> int:
-    return int(meta["num_mask_classes"])
+def _num_outputs(meta: DatasetMeta) -> int:
+    return meta.num_mask_classes
 
 
-def _class_weights(config, meta: dict, subjects):
+def _class_weights(config, meta: DatasetMeta, subjects):
     """Always counted: the selected subjects' slice count sets the schedule."""
     def compute():
         from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
@@ -33,8 +34,8 @@ def _loss(config, weights: dict | None):
                              else weights["weights"], dice=config.loss == "cross_entropy_dice")
 
 
-def _check(config, meta: dict) -> str | None:
-    if meta["num_mask_classes"] < 2:
+def _check(config, meta: DatasetMeta) -> str | None:
+    if meta.num_mask_classes < 2:
         return f"{config.data_dir}: num_mask_classes must be >= 2"
     return None
 
