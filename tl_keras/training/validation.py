@@ -72,6 +72,12 @@ def _validate_common(c: TrainConfig) -> dict:
     if h != w or h % 16:
         raise ConfigError(f"{c.data_dir}: image_size {meta['image_size']} must be square "
                           "and a multiple of 16")
+    if c.slice_context and c.input_channels != 3:
+        raise ConfigError(f"--slice_context stacks 3 slices as channels; it needs "
+                          f"--input_channels 3, got {c.input_channels}")
+    if c.slice_context and not schema.context_slices(meta):
+        raise ConfigError(f"--slice_context: {c.data_dir} was converted without "
+                          "--context_slices (no neighbouring slices stored)")
     if c.image_size and c.image_size != h:
         raise ConfigError(f"--image_size={c.image_size} but {c.data_dir} holds {h} px slices")
     if "train" not in meta["splits"]:
