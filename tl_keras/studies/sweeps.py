@@ -17,6 +17,7 @@ import re
 import traceback
 from typing import Callable
 
+from tl_keras.models.presets import build_taskonomy_models
 from tl_keras.studies import disk
 from tl_keras.studies.evaluated_run import finetune_and_evaluate, is_complete
 from tl_keras.training import tasks
@@ -285,7 +286,6 @@ def _parameter_bytes(cell: FinetuneConfig, build_models) -> int:
     weight array (measured on the compact network's export) and the model's config."""
     import keras
 
-    from tl_keras.models.presets import build_taskonomy_models
     task = tasks.get("target")
     meta = validate_finetune(cell)
     models = (build_models or build_taskonomy_models)(
