@@ -125,3 +125,18 @@ def test_convert_cli_flag_and_changed_context_refused(context_data, tmp_path, ca
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if "error:" in l]
     assert code == 1 and len(lines) == 1 and "context_slices: 0 -> 1" in lines[0], err[-2000:]
+
+
+def test_prediction_from_a_scan_stacks_the_neighbours():
+    from tests.helpers import threshold_model
+    from tl_keras.evaluation.predict import predict_slices
+    model = threshold_model(size=8)
+    kernel, bias = model.get_layer("logits").get_weights()
+    kernel[:] = 0
+    kernel[0, 0, 0, 1] = 1.0  # class 1 where the first channel (the previous slice) is bright
+    model.get_layer("logits").set_weights([kernel, bias])
+    slices = np.stack([np.full((8, 8), v, np.float32) for v in (0.9, 0.1, 0.9)])
+    label = lambda probs: probs.argmax(-1)[:, 0, 0].tolist()  # noqa: E731
+    assert label(predict_slices(model, slices, 3)) == [1, 0, 1]  # the slice itself
+    # 2.5-D: the previous slice, the first one standing in for its own
+    assert label(predict_slices(model, slices, 3, slice_context=True)) == [1, 1, 0]
