@@ -3,7 +3,8 @@
 One ``tf.train.Example`` per 2D slice. Feature keys are constants here; nothing
 else in the project spells them out. Images are stored as 16-bit PNG after
 quantising [0, 1] to ``quant_max`` levels (max error 0.5 / quant_max), labels as
-8-bit PNG (lossless).
+8-bit PNG (lossless). A data set converted with ``--context_slices`` also stores each
+slice's two axial neighbours (``CONTEXT``) for 2.5-D input; others read as before.
 """
 from __future__ import annotations
 
