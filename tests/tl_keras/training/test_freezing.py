@@ -257,7 +257,7 @@ def test_sweep_with_frozen_sources_reports_each_as_its_own(tiny_data_dir, tmp_pa
     paired with scratch."""
     import pandas as pd
     from tl_keras.evaluation.study_report import load_results, source_table
-    from tl_keras.models.presets import tiny_encoder
+    from tl_keras.models.small import tiny_encoder
     from tl_keras.studies import sweeps
     from tl_keras.weights import save_encoder
     enc = str(tmp_path / "restoration" / "encoder_best")
