@@ -17,6 +17,7 @@ use it for its flag defaults and help without loading pandas or scipy.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable, Optional
 
 from tl_common.cli import FlagError
 
@@ -30,12 +31,18 @@ class Metric:
       display: the name tables and figures show.
       binary: the metric of binary (lesion) targets; otherwise of multi-class ones.
       description: one line for documentation.
+      per_slice: None for the run's own metric (``dice``, ``miou``: the evaluation's
+        tables compute them with their per-class and volume companions); else
+        ``(gt, pred, num_classes, config) -> (N,) scores`` of N ``(N, H, W)`` label
+        slices, computed for every run of its kind beside the run's metric (a
+        ``per_slice.csv`` column, its mean and ``_sd`` in ``summary.csv``).
     """
 
     name: str
     display: str
     binary: bool
     description: str
+    per_slice: Optional[Callable] = None
 
 
 METRICS = {
@@ -51,7 +58,14 @@ LESION_METRICS = {"recall": "lesion recall", "precision": "lesion precision",
 
 def metric_for(num_classes: int) -> str:
     """The metric of a model with ``num_classes`` classes (2: binary)."""
-    return next(m.name for m in METRICS.values() if m.binary == (num_classes == 2))
+    return next(m.name for m in METRICS.values()
+                if m.binary == (num_classes == 2) and m.per_slice is None)
+
+
+def extra_metrics(num_classes: int) -> list:
+    """The registered metrics computed beside the run's own (those with ``per_slice``)."""
+    return [m for m in METRICS.values()
+            if m.binary == (num_classes == 2) and m.per_slice is not None]
 
 
 def display_name(metric) -> str:

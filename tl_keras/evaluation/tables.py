@@ -42,7 +42,18 @@ def _with_run(frame: pd.DataFrame, run: dict) -> pd.DataFrame:
 
 
 def slice_metrics_fn(num_classes: int, class_names, config):
-    """``(gt, pred) -> dict`` of per-slice columns for one batch."""
+    """``(gt, pred) -> dict`` of per-slice columns for one batch (the registered
+    ``catalogue.extra_metrics`` of the run's kind included)."""
+    extra = catalogue.extra_metrics(num_classes)
+
+    def with_extra(columns):
+        def fn(gt, pred):
+            out = columns(gt, pred)
+            out.update({m.name: np.asarray(m.per_slice(gt, pred, num_classes, config),
+                                           dtype=float) for m in extra})
+            return out
+        return fn
+
     def binary(gt, pred):
         return {"gt_voxels": np.count_nonzero(gt, axis=(1, 2)),
                 "pred_voxels": np.count_nonzero(pred, axis=(1, 2)),
@@ -57,7 +68,7 @@ def slice_metrics_fn(num_classes: int, class_names, config):
         for c in range(num_classes):
             out[f"iou_{class_names[c]}"] = iou[:, c]
         return out
-    return binary if num_classes == 2 else multiclass
+    return with_extra(binary if num_classes == 2 else multiclass)
 
 
 def _rate_column(overlap: float, volume_ml: float) -> str:
@@ -156,13 +167,14 @@ def build_tables(store, slice_rows: dict, run: dict, num_classes: int, class_nam
 
 def _summary(per_slice, per_subject, detection, presets, metric, config) -> pd.DataFrame:
     """One row: slice mean / sd (the paper's number), volume mean, detection, presets."""
-    values = per_slice[metric].to_numpy(dtype=float)
     row = {"n_subjects": len(per_subject), "n_slices": len(per_slice), "metric": metric,
            "space": getattr(config, "space", "template")}
-    for m in catalogue.METRICS:  # every metric's columns, NaN but the run's own
+    for m in catalogue.METRICS:  # every metric's columns, NaN but those computed
         row.update({m: np.nan, f"{m}_sd": np.nan, f"{m}_volume": np.nan})
-    row[metric] = metrics.nanmean(values)
-    row[f"{metric}_sd"] = float(np.nanstd(values)) if np.any(~np.isnan(values)) else np.nan
+        if m in per_slice:  # the run's metric and the registered extra ones
+            values = per_slice[m].to_numpy(dtype=float)
+            row[m] = metrics.nanmean(values)
+            row[f"{m}_sd"] = float(np.nanstd(values)) if np.any(~np.isnan(values)) else np.nan
     row[f"{metric}_volume"] = metrics.nanmean(per_subject[f"{metric}_volume"])
     rates = {_rate_column(o, v): r for o, v, r in detection[
         ["overlap_cutoff", "volume_cutoff_ml", "detection_rate"]].itertuples(index=False)}

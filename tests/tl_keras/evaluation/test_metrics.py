@@ -244,3 +244,37 @@ def test_shape_mismatch_is_an_error():
         lesion_detection(np.zeros((2, 4, 4)), np.zeros((2, 4, 5)), 0.001)
     with pytest.raises(ValueError, match="shape"):
         dice_per_slice(np.zeros((2, 4, 4)), np.zeros((2, 4, 5)))
+
+
+def test_a_metric_added_in_the_test(monkeypatch):
+    """docs/extending.md, "Adding an evaluation metric": a registered per-slice metric
+    becomes a ``per_slice`` column and a ``summary`` mean and sd beside Dice."""
+    import pandas as pd
+    from tl_keras.evaluation import catalogue, tables
+    from tl_keras.evaluation.collect import _Store
+    from tl_keras.evaluation.evaluate import EvalConfig
+
+    def sensitivity(gt, pred, num_classes, config):
+        hit = np.count_nonzero((gt > 0) & (pred > 0), axis=(1, 2))
+        lesion = np.count_nonzero(gt > 0, axis=(1, 2))
+        return np.where(lesion > 0, hit / np.maximum(lesion, 1), np.nan)
+
+    monkeypatch.setitem(catalogue.METRICS, "sensitivity", catalogue.Metric(
+        "sensitivity", "Sensitivity", True, "lesion voxels found, mean over slices",
+        per_slice=sensitivity))
+    gt, pred = _two_lesions()  # slice 1: 3 of 20 lesion voxels found
+    config = EvalConfig(presets=("paper",), verbose=False)
+    columns = tables.slice_metrics_fn(2, ["background", "lesion"], config)(gt, pred)
+    np.testing.assert_allclose(columns["sensitivity"], [np.nan, 0.15, np.nan])
+    store = _Store(binary=True, width=12)
+    for i in range(3):
+        store.add("s1", i, gt[i], pred[i], 0.001)
+    rows = {"subject_id": ["s1"] * 3, "slice_index": [0, 1, 2], **columns}
+    run = {k: None for k in tables.META_COLUMNS}
+    out = tables.build_tables(store, rows, run, 2, ["background", "lesion"], config)
+    assert "sensitivity" in out["per_slice"]
+    summary = out["summary"].iloc[0]
+    assert summary["metric"] == "dice"  # the run's metric is still Dice
+    assert summary["sensitivity"] == pytest.approx(0.15)
+    assert summary["sensitivity_sd"] == pytest.approx(0.0)
+    assert pd.isna(summary["sensitivity_volume"]) and pd.isna(summary["miou"])
