@@ -177,7 +177,7 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
                    allow_large_last_split=flags_cfg.allow_large_last_split,
                    synthetic=flags_cfg.synthetic, progress=flags_cfg.progress,
                    overwrite=flags_cfg.overwrite,
-                   context_slices=int(flags_cfg.context_slices))
+                   context_slices=int(bool(flags_cfg.context_slices)))
 
 
 def run(f: flags.FlagValues, args) -> None:
