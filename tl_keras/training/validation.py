@@ -12,7 +12,6 @@ import dataclasses
 import os
 
 from tfrecords_tools import schema
-from tl_keras.models import hub_preset
 from tl_keras.models.presets import AUTO, DEFAULT_NETWORK, check_network
 from tl_keras.training import tasks
 from tl_keras.training.config import (CLASS_WEIGHTS, DECODER_VARIANTS, DOMAINS, LOSSES,
@@ -39,7 +38,7 @@ def _validate_common(c: TrainConfig) -> dict:
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     _choice("class_weights", c.class_weights, CLASS_WEIGHTS)
     _choice("decoder_variant", c.decoder_variant, DECODER_VARIANTS)
-    message = check_network(c.network)
+    message = check_network(c.network, c.decoder_variant)
     if message:
         raise ConfigError(message)
     if c.input_channels not in (1, 3):
@@ -159,20 +158,19 @@ def validate_pretrain(c: PretrainConfig) -> dict:
         raise ConfigError(f"--class_weights={c.class_weights} only applies to "
                           f"--task={' | '.join(tasks.weighted_tasks())}")
     _check_task(task, c, meta)
-    _check_hub_decoder(c, resolve_network(c))
+    _check_implied_network(c, resolve_network(c))
     return meta
 
 
-def _check_hub_decoder(c: TrainConfig, network: str) -> None:
-    """A keras-hub network's decoder check before anything is written: ``unet`` needs the
-    backbone's ``pyramid_outputs`` (read from the preset's config, no TensorFlow)."""
-    if not network.startswith(hub_preset.PREFIX):
+def _check_implied_network(c: TrainConfig, network: str) -> None:
+    """``--network auto``: the registry's check of the network the source implies (an
+    explicit ``--network`` was checked with the common flags), e.g. that a keras-hub
+    backbone can feed ``--decoder_variant unet``, before anything is written."""
+    if c.network != AUTO:
         return
-    try:
-        hub_preset.check("--network", network[len(hub_preset.PREFIX):],
-                         decoder_variant=c.decoder_variant)
-    except hub_preset.HubPresetError as e:
-        raise ConfigError(str(e)) from None
+    message = check_network(network, c.decoder_variant)
+    if message:
+        raise ConfigError(message)
 
 
 def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: dict) -> None:
@@ -238,7 +236,7 @@ def validate_finetune(c: FinetuneConfig) -> dict:
                           "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
                           "--input_channels 1")
     check_finetune_mode(c, spec)
-    _check_hub_decoder(c, resolve_network(c))
+    _check_implied_network(c, resolve_network(c))  # resolving refuses a contradiction
     if c.evaluate and c.eval_split not in meta["splits"]:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")
