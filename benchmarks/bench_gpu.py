@@ -21,7 +21,6 @@ measurements: docs/training.md, "A GPU run plan".
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -29,6 +28,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import bench_common  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from tl_common.io import write_json_atomic  # noqa: E402
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
 flags.DEFINE_integer("batch_size", 32, "batch size")
@@ -166,8 +167,7 @@ def main(argv):
               f"{FLAGS.precision}), GPU peak memory {peak_gb:.2f} GB; input pipeline "
               f"{input_rate:.0f} slices/s ({bound})", flush=True)
     if FLAGS.out_json:
-        with open(FLAGS.out_json, "w") as f:
-            json.dump(figures, f, indent=2)
+        write_json_atomic(FLAGS.out_json, figures)
     return 0
 
 

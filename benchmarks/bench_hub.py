@@ -16,7 +16,6 @@ needs no network). Each network runs the fine-tuning step of ``tl_keras.finetune
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import time
@@ -24,6 +23,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from tl_common.io import write_json_atomic  # noqa: E402
 
 flags.DEFINE_list("decoder_variants", ["unet", "paper"], "decoders to measure")
 flags.DEFINE_integer("image_size", 64, "slice size (a multiple of 32)")
@@ -127,8 +128,7 @@ def main(argv):
                "input_channels": FLAGS.input_channels, "load": os.getloadavg(),
                "results": results}
     if FLAGS.out_json:
-        with open(FLAGS.out_json, "w") as f:
-            json.dump(summary, f, indent=2)
+        write_json_atomic(FLAGS.out_json, summary)
 
 
 if __name__ == "__main__":

@@ -14,13 +14,14 @@ corruptions, masks or second view to. The precision is float32 unless
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+
+from tl_common.io import write_json_atomic  # noqa: E402
 
 flags.DEFINE_string("preset", "compact", "model preset: taskonomy | compact | tiny")
 flags.DEFINE_integer("image_size", 64, "slice size (multiple of 16)")
@@ -99,8 +100,7 @@ def main(argv):
         print(f"{name:16s} {seconds * 1000:8.1f} ms per step ({cpu * 1000:6.1f} ms CPU)  "
               f"{b / seconds:7.1f} slices/s  {params:>10,d} parameters", flush=True)
     if FLAGS.out_json:
-        with open(FLAGS.out_json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json_atomic(FLAGS.out_json, rows)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ slice are counted from the conv / transposed-conv / dense layers
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -21,6 +20,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import bench_common  # noqa: E402
 from absl import app, flags  # noqa: E402
+
+from tl_common.io import write_json_atomic  # noqa: E402
 
 flags.DEFINE_integer("image_size", 256, "slice size (multiple of 16)")
 flags.DEFINE_integer("batch_size", 8, "batch size")
@@ -108,8 +109,7 @@ def main(argv):
                   f"{row['custom_gflops']:6.1f} GFLOP/s = {row['fraction_of_matmul']:.0%} "
                   f"of matmul", flush=True)
     if FLAGS.out_json:
-        with open(FLAGS.out_json, "w") as f:
-            json.dump(rows, f, indent=2)
+        write_json_atomic(FLAGS.out_json, rows)
 
 
 if __name__ == "__main__":

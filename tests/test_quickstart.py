@@ -20,8 +20,9 @@ def test_tiny_quickstart_end_to_end(tmp_path):
         with open(written[png], "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     sweep = pd.read_csv(written["sweep_results"])
-    n_sources = len(config.sources)  # the default sources, scratch (the reference) included
-    assert "scratch" in config.sources and n_sources == 6
+    from tl_keras.quickstart import SOURCES
+    n_sources = len(config.sources)  # the default sources, scratch and the controls included
+    assert {"t1_restoration", "random_frozen", "scratch"} <= set(config.sources)
     assert len(sweep) == n_sources * len(config.set_sizes) * config.repeats
     assert set(sweep["train_subjects"]) == set(config.set_sizes)
     for column in ("test_dice", "test_detection_rate_o0_v0", "test_detection_rate_o0.2_v0"):
@@ -36,8 +37,9 @@ def test_tiny_quickstart_end_to_end(tmp_path):
     assert sources["diff_mean"].map(lambda v: math.isfinite(float(v))).all()
     detection = pd.read_csv(written["detection"])
     assert detection["mean"].between(0, 1).all()
-    for d in ("t1_segmentation", "t1_autoencoding", "t1_restoration",
-              "natural_segmentation"):  # the pre-trained default sources
+    pretrained = [n for n in config.sources if not SOURCES[n].init_from]
+    assert "t1_restoration" in pretrained and "random_frozen" not in pretrained
+    for d in pretrained:
         assert os.path.exists(tmp_path / "qs" / "pretrain" / d / "encoder_last" / "encoder.json")
     assert os.path.exists(tmp_path / "qs" / "quickstart.json")
     # the fine-tuning cells ran with the study's decoder and loss (docs/decoders.md)

@@ -43,6 +43,7 @@ class ConvertFlags:
     progress: bool
     overwrite: bool
     write_manifest: str
+    context_slices: bool
     preprocess: Mapping[str, object]
 
 
@@ -91,6 +92,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                      "--out_dir (otherwise refused).", **fv)
     f.DEFINE_string("write_manifest", "", "Also save the (preset-built) manifest to this CSV.",
                     **fv)
+    f.DEFINE_boolean("context_slices", False, "Also store each slice's two axial neighbours "
+                     "(2.5-D input for training's --slice_context; an edge slice repeats "
+                     "itself).", **fv)
     f.DEFINE_float("resolution", None, "Template grid in mm (1.0 = 197x233x189).", **fv)
     f.DEFINE_integer("slice_size", None, "Axial slices zero-padded to this size (256).", **fv)
     f.DEFINE_integer("crop_top", None, "Axial slices dropped from the top (preset default).", **fv)
@@ -172,7 +176,8 @@ def run_flags(flags_cfg: ConvertFlags) -> dict:
                    split_fractions=fractions, split_seed=flags_cfg.split_seed,
                    allow_large_last_split=flags_cfg.allow_large_last_split,
                    synthetic=flags_cfg.synthetic, progress=flags_cfg.progress,
-                   overwrite=flags_cfg.overwrite)
+                   overwrite=flags_cfg.overwrite,
+                   context_slices=int(bool(flags_cfg.context_slices)))
 
 
 def run(f: flags.FlagValues, args) -> None:

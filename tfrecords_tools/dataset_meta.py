@@ -58,6 +58,13 @@ def _splits(where: str):
     return check
 
 
+def _context(value) -> int:
+    value = integer(value)
+    if value not in (0, 1):
+        raise ValueError(f"must be 0 or 1, got {value}")
+    return value
+
+
 class _MappingView(collections.abc.Mapping):
     """Read-only mapping access to ``to_dict()`` (for callers reading keys)."""
 
@@ -92,6 +99,8 @@ class DatasetMeta(_MappingView):
       source: where the scans came from (the manifest's ``source``).
       complete: every planned shard exists and no subject failed.
       errors: subjects skipped by the conversion.
+      context_slices: axial neighbours stored on each side of every slice (0 or 1; 1 for
+        2.5-D input, docs/conversion.md).
       schema_version: the slice schema's version.
     """
 
@@ -113,6 +122,7 @@ class DatasetMeta(_MappingView):
     source: str | None = None
     complete: bool = True
     errors: int = 0
+    context_slices: int = 0
     schema_version: int = SCHEMA_VERSION
 
     __hash__ = None  # holds dicts
@@ -152,7 +162,8 @@ class DatasetMeta(_MappingView):
                     "checksums": optional(mapping), "preprocessing": optional(mapping),
                     "tool_version": opt_text, "versions": optional(mapping),
                     "quant_max": integer, "synthetic": boolean, "source": opt_text,
-                    "complete": boolean, "errors": integer, "schema_version": integer}
+                    "complete": boolean, "errors": integer, "context_slices": _context,
+                    "schema_version": integer}
         meta = from_fields(cls, data, where, checkers)
         # JSON null for an optional collection means "none recorded".
         return dataclasses.replace(

@@ -3,7 +3,8 @@
 One ``tf.train.Example`` per 2D slice. Feature keys are constants here; nothing
 else in the project spells them out. Images are stored as 16-bit PNG after
 quantising [0, 1] to ``quant_max`` levels (max error 0.5 / quant_max), labels as
-8-bit PNG (lossless).
+8-bit PNG (lossless). A data set converted with ``--context_slices`` also stores each
+slice's two axial neighbours (``CONTEXT``) for 2.5-D input; others read as before.
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ MASK_COUNTS = "mask/counts"   # voxels per mask class, length num_mask_classes
 TISSUE = "tissue/png8"        # source segmentation labels (tissue / semantic)
 TISSUE_COUNTS = "tissue/counts"
 PRESENCE = "presence"         # multi-label presence vector (classification)
+# The two axial neighbours of the slice (previous, next) as a 2-channel 16-bit PNG,
+# present when dataset.json's CONTEXT_SLICES is 1 (2.5-D input, docs/conversion.md).
+CONTEXT = "context/png16"
+CONTEXT_SLICES = "context_slices"  # dataset.json key: neighbours stored on each side (0 or 1)
 
 SUBJECTS_CSV = "subjects.csv"
 
@@ -72,7 +77,8 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
                  voxel_size=(1.0, 1.0, 1.0), mask: np.ndarray | None = None,
                  num_mask_classes: int = 2, tissue: np.ndarray | None = None,
                  num_tissue_classes: int = 1, presence=(),
-                 quant_max: int = DEFAULT_QUANT_MAX) -> bytes:
+                 quant_max: int = DEFAULT_QUANT_MAX,
+                 context: np.ndarray | None = None) -> bytes:
     """Serialise one slice.
 
     Args:
@@ -86,6 +92,8 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
       num_tissue_classes: number of tissue classes including background.
       presence: multi-label presence vector (may be empty).
       quant_max: quantisation levels of the image.
+      context: optional (H, W, 2) float array in [0, 1], the previous and the next
+        axial slice of a grey image (stored under ``CONTEXT``).
 
     Returns:
       The serialised ``tf.train.Example``.
@@ -119,17 +127,35 @@ def make_example(*, subject_id: str, slice_index: int, image: np.ndarray,
         TISSUE_COUNTS: _ints(labels["tissue"][1]),
         PRESENCE: _floats(presence),
     }
+    if context is not None:
+        context = np.asarray(context, dtype=np.float32)
+        if context.shape != (h, w, 2) or c != 1:
+            raise ValueError(f"context shape {context.shape} must be {(h, w, 2)} next to a "
+                             f"grey image, got image channels {c}")
+        feature[CONTEXT] = _bytes(_png(quantise(context, quant_max), IMAGE_PNG_COMPRESSION))
     # Deterministic map order: identical slices give identical bytes, so shard
     # checksums identify content (docs/conversion.md, "Reliability").
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(
         deterministic=True)
 
 
+def context_slices(meta: DatasetMeta | dict[str, Any]) -> int:
+    """Neighbours stored on each side of every slice (0 for data sets without them)."""
+    return DatasetMeta.from_dict(meta, "dataset metadata").context_slices
+
+
+def neighbours(volume: np.ndarray, z: int) -> np.ndarray:
+    """(H, W, 2): slices z - 1 and z + 1 of a (Z, H, W) volume; an edge slice stands in
+    for its missing neighbour."""
+    last = volume.shape[0] - 1
+    return np.stack([volume[max(z - 1, 0)], volume[min(z + 1, last)]], axis=-1)
+
+
 def feature_spec(meta: DatasetMeta | dict[str, Any]):
     """The parsing spec for a data set described by its ``dataset.json``."""
     import tensorflow as tf
     meta = DatasetMeta.from_dict(meta, "dataset metadata")
-    return {
+    spec = {
         SUBJECT_ID: tf.io.FixedLenFeature([], tf.string),
         SLICE_INDEX: tf.io.FixedLenFeature([], tf.int64),
         HEIGHT: tf.io.FixedLenFeature([], tf.int64),
@@ -144,10 +170,18 @@ def feature_spec(meta: DatasetMeta | dict[str, Any]):
         TISSUE_COUNTS: tf.io.FixedLenFeature([meta.num_tissue_classes], tf.int64),
         PRESENCE: tf.io.FixedLenFeature([len(meta.presence_labels)], tf.float32),
     }
+    if context_slices(meta):
+        spec[CONTEXT] = tf.io.FixedLenFeature([], tf.string)
+    return spec
 
 
 PARSED_FIELDS = ("image", "mask", "tissue", "presence", "mask_counts", "tissue_counts",
-                 "subject_id", "slice_index", "voxel_size")
+                 "subject_id", "slice_index", "voxel_size", "context")
+
+
+def available_fields(meta: DatasetMeta | dict[str, Any]) -> tuple:
+    """The ``PARSED_FIELDS`` a data set has (``context`` only when it stores neighbours)."""
+    return tuple(f for f in PARSED_FIELDS if f != "context" or context_slices(meta))
 
 
 def parse_fn(meta: DatasetMeta | dict[str, Any], fields=None):
@@ -155,25 +189,28 @@ def parse_fn(meta: DatasetMeta | dict[str, Any], fields=None):
 
     Args:
       meta: the data set's dataset.json record (or its JSON object).
-      fields: the output keys wanted (default: all of ``PARSED_FIELDS``). PNG
+      fields: the output keys wanted (default: all of ``available_fields(meta)``). PNG
         decoding dominates the cost, so a task that needs only the image and one
         label map should not decode the others.
 
     Output keys: ``image`` (H, W, C) float32 in [0, 1], ``mask`` and ``tissue``
     (H, W) int32, ``presence`` (P,) float32, ``mask_counts``, ``tissue_counts``,
-    ``subject_id``, ``slice_index``, ``voxel_size``.
+    ``subject_id``, ``slice_index``, ``voxel_size``, and ``context`` (H, W, 2) float32
+    in [0, 1] (the previous and next slice) when the data set stores it.
     """
     import tensorflow as tf
-    fields = tuple(PARSED_FIELDS if fields is None else fields)
-    unknown = sorted(set(fields) - set(PARSED_FIELDS))
+    known = available_fields(meta)
+    fields = tuple(known if fields is None else fields)
+    unknown = sorted(set(fields) - set(known))
     if unknown:
-        raise ValueError(f"unknown fields {unknown}; known: {PARSED_FIELDS}")
+        raise ValueError(f"unknown fields {unknown}; known: {known}")
     meta = DatasetMeta.from_dict(meta, "dataset metadata")
     full = feature_spec(meta)
     keys = {"image": (IMAGE, IMAGE_QUANT_MAX), "mask": (MASK,), "tissue": (TISSUE,),
             "presence": (PRESENCE,), "mask_counts": (MASK_COUNTS,),
             "tissue_counts": (TISSUE_COUNTS,), "subject_id": (SUBJECT_ID,),
-            "slice_index": (SLICE_INDEX,), "voxel_size": (VOXEL_SIZE,)}
+            "slice_index": (SLICE_INDEX,), "voxel_size": (VOXEL_SIZE,),
+            "context": (CONTEXT, IMAGE_QUANT_MAX)}
     spec = {k: full[k] for f in fields for k in keys[f]}
     h, w = meta.image_size
     c = meta.channels
@@ -186,10 +223,13 @@ def parse_fn(meta: DatasetMeta | dict[str, Any], fields=None):
         f = tf.io.parse_single_example(serialised, spec)
         out = {}
         for name in fields:
-            if name == "image":
-                image = tf.io.decode_png(f[IMAGE], channels=c, dtype=tf.uint16)
+            if name in ("image", "context"):
+                n = c if name == "image" else 2
+                # decode_png takes no channels=2: the context PNG (grey + alpha) as stored
+                image = tf.io.decode_png(f[keys[name][0]], channels=n if n != 2 else 0,
+                                         dtype=tf.uint16)
                 image = tf.cast(image, tf.float32) / tf.cast(f[IMAGE_QUANT_MAX], tf.float32)
-                out[name] = tf.ensure_shape(image, (h, w, c))
+                out[name] = tf.ensure_shape(image, (h, w, n))
             elif name in ("mask", "tissue"):
                 out[name] = label(f[keys[name][0]])
             else:

@@ -21,7 +21,8 @@ from tl_common.io import remove_temp_debris
 
 # The conversion parameters that decide the content of the shards (a changed
 # manifest, --workers or --on_error may resume the same conversion).
-PARAM_KEYS = ("preprocessing", "num_shards", "split_counts", "split_fractions", "split_seed")
+PARAM_KEYS = ("preprocessing", "num_shards", "split_counts", "split_fractions", "split_seed",
+              "context_slices")
 RECORD_NAME = "convert.json"
 # Sub-folders written with temporary names (see assemble, subject_cache, preprocess).
 TEMP_FOLDERS = ("", ".shards", "subjects", "transforms")

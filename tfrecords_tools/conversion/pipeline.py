@@ -99,8 +99,9 @@ def _run(fn: Callable, items: Iterable, pool: cf.Executor | None, *, desc: str, 
 
 
 def _write_shard_task(args) -> dict:
-    out_dir, plan, subjects, fingerprints, info = args
-    return assemble.write_planned_shard(out_dir, plan, subjects, fingerprints, info)
+    out_dir, plan, subjects, fingerprints, info, context_slices = args
+    return assemble.write_planned_shard(out_dir, plan, subjects, fingerprints, info,
+                                        context_slices)
 
 
 def _finish_errors(out_dir, results, shard_job, on_error) -> list[dict]:
@@ -115,23 +116,23 @@ def _finish_errors(out_dir, results, shard_job, on_error) -> list[dict]:
     return errors
 
 
-def _shard_tasks(out_dir, plans, fps, info, failed) -> list[tuple]:
+def _shard_tasks(out_dir, plans, fps, info, failed, context_slices) -> list[tuple]:
     """Shards of ``plans`` whose content changed, that are missing or damaged (checksum),
     minus failed subjects. A damaged shard is named on stderr and re-created."""
     tasks = []
     for p in plans:
         subjects = [s for s in p.subjects if s not in failed]
-        state = assemble.shard_state(out_dir, p, subjects, fps)
+        state = assemble.shard_state(out_dir, p, subjects, fps, context_slices)
         if state == "damaged":
             print(f"convert: {os.path.join(out_dir, p.name)}: damaged (size or SHA-256 differs "
                   "from when it was written); re-creating it", file=sys.stderr, flush=True)
         if state != "current":
-            tasks.append((out_dir, p, subjects, fps, info))
+            tasks.append((out_dir, p, subjects, fps, info, context_slices))
     return tasks
 
 
 def _process(out_dir, todo, mine, fps, info, *, workers, on_error, shard_job,
-             progress) -> list[dict]:
+             progress, context_slices) -> list[dict]:
     """Pre-process ``todo`` and write the shards of ``mine``; returns the errors.
 
     On SIGTERM / SIGINT (``workers.Stopped``) or any failure the workers are
@@ -144,7 +145,8 @@ def _process(out_dir, todo, mine, fps, info, *, workers, on_error, shard_job,
                            pool, desc="pre-processing", unit="scan", progress=progress,
                            stop=lambda r: on_error == "fail" and r["status"] == "error")
             errors = _finish_errors(out_dir, results, shard_job, on_error)
-            shard_tasks = _shard_tasks(out_dir, mine, fps, info, {e["subject"] for e in errors})
+            shard_tasks = _shard_tasks(out_dir, mine, fps, info, {e["subject"] for e in errors},
+                                       context_slices)
             # Shards reuse the workers when there are several (PNG encoding dominates).
             _run(_write_shard_task, shard_tasks, pool if len(shard_tasks) > 1 else None,
                  desc="writing shards", unit="shard", progress=progress)
@@ -168,7 +170,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
             split_fractions: Mapping[str, float] | None = None, split_seed: int = 0,
             allow_large_last_split: bool = False,
             synthetic: bool | None = None, progress: bool = True,
-            overwrite: bool = False) -> DatasetMeta:
+            overwrite: bool = False, context_slices: int = 0) -> DatasetMeta:
     """Convert the scans of a manifest into shards under ``out_dir``.
 
     Args:
@@ -188,6 +190,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
       progress: show progress bars.
       overwrite: replace a conversion with other parameters in ``out_dir``
         (otherwise refused, see ``outdir.claim``).
+      context_slices: 1 stores each slice's two axial neighbours with it (2.5-D input,
+        training's ``--slice_context``; an edge slice repeats itself), 0 does not.
 
     Returns:
       The dataset.json record (``complete`` is false for a partial job).
@@ -201,6 +205,8 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     """
     if on_error not in ON_ERROR:
         raise FlagError(f"on_error must be one of {ON_ERROR}, got '{on_error}'")
+    if context_slices not in (0, 1):
+        raise FlagError(f"--context_slices must be 0 or 1, got {context_slices}")
     config = config if config is not None else PreprocessConfig()
     if isinstance(manifest, str):
         manifest = mf.read_manifest(manifest, check=True)
@@ -218,7 +224,7 @@ def convert(manifest: str | mf.Manifest, out_dir: str, config=None, *, workers: 
     params = {"manifest": manifest.source, "preprocessing": config_dict, "workers": workers,
               "on_error": on_error, "num_shards": num_shards, "shard_job": shard_job,
               "split_counts": split_counts, "split_fractions": split_fractions,
-              "split_seed": split_seed}
+              "split_seed": split_seed, "context_slices": context_slices}
     try:
         with outdir.claim(out_dir, params, shard_job=shard_job, overwrite=overwrite):
             # Recorded first, so a concurrent or later run compares against it.
@@ -248,10 +254,11 @@ def _convert_locked(manifest, out_dir, config, params, *, workers, on_error, num
                                out_dir, fps[sid])
             for p in mine for sid in p.subjects
             if not subject_cache.is_complete(out_dir, sid, fps[sid])]
+    context = params["context_slices"]
     errors = _process(out_dir, todo, mine, fps, info, workers=workers, on_error=on_error,
-                      shard_job=shard_job, progress=progress)
+                      shard_job=shard_job, progress=progress, context_slices=context)
     if shard_job is None:
         assemble.remove_stale_shards(out_dir, plans)
     return assemble.write_metadata(out_dir, manifest, plans, info, preprocessing=config_dict,
                                    image_size=int(config.slice_size), errors=errors,
-                                   tool_version=TOOL_VERSION)
+                                   tool_version=TOOL_VERSION, context_slices=context)

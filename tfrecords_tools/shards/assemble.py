@@ -17,6 +17,7 @@ import glob
 import json
 import os
 
+import numpy as np
 import pandas as pd
 
 from tfrecords_tools import schema
@@ -84,8 +85,9 @@ def read_record(out_dir: str, plan: ShardPlan) -> dict | None:
 
 
 def shard_state(out_dir: str, plan: ShardPlan, subjects: list[str],
-                fingerprints: dict[str, str]) -> str:
-    """``current``, ``missing``, ``changed`` (other subjects or caches) or ``damaged``.
+                fingerprints: dict[str, str], context_slices: int = 0) -> str:
+    """``current``, ``missing``, ``changed`` (other subjects, caches or
+    ``context_slices``) or ``damaged``.
 
     ``damaged``: the shard's size or SHA-256 differs from the one recorded when it
     was written (a flipped byte, a truncated copy); the caller re-creates it.
@@ -94,7 +96,8 @@ def shard_state(out_dir: str, plan: ShardPlan, subjects: list[str],
     if record is None:
         return "missing"
     if (record["subjects"] != subjects
-            or record["fingerprints"] != {s: fingerprints[s] for s in subjects}):
+            or record["fingerprints"] != {s: fingerprints[s] for s in subjects}
+            or record.get("context_slices", 0) != context_slices):
         return "changed"
     path = os.path.join(out_dir, plan.name)
     if "sha256" not in record:  # written before checksums existed: rewrite once
@@ -105,27 +108,36 @@ def shard_state(out_dir: str, plan: ShardPlan, subjects: list[str],
 
 
 def _examples(out_dir: str, subjects: list[str], info: ClassInfo, counter: dict,
-              read_fingerprints: dict):
+              read_fingerprints: dict, context_slices: int = 0):
     for sid in subjects:
         c = load_cache(cache_path(out_dir, sid))
         # What this shard really holds: a rerun compares it with what it expects.
         read_fingerprints[sid] = c["meta"].get("fingerprint")
         voxel = c["meta"]["voxel_size"]
+        # The cache holds one contiguous slab of axial slices (crop_top / crop_bottom), so
+        # the neighbours of slice z are z - 1 and z + 1 of the cache.
+        if context_slices and np.any(np.diff(c["slice_indices"]) != 1):
+            raise DataSetError(f"subject {sid}: its slices are not contiguous; "
+                               "--context_slices needs consecutive axial slices")
         for z in range(c["image"].shape[0]):
             counter[sid] = counter.get(sid, 0) + 1
             yield schema.make_example(
                 subject_id=sid, slice_index=int(c["slice_indices"][z]), image=c["image"][z],
                 voxel_size=voxel, mask=None if c["mask"] is None else c["mask"][z],
                 num_mask_classes=len(info.mask_classes), tissue=c["tissue"][z],
-                num_tissue_classes=len(info.tissue_classes), presence=c["presence"][z])
+                num_tissue_classes=len(info.tissue_classes), presence=c["presence"][z],
+                context=schema.neighbours(c["image"], z) if context_slices else None)
 
 
 def write_planned_shard(out_dir: str, plan: ShardPlan, subjects: list[str],
-                        fingerprints: dict[str, str], info: ClassInfo) -> dict:
+                        fingerprints: dict[str, str], info: ClassInfo,
+                        context_slices: int = 0) -> dict:
     """Write one shard from the caches of ``subjects`` (atomically), then its record.
 
     The record holds the fingerprints of the caches actually read (not
-    ``fingerprints``, what the run expected) and the shard's size and SHA-256.
+    ``fingerprints``, what the run expected), ``context_slices`` (each example then
+    also stores its two axial neighbours, ``schema.CONTEXT``) and the shard's size and
+    SHA-256.
 
     Raises:
       RuntimeError: a cache changed under the run (its fingerprint is not the
@@ -134,12 +146,13 @@ def write_planned_shard(out_dir: str, plan: ShardPlan, subjects: list[str],
     counter: dict[str, int] = {}
     read: dict[str, str] = {}
     path = os.path.join(out_dir, plan.name)
-    n = shards.write_shard(path, _examples(out_dir, subjects, info, counter, read))
+    n = shards.write_shard(path, _examples(out_dir, subjects, info, counter, read,
+                                           context_slices))
     record = {"split": plan.split, "index": plan.index, "num_shards": plan.num_shards,
               "subjects": subjects, "slices": n,
               "slices_per_subject": {s: counter.get(s, 0) for s in subjects},
               "fingerprints": {s: read.get(s) for s in subjects},
-              "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
+              "context_slices": context_slices, "bytes": os.path.getsize(path), "sha256": sha256_file(path)}
     write_json_atomic(_record_path(out_dir, plan.name), record)
     stale = sorted(s for s in subjects if read.get(s) != fingerprints[s])
     if stale:
@@ -170,7 +183,7 @@ def remove_stale_shards(out_dir: str, plans: list[ShardPlan]) -> list[str]:
 
 def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], info: ClassInfo,
                    *, preprocessing: dict, image_size: int, errors: list[dict],
-                   tool_version: str) -> DatasetMeta:
+                   tool_version: str, context_slices: int = 0) -> DatasetMeta:
     """(Re)write dataset.json and subjects.csv from the shards written so far.
 
     ``complete`` in dataset.json is true only when every planned shard exists;
@@ -199,6 +212,7 @@ def write_metadata(out_dir: str, manifest: Manifest, plans: list[ShardPlan], inf
     meta = {
         "image_size": [image_size, image_size],
         "channels": 1,
+        schema.CONTEXT_SLICES: context_slices,
         "num_mask_classes": len(info.mask_classes),
         "mask_classes": list(info.mask_classes),
         "num_tissue_classes": len(info.tissue_classes),

@@ -102,6 +102,23 @@ def to_model_input(image: tf.Tensor, input_channels: int = 3) -> tf.Tensor:
     raise DataSetError(f"cannot map {c} image channels to {input_channels} model channels")
 
 
+def with_context(ex: dict) -> dict:
+    """Replace a parsed example's grey ``image`` by the 2.5-D stack [previous, slice,
+    next] (H, W, 3) in [0, 1], from its ``context`` field (``schema.CONTEXT``)."""
+    ctx = ex["context"]
+    out = {k: v for k, v in ex.items() if k != "context"}
+    out["image"] = tf.concat([ctx[..., :1], ex["image"], ctx[..., 1:]], axis=-1)
+    return out
+
+
+def check_slice_context(meta: DatasetMeta | dict, where: str) -> None:
+    """Refuse 2.5-D input from a data set converted without neighbours (one line)."""
+    if not schema.context_slices(meta):
+        raise DataSetError(f"{where}: converted without --context_slices, so it has no "
+                           "neighbouring slices for 2.5-D input; convert it again with "
+                           "--context_slices")
+
+
 # Fields each task decodes; the label of a (x, y) pair; "raw" keeps every field.
 _TASK_FIELDS = {"segmentation": ("image", "tissue"), "autoencoding": ("image",),
                 "classification": ("image", "presence"), "target": ("image", "mask")}
@@ -129,7 +146,8 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
                   seed: int = 0, shuffle_buffer: int = 2048,
                   input_context: tf.distribute.InputContext | None = None,
                   drop_remainder: bool | None = None, repeat: bool = False,
-                  meta: DatasetMeta | dict | None = None) -> tf.data.Dataset:
+                  meta: DatasetMeta | dict | None = None,
+                  slice_context: bool = False) -> tf.data.Dataset:
     """Build a batched dataset of (input, target) pairs (or raw dicts for ``raw``).
 
     Args:
@@ -148,10 +166,18 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
       drop_remainder: defaults to ``training``.
       repeat: repeat indefinitely.
       meta: the dataset.json record, or its JSON object (read from data_dir when None).
+      slice_context: 2.5-D input: the image becomes [previous, slice, next] (3
+        channels, also for ``raw``); needs a data set converted with
+        ``--context_slices`` and ``input_channels`` 3.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task '{task}', expected one of {TASKS}")
     meta = schema.read_meta(data_dir) if meta is None else DatasetMeta.from_dict(meta)
+    if slice_context:
+        check_slice_context(meta, data_dir)
+        if input_channels != 3:
+            raise DataSetError(f"2.5-D input has 3 channels, not input_channels="
+                               f"{input_channels}")
     files = list_shards(data_dir, split)
     verify_shards(files, meta)
     ds = tf.data.Dataset.from_tensor_slices(files)
@@ -168,8 +194,14 @@ def build_dataset(data_dir: str, split: str, task: str, batch_size: int, *,
         keep = tf.constant(sorted(set(subjects)))
         subject_of = schema.parse_fn(meta, ("subject_id",))
         ds = ds.filter(lambda rec: tf.reduce_any(tf.equal(subject_of(rec)["subject_id"], keep)))
-    fields = schema.PARSED_FIELDS if task == "raw" else _TASK_FIELDS[task]
+    if task == "raw":
+        fields = schema.available_fields(meta) if slice_context else tuple(
+            f for f in schema.available_fields(meta) if f != "context")
+    else:
+        fields = _TASK_FIELDS[task] + (("context",) if slice_context else ())
     ds = ds.map(schema.parse_fn(meta, fields), num_parallel_calls=tf.data.AUTOTUNE)
+    if slice_context:
+        ds = ds.map(with_context, num_parallel_calls=tf.data.AUTOTUNE)
     if training:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     if repeat:

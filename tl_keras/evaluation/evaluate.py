@@ -112,7 +112,9 @@ class _Examples:
         area = int(np.count_nonzero(gt))
         old = self.best.get(subject)
         if old is None or (area, -index) > (old[0], -old[1]):
-            self.best[subject] = (area, index, image[..., 0].astype(np.float16), gt, pred)
+            # The middle channel: the slice itself of a 2.5-D [previous, slice, next] stack.
+            grey = image[..., image.shape[-1] // 2]
+            self.best[subject] = (area, index, grey.astype(np.float16), gt, pred)
 
     def save(self, path: str, k: int, run: dict, class_names) -> None:
         chosen = sorted(self.best.items(), key=lambda kv: (-kv[1][0], kv[0]))[:k]
@@ -252,7 +254,7 @@ def _evaluate_locked(model_dir, data_dir, out_dir, config, state, data_meta):
                        or [f"class{i}" for i in range(num_classes)])
     split = config.split
     ds = build_dataset(data_dir, split, "raw", config.batch_size, training=False,
-                       meta=data_meta)
+                       meta=data_meta, slice_context=meta.slice_context)
     examples = _Examples()
     store, slice_rows = predict_split(
         model, ds, input_channels=meta.input_channels, binary=binary,

@@ -153,10 +153,21 @@ def check_jobs(jobs: list[PredictJob]) -> None:
             owner[key(path)] = job.image
 
 
-def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: int = 8):
-    """(N, S, S) slices in [0, 1] -> (N, S, S, K) class probabilities (K >= 2)."""
+def predict_slices(model, slices: np.ndarray, input_channels: int, batch_size: int = 8,
+                   slice_context: bool = False):
+    """(N, S, S) slices in [0, 1] -> (N, S, S, K) class probabilities (K >= 2).
+
+    ``slice_context``: the model takes [previous, slice, next] (the slices are the
+    scan's consecutive axial slab; an edge slice repeats itself, as in conversion).
+    """
     import tensorflow as tf
-    batches = (tf.constant(slices[start:start + batch_size, ..., None], tf.float32)
+    if slice_context:
+        z = np.arange(len(slices))
+        images = np.stack([slices[np.maximum(z - 1, 0)], slices,
+                           slices[np.minimum(z + 1, len(slices) - 1)]], axis=-1)
+    else:
+        images = slices[..., None]
+    batches = (tf.constant(images[start:start + batch_size], tf.float32)
                for start in range(0, len(slices), batch_size))
     out = [probs for _, probs in predict_batches(model, batches, input_channels,
                                                  image_key=None, probabilities=True)]
@@ -210,7 +221,8 @@ def predict_scans(model_dir: str, jobs: list[PredictJob], *, batch_size: int = 8
         model, meta = load_exported(model_dir)
         predict_fn = functools.partial(predict_slices, model,
                                        input_channels=meta.input_channels,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size,
+                                       slice_context=meta.slice_context)
     done = []
     progress = Progress(len(jobs), "predict", "scan", enabled=verbose)
     for job in jobs:

@@ -50,6 +50,8 @@ class ExportMeta:
       seed: the run's seed.
       freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
         mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
+      slice_context: the model takes 2.5-D input, [previous, slice, next]
+        (``--slice_context``); evaluation and prediction stack the same.
       data_dir: absolute path of the training data set.
       dataset_meta: the training data set's ``dataset.json`` (with its
         ``preprocessing`` parameters, used by ``tl_keras.predict``).
@@ -71,6 +73,7 @@ class ExportMeta:
     freeze_epochs: int = 0
     encoder_lr_multiplier: float = 1.0
     init_decoder: bool = False
+    slice_context: bool = False
     data_dir: str | None = None
     dataset_meta: dict = dataclasses.field(default_factory=dict)
 
@@ -93,7 +96,7 @@ class ExportMeta:
                     "target": opt_text, "source_task": opt_text, "source_domain": opt_text,
                     "source_label": opt_text, "init_from": opt_text,
                     "train_subjects": optional(_subject_count), "subset_seed": opt_int,
-                    "seed": opt_int, "data_dir": opt_text, "dataset_meta": optional(mapping),
+                    "seed": opt_int, "data_dir": opt_text, "slice_context": boolean, "dataset_meta": optional(mapping),
                     **MODE_CHECKERS}
         meta = from_fields(cls, data, where, checkers, renamed={"init": "init_from"})
         # JSON null for the optional collections means "none recorded".

@@ -71,15 +71,17 @@ _PREFIXES: dict[str, tuple[Callable, Callable | None]] = {}
 
 
 def register_network_prefix(prefix: str, builder: Callable,
-                            check: Callable[[str], str | None] | None = None) -> None:
+                            check: Callable[[str, str | None], str | None] | None = None
+                            ) -> None:
     """Build every network named ``prefix + NAME`` with ``builder(NAME, network_kind, ...)``.
 
     Args:
       prefix: e.g. ``keras_hub:`` (ends with ``:``; new).
       builder: ``(name, network_kind, image_size, input_channels, num_outputs, *,
         latent_channels, decoder_variant, discriminator_variant) -> TaskModels``.
-      check: ``name -> message or None``, a cheap check run by config validation
-        before TensorFlow loads (e.g. that the optional package is installed).
+      check: ``(name, decoder_variant) -> message or None``, a cheap check run by config
+        validation before TensorFlow loads (e.g. that the optional package is installed,
+        or that the family can feed that decoder).
     """
     if not prefix.endswith(":") or prefix in _PREFIXES:
         raise ValueError(f"network prefix {prefix!r} must end with ':' and be new")
@@ -96,15 +98,15 @@ def _prefixed(name: str):
     return _PREFIXES.get(prefix + sep), rest
 
 
-def check_network(name: str) -> str | None:
-    """One line saying why ``--network=name`` cannot be built, else None (no import of
-    Keras)."""
+def check_network(name: str, decoder_variant: str | None = None) -> str | None:
+    """One line saying why ``--network=name`` (with ``--decoder_variant``) cannot be built,
+    else None (no import of Keras)."""
     if name == AUTO or name in NETWORKS:
         return None
     entry, rest = _prefixed(name)
     if entry is None or not rest:
         return f"--network={name!r} is not one of {', '.join(network_choices())}"
-    return entry[1](rest) if entry[1] is not None else None
+    return entry[1](rest, decoder_variant) if entry[1] is not None else None
 
 
 def network_builder(name: str) -> Callable:
@@ -193,11 +195,11 @@ def _keras_hub_models(name: str, kind: str, image_size: int, input_channels: int
     return build_hub_models(name, kind, image_size, input_channels, num_outputs, **options)
 
 
-def _keras_hub_check(name: str) -> str | None:
+def _keras_hub_check(name: str, decoder_variant: str | None = None) -> str | None:
     """Without TensorFlow: keras-hub installed, ``name`` a preset directory or a cached (or
-    downloadable) preset name."""
+    downloadable) preset name; ``unet`` only with a backbone that has pyramid outputs."""
     try:
-        hub_preset.check("--network", name)
+        hub_preset.check("--network", name, decoder_variant=decoder_variant)
     except hub_preset.HubPresetError as e:
         return str(e)
     return None

@@ -61,6 +61,10 @@ class TrainConfig:
                                  + " (tl_keras.models.presets)")
     input_channels: int = _flag(3, "model input channels: 3 (grey repeated, Taskonomy/ImageNet) "
                                    "or 1")
+    slice_context: bool = _flag(False, "2.5-D input: the slice and its two axial neighbours "
+                                       "[previous, slice, next] as the 3 input channels "
+                                       "(needs --input_channels 3 and a data set converted "
+                                       "with --context_slices)")
     latent_channels: int = _flag(8, "encoder compress1 channels (Taskonomy 8; the paper says 4)")
     decoder_variant: str = _flag("taskonomy", "taskonomy (15 layers), paper (10 layers) or unet "
                                               "(skip-connected, fed by the encoder's stages; not "

@@ -32,6 +32,7 @@ class DataSpec:
     meta: dict
     subjects: list | None = None
     val_split: str | None = "val"
+    slice_context: bool = False
 
 
 def distributed_train_data(strategy, spec: DataSpec, epoch: int, skip: int):
@@ -41,7 +42,7 @@ def distributed_train_data(strategy, spec: DataSpec, epoch: int, skip: int):
         ds = build_dataset(spec.data_dir, "train", spec.task, per_replica, training=True,
                            subjects=spec.subjects, input_channels=spec.input_channels,
                            seed=spec.seed * 100003 + epoch, input_context=ctx, repeat=True,
-                           meta=spec.meta)
+                           meta=spec.meta, slice_context=spec.slice_context)
         # Each global step takes one batch per local replica from this pipeline.
         per_step = ctx.num_replicas_in_sync // ctx.num_input_pipelines
         return ds.skip(skip * per_step)
@@ -53,7 +54,7 @@ def distributed_eval_data(strategy, spec: DataSpec, split: str):
         per_replica = ctx.get_per_replica_batch_size(spec.global_batch_size)
         return build_dataset(spec.data_dir, split, spec.task, per_replica, training=False,
                              input_channels=spec.input_channels, input_context=ctx,
-                             meta=spec.meta)
+                             meta=spec.meta, slice_context=spec.slice_context)
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 

@@ -148,7 +148,8 @@ def _measure(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable, 
         from tl_keras.data.dataset import build_dataset
         x, y = next(iter(build_dataset(
             config.data_dir, "train", task.data_task, batch, training=True, subjects=subjects,
-            input_channels=config.input_channels, seed=config.seed, repeat=True, meta=meta)))
+            input_channels=config.input_channels, seed=config.seed, repeat=True, meta=meta,
+            slice_context=config.slice_context)))
 
         def make_run(candidate: str):
             set_precision(candidate)
@@ -202,7 +203,7 @@ def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | No
         initialise = (lambda: task.initialise(config, tm)) if task.initialise else None
         start = ckpt.restore_or_initialize(initialise)
     data = DataSpec(config.data_dir, task.data_task, config.batch_size, config.input_channels,
-                    config.seed, meta, subjects=subjects)
+                    config.seed, meta, subjects=subjects, slice_context=config.slice_context)
     validate = None
     if config.validate and meta.split("val") is not None:
         eval_step = steps.distribute(task.eval_step(ctx) if task.eval_step

@@ -13,7 +13,6 @@ import os
 
 from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools import schema
-from tl_keras.models import hub_preset
 from tl_keras.models.presets import AUTO, DEFAULT_NETWORK, check_network
 from tl_keras.training import tasks
 from tl_keras.training.config import (CLASS_WEIGHTS, DECODER_VARIANTS, DOMAINS, LOSSES,
@@ -40,7 +39,7 @@ def _validate_common(c: TrainConfig) -> DatasetMeta:
     _choice("mixed_precision", c.mixed_precision, PRECISIONS)
     _choice("class_weights", c.class_weights, CLASS_WEIGHTS)
     _choice("decoder_variant", c.decoder_variant, DECODER_VARIANTS)
-    message = check_network(c.network)
+    message = check_network(c.network, c.decoder_variant)
     if message:
         raise ConfigError(message)
     if c.input_channels not in (1, 3):
@@ -73,6 +72,12 @@ def _validate_common(c: TrainConfig) -> DatasetMeta:
     if h != w or h % 16:
         raise ConfigError(f"{c.data_dir}: image_size {list(meta.image_size)} must be square "
                           "and a multiple of 16")
+    if c.slice_context and c.input_channels != 3:
+        raise ConfigError(f"--slice_context stacks 3 slices as channels; it needs "
+                          f"--input_channels 3, got {c.input_channels}")
+    if c.slice_context and not schema.context_slices(meta):
+        raise ConfigError(f"--slice_context: {c.data_dir} was converted without "
+                          "--context_slices (no neighbouring slices stored)")
     if c.image_size and c.image_size != h:
         raise ConfigError(f"--image_size={c.image_size} but {c.data_dir} holds {h} px slices")
     if meta.split("train") is None:
@@ -154,20 +159,19 @@ def validate_pretrain(c: PretrainConfig) -> DatasetMeta:
         raise ConfigError(f"--class_weights={c.class_weights} only applies to "
                           f"--task={' | '.join(tasks.weighted_tasks())}")
     _check_task(task, c, meta)
-    _check_hub_decoder(c, resolve_network(c))
+    _check_implied_network(c, resolve_network(c))
     return meta
 
 
-def _check_hub_decoder(c: TrainConfig, network: str) -> None:
-    """A keras-hub network's decoder check before anything is written: ``unet`` needs the
-    backbone's ``pyramid_outputs`` (read from the preset's config, no TensorFlow)."""
-    if not network.startswith(hub_preset.PREFIX):
+def _check_implied_network(c: TrainConfig, network: str) -> None:
+    """``--network auto``: the registry's check of the network the source implies (an
+    explicit ``--network`` was checked with the common flags), e.g. that a keras-hub
+    backbone can feed ``--decoder_variant unet``, before anything is written."""
+    if c.network != AUTO:
         return
-    try:
-        hub_preset.check("--network", network[len(hub_preset.PREFIX):],
-                         decoder_variant=c.decoder_variant)
-    except hub_preset.HubPresetError as e:
-        raise ConfigError(str(e)) from None
+    message = check_network(network, c.decoder_variant)
+    if message:
+        raise ConfigError(message)
 
 
 def _check_task(task: tasks.TaskSpec, c: TrainConfig, meta: DatasetMeta) -> None:
@@ -233,7 +237,7 @@ def validate_finetune(c: FinetuneConfig) -> DatasetMeta:
                           "channel and only 3 -> 1 is adapted (RGB kernels summed); pass "
                           "--input_channels 1")
     check_finetune_mode(c, spec)
-    _check_hub_decoder(c, resolve_network(c))
+    _check_implied_network(c, resolve_network(c))  # resolving refuses a contradiction
     if c.evaluate and meta.split(c.eval_split) is None:
         raise ConfigError(f"{c.data_dir}: no '{c.eval_split}' split to evaluate "
                           "(pass --noevaluate or --eval_split)")

@@ -56,10 +56,15 @@ def test_task_models_shapes(size, channels):
     x = np.random.default_rng(0).uniform(-1, 1, (2, h, w, channels)).astype("float32")
     assert enc(x).shape == (2, h // 16, w // 16, 4)
     expected = {"segmentation": (2, h, w, 5), "target": (2, h, w, 5),
-                "autoencoding": (2, h, w, channels), "classification": (2, 5)}
+                "autoencoding": (2, h, w, channels), "reconstruction": (2, h, w, channels),
+                "classification": (2, 5)}
     for task in TASKS:
         tm = build_task_models(task, enc, num_classes=5)
         out = tm.model(x, training=False)
+        if task == "simsiam":  # projections z and predictions p, one vector per image
+            z, p = out
+            assert z.shape == p.shape and z.shape[0] == 2 and len(z.shape) == 2, task
+            continue
         assert tuple(out.shape) == expected[task], task
         if task == "autoencoding":
             assert float(np.abs(out).max()) <= 1.0

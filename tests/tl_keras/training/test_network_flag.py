@@ -78,7 +78,8 @@ def test_a_registered_prefix_builds_and_is_checked(monkeypatch):
 
     assert presets.check_network("fam:x") is not None
     presets.register_network_prefix("fam:", build,
-                                    check=lambda n: None if n != "bad" else "fam:bad is bad")
+                                    check=lambda n, decoder_variant=None:
+                                    None if n != "bad" else "fam:bad is bad")
     with pytest.raises(ValueError, match="must end with ':' and be new"):
         presets.register_network_prefix("fam:", build)
     assert "fam:NAME" in presets.network_choices()
