@@ -149,7 +149,7 @@ def main(argv):
         "nifti_training_input": timed(lambda: nifti_epoch(manifest, FLAGS.batch_size, True), 1),
     }
     shard_bytes = sum(os.path.getsize(f) for f in files)
-    slices = meta["splits"]["train"]["slices"]
+    slices = meta.split("train").slices
     speedup = rates["parse_batch"] / rates["nifti_slice_pad"]
     result = {
         "subjects": FLAGS.subjects, "slices_per_epoch": slices, "slice_size": SIZE,

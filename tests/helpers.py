@@ -232,15 +232,26 @@ def threshold_model(num_classes: int = 2, size: int = 32, channels: int = 3,
     return keras.Model(inp, out)
 
 
+def dataset_json(size: int = 32, **fields) -> dict:
+    """A complete ``dataset.json`` object of a grey two-class data set (one training
+    subject), with ``fields`` replacing its keys."""
+    return {"image_size": [size, size], "channels": 1, "num_mask_classes": 2,
+            "num_tissue_classes": 4,
+            "splits": {"train": {"subjects": ["train000"], "slices": 3, "shards": 1}},
+            **fields}
+
+
 def export_threshold_model(model_dir, num_classes=2, size=32, dataset_meta=None, bias=0.0,
                            **meta):
-    """Save :func:`threshold_model` with export metadata; returns the meta."""
+    """Save :func:`threshold_model` with export metadata; returns the meta.
+    ``dataset_meta``: keys of the embedded ``dataset.json`` (:func:`dataset_json`)."""
     from tl_keras.models.export import save_exported
     full = {"image_size": [size, size], "input_channels": 3, "num_classes": num_classes,
             "class_names": ["background"] + [f"lesion{i}" for i in range(1, num_classes)],
             "target": "stroke", "source_task": "segmentation", "source_domain": "t1",
             "init": "runs/pretrain/encoder.weights.h5", "train_subjects": ["train000"],
-            "subset_seed": 3, "seed": 7, "dataset_meta": dataset_meta or {}}
+            "subset_seed": 3, "seed": 7,
+            "dataset_meta": dataset_json(size, **dataset_meta) if dataset_meta else None}
     full.update(meta)
     save_exported(threshold_model(num_classes, size, bias=bias), str(model_dir), full)
     return full

@@ -3,13 +3,11 @@ typed record (:class:`DatasetMeta`), checked when read and when written.
 
 Files of earlier versions are read as they are: keys added since (``checksums``,
 ``ignore_class``, ``versions``, a split's ``complete`` ...) take their defaults, and a
-bare number as ``image_size`` is a square size. The record is also a read-only mapping
-of its JSON object (``meta["splits"]["train"]["subjects"]``), for callers not yet using
-its attributes.
+bare number as ``image_size`` is a square size. Readers use its attributes
+(``meta.split("train").subjects``); ``to_dict()`` is the JSON object.
 """
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import os
 
@@ -65,21 +63,8 @@ def _context(value) -> int:
     return value
 
 
-class _MappingView(collections.abc.Mapping):
-    """Read-only mapping access to ``to_dict()`` (for callers reading keys)."""
-
-    def __getitem__(self, key):
-        return self.to_dict()[key]
-
-    def __iter__(self):
-        return iter(self.to_dict())
-
-    def __len__(self):
-        return len(self.to_dict())
-
-
 @dataclasses.dataclass(frozen=True, eq=True)
-class DatasetMeta(_MappingView):
+class DatasetMeta:
     """What ``dataset.json`` records about a converted data set.
 
     Attributes:

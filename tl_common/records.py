@@ -76,6 +76,8 @@ def from_fields(cls, data: dict, where: str, checkers: dict, renamed: dict | Non
         check = checkers.get(name, lambda v: v)
         try:
             values[name] = check(data[name])
+        except RecordError:  # a nested record names its own key
+            raise
         except (TypeError, ValueError) as e:
             raise RecordError(f"{where}: key '{name}' = {data[name]!r}: {e}") from None
     return cls(**values)

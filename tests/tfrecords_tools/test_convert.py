@@ -30,17 +30,17 @@ def test_shards_metadata_and_subjects_csv(converted):
     assert names == ["test-00000-of-00001.tfrecord", "train-00000-of-00002.tfrecord",
                      "train-00001-of-00002.tfrecord"]
     # 48 slices at 4 mm; crops 80 / 60 mm -> 20 / 15 slices dropped -> 13 kept.
-    assert meta["splits"]["train"] == {"subjects": ["sub00", "sub01", "sub02"], "slices": 39,
+    assert meta.splits["train"].to_dict() == {"subjects": ["sub00", "sub01", "sub02"], "slices": 39,
                                        "shards": 2, "complete": True}
-    assert meta["splits"]["test"]["slices"] == 13
+    assert meta.splits["test"].slices == 13
     on_disk = schema.read_meta(out)
-    assert on_disk["image_size"] == [64, 64] and on_disk["channels"] == 1
-    assert on_disk["synthetic"] is True and on_disk["complete"] is True
-    assert on_disk["tissue_classes"] == ["background", "CSF", "GM", "WM"]
-    assert len(on_disk["presence_labels"]) == 16 and on_disk["num_mask_classes"] == 2
-    assert on_disk["preprocessing"]["crop_top"] == 80
-    assert on_disk["preprocessing"]["skip_registration"] is True
-    assert on_disk["schema_version"] == schema.SCHEMA_VERSION and on_disk["tool_version"]
+    assert on_disk.image_size == (64, 64) and on_disk.channels == 1
+    assert on_disk.synthetic is True and on_disk.complete is True
+    assert on_disk.tissue_classes == ("background", "CSF", "GM", "WM")
+    assert len(on_disk.presence_labels) == 16 and on_disk.num_mask_classes == 2
+    assert on_disk.preprocessing["crop_top"] == 80
+    assert on_disk.preprocessing["skip_registration"] is True
+    assert on_disk.schema_version == schema.SCHEMA_VERSION and on_disk.tool_version
     table = pd.read_csv(os.path.join(out, schema.SUBJECTS_CSV))
     assert list(table.subject_id) == ["sub03", "sub00", "sub01", "sub02"]  # by split, id
     assert set(table.slices) == {13} and set(table.first_slice) == {15}
@@ -78,7 +78,7 @@ def test_rerun_skips_completed_subjects_and_shards(converted):
     before = {f: os.stat(f).st_mtime_ns for f in files}
     meta = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, progress=False)
     assert {f: os.stat(f).st_mtime_ns for f in files} == before
-    assert meta["complete"]
+    assert meta.complete
 
 
 def test_shard_jobs_then_merge(converted, tmp_path):
@@ -86,7 +86,7 @@ def test_shard_jobs_then_merge(converted, tmp_path):
     out = str(tmp_path / "jobs")
     meta0 = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, shard_job=(0, 2),
                        progress=False)
-    assert not meta0["complete"]
+    assert not meta0.complete
     assert sorted(f for f in os.listdir(out) if f.endswith(".tfrecord")) == [
         "test-00000-of-00001.tfrecord", "train-00000-of-00002.tfrecord"]
     assert sorted(os.listdir(os.path.join(out, "subjects"))) == [
@@ -94,8 +94,8 @@ def test_shard_jobs_then_merge(converted, tmp_path):
     cv.convert(manifest, out, mni_cohort_config(), num_shards=2, shard_job=(1, 2), progress=False)
     assert os.path.exists(os.path.join(out, "train-00001-of-00002.tfrecord"))
     merged = cv.convert(manifest, out, mni_cohort_config(), num_shards=2, progress=False)
-    assert merged["complete"]
-    assert merged["splits"] == schema.read_meta(full_out)["splits"]
+    assert merged.complete
+    assert merged.splits == schema.read_meta(full_out).splits
 
 
 def test_on_error_fail_and_skip(tmp_path):
@@ -108,7 +108,7 @@ def test_on_error_fail_and_skip(tmp_path):
     assert list(errors.subject) == ["sub01"] and "finite" in errors.problem[0].lower()
     meta = cv.convert(manifest, out, mni_cohort_config(), num_shards=1, on_error="skip",
                       progress=False)
-    assert meta["splits"]["train"]["subjects"] == ["sub00"] and not meta["complete"]
+    assert meta.splits["train"].subjects == ("sub00",) and not meta.complete
     assert list(pd.read_csv(os.path.join(out, "errors.csv")).subject) == ["sub01"]
 
 
@@ -161,7 +161,7 @@ def test_cli_parallel_workers_skip_bad_subject(tmp_path):
     assert "1 subject(s) skipped" in proc.stdout
     assert "pre-processing" in proc.stderr and "scan/s" in proc.stderr  # tqdm bar with rate
     meta = schema.read_meta(str(out))
-    assert meta["splits"]["train"]["subjects"] == ["sub00", "sub01"]
+    assert meta.splits["train"].subjects == ("sub00", "sub01")
     assert list(pd.read_csv(out / "errors.csv").subject) == ["sub02"]
 
 
@@ -176,8 +176,8 @@ def test_phantom_cohort_registered_multiclass_anatomy(tmp_path):
         "label_mapping": str(tmp_path / "ph" / "anatomy_mapping.csv")})
     assert not config.skip_registration and config.crop_top == 29
     meta = cv.convert(manifest, str(tmp_path / "out"), config, num_shards=1, progress=False)
-    assert meta["synthetic"] is True and meta["num_mask_classes"] == 7
-    assert meta["mask_classes"][:2] == ["background", "CSF"]
+    assert meta.synthetic is True and meta.num_mask_classes == 7
+    assert meta.mask_classes[:2] == ("background", "CSF")
     cache = subject_cache.load_cache(subject_cache.cache_path(str(tmp_path / "out"),
                                                               "synthetic000"))
     assert cache["mask"].max() >= 4                   # anatomy classes, not the lesion

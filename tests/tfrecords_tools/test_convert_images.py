@@ -42,7 +42,7 @@ def test_folder_with_masks_and_labels_round_trip(tmp_path):
                                   image_size=32, num_shards=2, split_counts={"train": 3,
                                                                              "test": 2},
                                   progress=False)
-    assert meta["channels"] == 3 and meta["splits"]["train"]["slices"] == 3
+    assert meta.channels == 3 and meta.splits["train"].slices == 3
     assert sorted(f for f in os.listdir(out) if f.endswith(".tfrecord")) == [
         "test-00000-of-00002.tfrecord", "test-00001-of-00002.tfrecord",
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
@@ -79,9 +79,9 @@ def test_skimage_samples_cli(tmp_path):
     proc = subprocess.run(args, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     meta = schema.read_meta(str(out))
-    assert meta["synthetic"] is True and meta["channels"] == 3
-    assert meta["presence_labels"][0] == "astronaut" and meta["num_tissue_classes"] == 4
-    assert {k: v["slices"] for k, v in meta["splits"].items()} == {"train": 8, "val": 2,
+    assert meta.synthetic is True and meta.channels == 3
+    assert meta.presence_labels[0] == "astronaut" and meta.num_tissue_classes == 4
+    assert {k: v.slices for k, v in meta.splits.items()} == {"train": 8, "val": 2,
                                                                    "test": 2}
     table = pd.read_csv(out / schema.SUBJECTS_CSV)
     assert len(table) == 12 and table.subject_id.is_unique
@@ -92,7 +92,7 @@ def test_skimage_samples_cli(tmp_path):
         image_dir="", mask_dir="", labels_csv="", from_skimage_samples=True, num_images=12,
         num_seg_classes=4, out_dir=str(out), image_size=32, num_shards=2,
         splits="train=8,val=2,test=2", seed=0, synthetic=False, progress=False))
-    assert again["splits"] == meta["splits"] and os.stat(shard).st_mtime_ns == before
+    assert again.splits == meta.splits and os.stat(shard).st_mtime_ns == before
 
 
 def test_skimage_sample_labels_deterministic_and_varied():
@@ -150,8 +150,8 @@ def test_taskonomy_layout_pairs_by_building_point_view_with_ignore_label(tmp_pat
         seed=0, synthetic=False, progress=False, taskonomy_dir=str(tmp_path / "taskonomy")))
     meta = schema.read_meta(str(out))
     # Values 1..4 -> classes 0..3 (names keep the value); unlabelled 0 -> last class "ignore".
-    assert meta["tissue_classes"] == ["class_1", "class_2", "class_3", "class_4", "ignore"]
-    assert meta["ignore_class"] == 4 and meta["preprocessing"]["ignore_label"] == 0
+    assert meta.tissue_classes == ("class_1", "class_2", "class_3", "class_4", "ignore")
+    assert meta.ignore_class == 4 and meta.preprocessing["ignore_label"] == 0
     got = {}
     for b in build_dataset(str(out), "train", "raw", batch_size=4, training=False):
         for k, sid in enumerate(b["subject_id"].numpy()):
@@ -201,7 +201,7 @@ def test_ignored_pixels_are_left_out_of_the_loss(tmp_path, method):
                                   presence_labels=presence, image_size=24, num_shards=1,
                                   split_counts={"train": 4}, progress=False)
     weights = class_weights_for(str(tmp_path / "out"), "train", "tissue", meta, method)
-    assert weights[meta["ignore_class"]] == 0 and (weights[:4] > 0).all()
+    assert weights[meta.ignore_class] == 0 and (weights[:4] > 0).all()
     labels = np.stack([np.where(v == 0, 4, v - 1) for v in truth.values()]).astype(np.int32)
     rng = np.random.default_rng(0)
     logits = rng.normal(size=labels.shape + (5,)).astype(np.float32)

@@ -81,9 +81,9 @@ def test_two_concurrent_converts_with_different_crops(cohort, tmp_path):
     assert "Traceback" not in loser_err
     assert "in use by" in loser_err or "other parameters" in loser_err
     meta = schema.read_meta(str(out))
-    assert meta["preprocessing"]["crop_top"] == winner and meta["complete"]
+    assert meta.preprocessing["crop_top"] == winner and meta.complete
     # Every subject cache in the shards was made with the winner's parameters.
-    for sid in meta["splits"]["train"]["subjects"]:
+    for sid in meta.splits["train"].subjects:
         cache = subject_cache.read_cache_meta(subject_cache.cache_path(str(out), sid))
         assert cache["slices"] == 48 - 15 - round(winner / 4)
 
@@ -98,8 +98,8 @@ def test_rerun_with_other_parameters_refused_unless_overwrite(cohort, tmp_path):
     with pytest.raises(outdir.OutDirError, match="num_shards: 1 -> 2"):
         cv.convert(cohort, out, mni_cohort_config(), num_shards=2, progress=False)
     meta = cv.convert(cohort, out, other, num_shards=1, progress=False, overwrite=True)
-    assert meta["preprocessing"]["clip_percentiles"] == [2.0, 98.0] and meta["complete"]
-    assert schema.read_meta(out)["preprocessing"]["clip_percentiles"] == [2.0, 98.0]
+    assert meta.preprocessing["clip_percentiles"] == [2.0, 98.0] and meta.complete
+    assert schema.read_meta(out).preprocessing["clip_percentiles"] == [2.0, 98.0]
 
 
 def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
@@ -109,7 +109,7 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     shard = os.path.join(out, "train-00000-of-00001.tfrecord")
     good = sha256_file(shard)
-    assert schema.read_meta(out)["checksums"]["train-00000-of-00001.tfrecord"]["sha256"] == good
+    assert schema.read_meta(out).checksums["train-00000-of-00001.tfrecord"]["sha256"] == good
     with open(shard, "r+b") as f:  # the 400 flipped bytes
         f.seek(1000)
         data = bytearray(f.read(400))
@@ -124,7 +124,7 @@ def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     capfd.readouterr()
     meta = cv.convert(cohort, out, mni_cohort_config(), num_shards=1, progress=False)
     assert f"{shard}: damaged" in capfd.readouterr().err
-    assert sha256_file(shard) == good and meta["complete"]
+    assert sha256_file(shard) == good and meta.complete
 
 
 def test_identical_inputs_give_byte_identical_shards(cohort, tmp_path):

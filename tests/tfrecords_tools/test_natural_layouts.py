@@ -39,13 +39,13 @@ def test_taskonomy_release_folders_and_split_by_building(tmp_path):
             num_seg_classes=0, out_dir=str(out), image_size=16, num_shards=1,
             splits="train=0.5,test=0.5", seed=seed, synthetic=False, progress=False,
             taskonomy_dir=str(tmp_path / "taskonomy")))
-        splits = schema.read_meta(str(out))["splits"]
+        splits = schema.read_meta(str(out)).splits
         where = {}
         for split, info in splits.items():
-            for sid in info["subjects"]:
+            for sid in info.subjects:
                 where.setdefault(building_of(sid), set()).add(split)
         assert len(where) == 4 and all(len(v) == 1 for v in where.values()), where
-        assert {len(info["subjects"]) for info in splits.values()} == {6}
+        assert {len(info.subjects) for info in splits.values()} == {6}
 
 
 def test_imagenet_synset_folders(tmp_path):

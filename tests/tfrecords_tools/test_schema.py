@@ -92,8 +92,10 @@ def test_dataset_meta_reads_files_of_earlier_versions(tmp_path):
     assert meta.split("train") == SplitInfo(("a", "b"), 6, 1, complete=True)
     assert meta.checksums == {} and meta.ignore_class is None and meta.complete
     assert meta.quant_max == schema.DEFAULT_QUANT_MAX and meta.split("val") is None
-    # Mapping access (callers reading keys) sees the JSON object.
-    assert meta["splits"]["train"]["subjects"] == ["a", "b"] and meta.get("errors") == 0
+    assert meta.splits["train"].subjects == ("a", "b") and meta.errors == 0
+    assert meta.context_slices == 0  # written before 2.5-D: no neighbours stored
+    with pytest.raises(TypeError):  # read by attribute only: no key access to dig into
+        meta["splits"]
     assert DatasetMeta.from_dict(meta.to_dict()) == meta
     # A square size written as one number.
     assert schema.read_meta(_write(tmp_path, {**_FIRST_VERSION, "image_size": 16})
@@ -107,6 +109,7 @@ def test_dataset_meta_reads_files_of_earlier_versions(tmp_path):
     ({"image_size": [1, 2, 3]}, "'image_size'"),
     ({"num_classes": 2}, "num_classes"),
     ({"num_mask_classes": None}, "'num_mask_classes'"),
+    ({"context_slices": 2}, "'context_slices' = 2: must be 0 or 1"),
 ])
 def test_dataset_meta_errors_name_the_file_and_key(tmp_path, change, key):
     from tl_common.cli import UserError

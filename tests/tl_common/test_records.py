@@ -13,7 +13,9 @@ from tl_common.records import RecordError
 # export/model.json exactly as fine-tuning wrote it before the key became init_from.
 OLD_MODEL_JSON = {
     "class_names": ["background", "lesion"], "data_dir": "/data/atlas",
-    "dataset_meta": {"image_size": [64, 64], "num_mask_classes": 2},
+    "dataset_meta": {"image_size": [64, 64], "channels": 1, "num_mask_classes": 2,
+                     "num_tissue_classes": 4, "splits": {
+                         "train": {"subjects": ["a"], "slices": 20, "shards": 1}}},
     "image_size": [64, 64], "init": "runs/pre/encoder_best", "input_channels": 3,
     "num_classes": 2, "seed": 0, "source_domain": "t1", "source_label": "t1 segmentation",
     "source_task": "segmentation", "subset_seed": 3, "target": "stroke", "train_subjects": 8}
@@ -55,7 +57,7 @@ def test_export_meta_normalises_old_shorthands():
     meta = ExportMeta.from_dict({"image_size": 32, "input_channels": 1, "num_classes": 2,
                                  "train_subjects": ["s1", "s2", "s3"], "class_names": None})
     assert (meta.image_size, meta.train_subjects, meta.class_names) == ((32, 32), 3, ())
-    assert meta.dataset_meta == {} and meta.init_from is None
+    assert meta.dataset_meta is None and meta.init_from is None
 
 
 @pytest.mark.parametrize("change, message", [
@@ -64,6 +66,7 @@ def test_export_meta_normalises_old_shorthands():
     ({"image_size": [64, 64, 1]}, "key 'image_size'"),
     ({"modality": "t1"}, "unknown key(s) ['modality']"),
     ({"init_from": "scratch"}, "has both 'init' (the old name) and 'init_from'"),
+    ({"dataset_meta": {"image_size": [64, 64]}}, "key 'dataset_meta': missing key 'channels'"),
 ])
 def test_bad_model_json_names_file_and_key(tmp_path, change, message):
     path = _write_model_json(str(tmp_path), {**OLD_MODEL_JSON, **change})

@@ -1,7 +1,7 @@
 """Segment new scans and write the result in each scan's own (native) space.
 
 The model's training pre-processing is rebuilt from the export metadata
-(``meta["dataset_meta"]["preprocessing"]``, the ``PreprocessConfig`` the data
+(``ExportMeta.dataset_meta.preprocessing``, the ``PreprocessConfig`` the data
 set was converted with); each scan goes through ``prepare_scan`` (registration,
 resampling, normalisation, slicing, padding), every kept slice is predicted and
 ``write_native`` maps the labels (nearest) or probabilities (linear) back onto
@@ -42,8 +42,8 @@ def preprocess_config_for(meta: ExportMeta, model_dir: str):
       UnreproducibleError: one line naming the model directory and the reason.
     """
     where = f"{model_dir}: cannot reproduce the model's pre-processing"
-    data_meta = meta.dataset_meta  # the data set's own dataset.json
-    params = data_meta.get("preprocessing")
+    data_meta = meta.dataset_meta  # the data set's own dataset.json record
+    params = data_meta.preprocessing if data_meta is not None else None
     if not params:
         raise UnreproducibleError(f"{where}: its dataset_meta records no 'preprocessing' "
                                   f"parameters (was it trained on a converted data set?)")
@@ -60,7 +60,7 @@ def preprocess_config_for(meta: ExportMeta, model_dir: str):
         raise UnreproducibleError(f"{where}: the model takes {size} slices but the "
                                   f"pre-processing makes {config.slice_size} x "
                                   f"{config.slice_size}")
-    channels = int(data_meta.get("channels", 1))
+    channels = data_meta.channels
     if channels != 1:
         raise UnreproducibleError(f"{where}: the data set has {channels} image channels; "
                                   f"pre-processing produces grey scans")

@@ -15,8 +15,9 @@ import zipfile
 from tl_common.cli import MissingFileError
 from tl_common.io import atomic_path, write_json_atomic
 from tl_keras.models.hub_preset import require_keras_hub
-from tl_common.records import (RecordError, boolean, from_fields, image_size, integer, mapping,
-                               names, optional, read_json_object, real, text)
+from tl_common.records import (RecordError, boolean, from_fields, image_size, integer, names,
+                               optional, read_json_object, real, text)
+from tfrecords_tools.dataset_meta import DatasetMeta
 
 EXPORT_DIR = "export"
 MODEL_FILE = "segmentation.keras"
@@ -30,6 +31,13 @@ MODE_CHECKERS = {"freeze_encoder": boolean, "freeze_epochs": integer,
 def _subject_count(value) -> int:
     # Earlier exports could record the subject list itself; its length is the set size.
     return len(value) if isinstance(value, (list, tuple)) else integer(value)
+
+
+def _dataset_meta(where: str):
+    """Checker of ``dataset_meta``: the embedded ``dataset.json`` as its record (None or
+    an empty object, as files of earlier versions wrote, mean none recorded)."""
+    return lambda value: DatasetMeta.from_dict(value, f"{where}: key 'dataset_meta'") \
+        if value else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,8 +61,9 @@ class ExportMeta:
       slice_context: the model takes 2.5-D input, [previous, slice, next]
         (``--slice_context``); evaluation and prediction stack the same.
       data_dir: absolute path of the training data set.
-      dataset_meta: the training data set's ``dataset.json`` (with its
-        ``preprocessing`` parameters, used by ``tl_keras.predict``).
+      dataset_meta: the training data set's ``dataset.json`` record (with its
+        ``preprocessing`` parameters, used by ``tl_keras.predict``); None when not
+        recorded (an empty object in files of earlier versions).
     """
 
     image_size: tuple[int, int]
@@ -75,12 +84,13 @@ class ExportMeta:
     init_decoder: bool = False
     slice_context: bool = False
     data_dir: str | None = None
-    dataset_meta: dict = dataclasses.field(default_factory=dict)
+    dataset_meta: DatasetMeta | None = None
 
     def to_dict(self) -> dict:
         """The JSON object of ``model.json``."""
         out = dataclasses.asdict(self)
         out["image_size"], out["class_names"] = list(self.image_size), list(self.class_names)
+        out["dataset_meta"] = self.dataset_meta.to_dict() if self.dataset_meta else None
         return out
 
     @classmethod
@@ -96,12 +106,12 @@ class ExportMeta:
                     "target": opt_text, "source_task": opt_text, "source_domain": opt_text,
                     "source_label": opt_text, "init_from": opt_text,
                     "train_subjects": optional(_subject_count), "subset_seed": opt_int,
-                    "seed": opt_int, "data_dir": opt_text, "slice_context": boolean, "dataset_meta": optional(mapping),
+                    "seed": opt_int, "data_dir": opt_text, "slice_context": boolean,
+                    "dataset_meta": _dataset_meta(where),
                     **MODE_CHECKERS}
         meta = from_fields(cls, data, where, checkers, renamed={"init": "init_from"})
         # JSON null for the optional collections means "none recorded".
-        return dataclasses.replace(meta, class_names=meta.class_names or (),
-                                   dataset_meta=meta.dataset_meta or {})
+        return dataclasses.replace(meta, class_names=meta.class_names or ())
 
 
 def save_exported(model, model_dir: str, meta: ExportMeta | dict) -> str:

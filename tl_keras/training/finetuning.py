@@ -44,7 +44,7 @@ def _export(config, tm, meta, subjects, source) -> None:
         target=config.target, **source,
         **mode_of(config), init_from=config.init_from, train_subjects=len(subjects),
         subset_seed=config.subset_seed, seed=config.seed, slice_context=config.slice_context,
-        data_dir=os.path.abspath(config.data_dir), dataset_meta=meta.to_dict()))
+        data_dir=os.path.abspath(config.data_dir), dataset_meta=meta))
 
 
 def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -> dict:

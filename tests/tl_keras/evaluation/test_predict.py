@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import dice, export_threshold_model, needs_mount, read_only_error_lines
+from tests.helpers import (dataset_json, dice, export_threshold_model, needs_mount,
+                           read_only_error_lines)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +96,7 @@ def test_batch_mode_resumes(phantom, tmp_path):
 
 
 @pytest.mark.parametrize("dataset_meta, size, message", [
+    (None, 64, "no 'preprocessing'"),
     ({}, 64, "no 'preprocessing'"),
     ({"preprocessing": {"kind": "tiny-test"}, "synthetic": True}, 64, "tiny-test"),
     ({"preprocessing": {"resolution": 4.0, "slice_size": 64, "mystery": 1}}, 64, "unknown"),
@@ -105,8 +107,10 @@ def test_batch_mode_resumes(phantom, tmp_path):
 def test_unreproducible_models_are_refused(dataset_meta, size, message):
     from tl_keras.evaluation.predict import UnreproducibleError, preprocess_config_for
     from tl_keras.models.export import ExportMeta
+    from tfrecords_tools.dataset_meta import DatasetMeta
+    data = None if dataset_meta is None else DatasetMeta.from_dict(dataset_json(64, **dataset_meta))
     meta = ExportMeta(image_size=(size, size), input_channels=1, num_classes=2,
-                      dataset_meta=dataset_meta)
+                      dataset_meta=data)
     with pytest.raises(UnreproducibleError, match=message) as info:
         preprocess_config_for(meta, "runs/m")
     assert "runs/m: cannot reproduce" in str(info.value) and "\n" not in str(info.value)

@@ -34,10 +34,10 @@ WORKER = textwrap.dedent("""
 def _one_slice_dataset(out_dir) -> None:
     """The tiny data set with every training slice replaced by the first one."""
     meta = make_tiny_dataset(out_dir)
-    n = meta["splits"]["train"]["shards"]
+    n = meta.splits["train"].shards
     first = next(iter(tf.data.TFRecordDataset(
         os.path.join(out_dir, schema.shard_name("train", 0, n))))).numpy()
-    per_shard = meta["splits"]["train"]["slices"] // n
+    per_shard = meta.splits["train"].slices // n
     for i in range(n):
         shards.write_shard(os.path.join(out_dir, schema.shard_name("train", i, n)),
                            [first] * per_shard)

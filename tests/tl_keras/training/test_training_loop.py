@@ -109,7 +109,7 @@ def test_finetune_exports_evaluates_and_skips_when_done(tiny_data_dir, tmp_path,
     assert result["train_subjects"] == 2 and result["train_slices"] == 6 and result["steps"] == 6
     meta = read_exported_meta(c.model_dir)
     assert (meta.num_classes, meta.target, meta.init_from) == (2, "stroke", "scratch")
-    assert meta.train_subjects == 2 and meta.dataset_meta["num_mask_classes"] == 2
+    assert meta.train_subjects == 2 and meta.dataset_meta.num_mask_classes == 2
     assert os.path.isdir(os.path.join(c.model_dir, "eval_test"))
     weights = json.load(open(os.path.join(c.model_dir, "class_weights.json")))
     assert weights["method"] == "enet" and len(weights["weights"]) == 2

@@ -91,7 +91,7 @@ def test_invalid_pretrain_flags_fail_early(tiny_data_dir, tmp_path, monkeypatch,
 
 def test_invalid_finetune_flags_fail_early(tiny_data_dir, tmp_path):
     ok = cfg.FinetuneConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path), target="ms")
-    assert val.validate_finetune(ok)["num_mask_classes"] == 2
+    assert val.validate_finetune(ok).num_mask_classes == 2
     assert ok.resolved_epochs() == 60
     for kw, message in (({"train_subjects": 5}, "has 4 subjects"),
                         ({"init_from": "/no/such/encoder"}, "does not exist"),
