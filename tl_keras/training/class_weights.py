@@ -165,7 +165,8 @@ def _slices(value) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ClassWeights:
-    """What ``class_weights.json`` records (docs/training.md, "Run directory").
+    """What ``class_weights.json`` records (docs/training.md, "What a run directory
+    holds").
 
     Attributes:
       method: the ``--class_weights`` method (one of :data:`METHODS`).

@@ -4,7 +4,7 @@ fine-tuning run, :class:`PretrainResult` for a pre-training run.
 Training writes it when the run is complete (a fine-tuned model trained and exported);
 the caller that evaluates a fine-tuning run (``tl_keras.studies``) adds the evaluation
 and writes it again. Fields: docs/evaluation.md, "Run records", and docs/training.md,
-"Run directory".
+"What a run directory holds".
 """
 from __future__ import annotations
 
