@@ -209,8 +209,8 @@ def hub_encoder_config(encoder: keras.Model) -> dict | None:
             "input_mapping": [float(mapping.scale), float(mapping.offset)]}
 
 
-def rebuild_hub_encoder(meta: dict, name: str = "encoder") -> keras.Model:
-    """The encoder :func:`hub_encoder_config` described (random initialisation)."""
-    return build_hub_encoder(meta["backbone_config"], int(meta["image_size"][0]),
-                             int(meta["input_channels"]), tuple(meta["input_mapping"]),
-                             name=name)
+def rebuild_hub_encoder(meta, name: str = "encoder") -> keras.Model:
+    """The encoder :func:`hub_encoder_config` described (random initialisation), from
+    its ``encoder.json`` record (:class:`tl_keras.weights.encoder_meta.EncoderMeta`)."""
+    return build_hub_encoder(meta.backbone_config, meta.image_size[0], meta.input_channels,
+                             meta.input_mapping, name=name)

@@ -4,8 +4,15 @@ The paper cites a method it does not name; four are offered. All are computed
 from the per-slice class histograms stored in the shards (``tissue/counts`` for
 source segmentation, ``mask/counts`` for targets), over the selected subjects
 of the training split only.
+
+A run caches its weights in ``class_weights.json``, the :class:`ClassWeights` record
+(read back on resume instead of counting the data set again).
 """
 from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -14,11 +21,13 @@ from tfrecords_tools.dataset_meta import DatasetMeta
 from tfrecords_tools import schema
 from tl_keras.data.dataset import list_shards, verify_shards
 from tfrecords_tools.errors import DataSetError
+from tl_common.records import from_fields, integer, read_json_object, real, text
 
 METHODS = ("median_frequency", "inverse", "enet", "foreground", "none")
 #: ``foreground`` weights: background 1, every other class this (docs/decoders.md).
 FOREGROUND_WEIGHT = 5.0
 COUNT_KEYS = {"tissue": schema.TISSUE_COUNTS, "mask": schema.MASK_COUNTS}
+CLASS_WEIGHTS_FILE = "class_weights.json"
 
 
 def _num_classes(meta: DatasetMeta, labels: str) -> int:
@@ -131,3 +140,73 @@ def class_weights_for(data_dir: str, split: str, labels: str, meta: DatasetMeta,
     if ignore is not None:
         weights[ignore] = 0.0
     return weights
+
+
+def _method(value) -> str:
+    if text(value) not in METHODS:
+        raise ValueError(f"expected one of {list(METHODS)}")
+    return value
+
+
+def _weights(value) -> tuple[float, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError("expected a list of numbers")
+    weights = tuple(real(w) for w in value)
+    if any(w < 0 for w in weights):
+        raise ValueError("expected weights >= 0")
+    return weights
+
+
+def _slices(value) -> int:
+    if integer(value) < 0:
+        raise ValueError("expected a count >= 0")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassWeights:
+    """What ``class_weights.json`` records (docs/training.md, "What a run directory
+    holds").
+
+    Attributes:
+      method: the ``--class_weights`` method (one of :data:`METHODS`).
+      weights: one weight per class (the ignored class 0).
+      slices: the training slices counted (of the selected subjects); they set the
+        schedule.
+    """
+
+    method: str
+    weights: tuple[float, ...]
+    slices: int
+
+    @classmethod
+    def of(cls, weights, method: str, num_slices: int) -> "ClassWeights":
+        """The record of ``weights`` (any sequence of numbers, e.g. a numpy array)."""
+        return cls(method, tuple(float(w) for w in weights), int(num_slices))
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``class_weights.json``."""
+        return {"method": self.method, "weights": list(self.weights), "slices": self.slices}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = CLASS_WEIGHTS_FILE) -> "ClassWeights":
+        """Check and convert ``data``.
+
+        Raises:
+          RecordError: naming ``where`` and the missing, unknown or bad key.
+        """
+        return from_fields(cls, data, where,
+                           {"method": _method, "weights": _weights, "slices": _slices})
+
+
+def cached_class_weights(path: str, compute: Callable[[], ClassWeights]) -> ClassWeights:
+    """The record cached at ``path``, else ``compute()`` (not written here:
+    :func:`tl_keras.training.runs.record_start` does; keeps resumed runs from re-reading
+    the data set).
+
+    Raises:
+      RecordError: the cached file is damaged or foreign (one line naming it and the key).
+    """
+    if os.path.exists(path):
+        return ClassWeights.from_dict(read_json_object(path), path)
+    return compute()

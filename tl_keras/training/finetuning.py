@@ -13,7 +13,7 @@ from tl_keras.models.export import ExportMeta, save_exported
 from tl_keras.training import tasks
 from tl_keras.training.config import FinetuneConfig
 from tl_keras.training.validation import resolve, validate_finetune
-from tl_keras.training.results import FinetuneResult, result_path  # noqa: F401
+from tl_keras.training.results import FinetuneResult
 from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.runs import completed_result, finish_run
 from tl_keras.training.strategy import is_chief
@@ -70,9 +70,9 @@ def run_finetune(config: FinetuneConfig, build_models: Callable | None = None) -
 
 def _finetune(config: FinetuneConfig, meta: DatasetMeta, build_models) -> dict:
     """:func:`run_finetune` in its claimed run directory."""
-    done = completed_result(config)
+    done = completed_result(config, FinetuneResult)
     if done is not None:
-        return FinetuneResult.from_dict(done, result_path(config.model_dir)).to_dict()
+        return done.to_dict()
     source = source_of(config.init_from, config.mode_suffix())
     subjects = select_subjects(split_subjects(meta, "train"), config.train_subjects or None,
                                config.subset_seed)
@@ -82,9 +82,9 @@ def _finetune(config: FinetuneConfig, meta: DatasetMeta, build_models) -> dict:
     result = FinetuneResult(target=config.target, init_from=config.init_from, **source,
                             **mode_of(config),
                             train_subjects=len(subjects), subset_seed=config.subset_seed,
-                            seed=config.seed, steps=total, train_slices=counts["slices"],
-                            precision=run.precision.policy, final=dict(logs)).to_dict()
+                            seed=config.seed, steps=total, train_slices=counts.slices,
+                            precision=run.precision.policy, final=dict(logs))
     if is_chief(strategy):
         _export(config, tm, meta, subjects, source)
         finish_run(config, result)
-    return result
+    return result.to_dict()

@@ -9,6 +9,7 @@ from typing import Callable
 
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig
+from tl_keras.training.results import PretrainResult
 from tl_keras.training.rundir import claim_run_dir
 from tl_keras.training.validation import resolve, validate_pretrain
 from tl_keras.training.runs import completed_result, finish_run
@@ -19,7 +20,8 @@ from tl_keras.weights.encoder_io import is_encoder_dir
 
 def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -> dict:
     """Pre-train (or resume) in ``config.model_dir``, holding it (lock and flags check,
-    :func:`tl_keras.training.rundir.claim_run_dir`); write and return ``result.json``.
+    :func:`tl_keras.training.rundir.claim_run_dir`); write ``result.json`` and return it
+    (the :class:`~tl_keras.training.results.PretrainResult` as a dict).
 
     Exports ``encoder_last`` after every epoch and ``encoder_best`` whenever the
     validation loss improves, in the format of :func:`tl_keras.weights.save_encoder`.
@@ -40,21 +42,21 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
 def _pretrain(config: PretrainConfig, meta: dict, build_models) -> dict:
     """:func:`run_pretrain` in its claimed run directory."""
     task = tasks.get(config.task)
-    done = completed_result(config, extendable=True)
+    done = completed_result(config, PretrainResult, extendable=True)
     if done is not None:
         if task.export is not None:
             _refuse_missing(config, _missing_encoders(config), "its checkpoints were not "
                             "kept (--keep_checkpoints_after_done)")
-        return done
+        return done.to_dict()
     run = train(config, task, meta, build_models)
-    result = {**pretrain_result(config, run.history, run.total_steps),
-              "precision": run.precision.policy}
+    result = PretrainResult.of_history(config, run.history, run.total_steps,
+                                       run.precision.policy)
     if run.is_chief:
         unrestorable = _restore_encoders(config, task, run, result)
         finish_run(config, result)
-        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result['epochs']}, "
-                        f"the best was epoch {result['best_epoch']}")
-    return result
+        _refuse_missing(config, unrestorable, f"the checkpoints hold epoch {result.epochs}, "
+                        f"the best was epoch {result.best_epoch}")
+    return result.to_dict()
 
 
 def _missing_encoders(config: PretrainConfig) -> list[str]:
@@ -62,13 +64,13 @@ def _missing_encoders(config: PretrainConfig) -> list[str]:
             if not is_encoder_dir(os.path.join(config.model_dir, name))]
 
 
-def _restore_encoders(config, task, run, result: dict) -> list[str]:
+def _restore_encoders(config, task, run, result: PretrainResult) -> list[str]:
     """Export again the encoders a finished run lost (deleted by hand); the last
     checkpoint holds the last epoch's networks. Returns those it cannot restore."""
     missing = _missing_encoders(config) if task.export is not None and run.history else []
     if not missing:
         return []
-    last_is_best = result["best_epoch"] == result["epochs"]
+    last_is_best = result.best_epoch == result.epochs
     restorable = [n for n in missing if n == ENCODER_LAST or last_is_best]
     task.export(config, run.models, len(run.history) - 1, run.history[-1],
                 ENCODER_BEST in restorable)
@@ -85,11 +87,3 @@ def _refuse_missing(config: PretrainConfig, missing: list[str], why: str) -> Non
                           + (f", or use {ENCODER_LAST}/" if ENCODER_LAST not in missing
                              else ""))
 
-
-def pretrain_result(config: PretrainConfig, history: list, total_steps: int) -> dict:
-    """The record of a finished pre-training from its per-epoch logs."""
-    scores = [logs.get("val_loss", logs.get("loss", float("inf"))) for logs in history]
-    best = min(range(len(scores)), key=scores.__getitem__)  # first of equal scores
-    return {"task": config.task, "domain": config.domain, "seed": config.seed,
-            "steps": total_steps, "epochs": len(history), "best_epoch": best + 1,
-            "best_score": scores[best], **{f"final_{k}": v for k, v in history[-1].items()}}

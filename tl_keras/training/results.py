@@ -1,8 +1,10 @@
-"""The record of a fine-tuning run: ``<model_dir>/result.json``.
+"""The record of a run: ``<model_dir>/result.json``, :class:`FinetuneResult` for a
+fine-tuning run, :class:`PretrainResult` for a pre-training run.
 
-Training writes it when the model is trained and exported (the run is complete);
-the caller that evaluates the run (``tl_keras.studies``) adds the evaluation and
-writes it again. Fields: docs/evaluation.md, "Run records".
+Training writes it when the run is complete (a fine-tuned model trained and exported);
+the caller that evaluates a fine-tuning run (``tl_keras.studies``) adds the evaluation
+and writes it again. Fields: docs/evaluation.md, "Run records", and docs/training.md,
+"What a run directory holds".
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import os
 from tl_common.io import write_json_atomic
 from tl_keras.models.export import MODE_CHECKERS
 from tl_common.records import (RecordError, from_fields, integer, optional, prefixed,
-                                    read_json_object, text)
+                               read_json_object, scalar, text)
 
 RESULT_FILE = "result.json"
 
@@ -100,6 +102,63 @@ class FinetuneResult:
         return from_fields(cls, {**rest, "final": final, "test": test}, where, checkers)
 
 
+@dataclasses.dataclass(frozen=True)
+class PretrainResult:
+    """What ``result.json`` records about a pre-training run.
+
+    Attributes:
+      task: the source task (``--task``).
+      domain: the ``--domain`` recorded with its encoders.
+      seed: the run's seed.
+      steps: training steps.
+      epochs: epochs trained.
+      best_epoch: the epoch of ``encoder_best`` (1-based; the first of equal scores).
+      best_score: its ``val_loss`` (``loss`` without validation).
+      final: the last epoch's mean logs (``final_<name>`` in the file: loss, val_loss...).
+      precision: the Keras dtype policy the run trained in; None in records written
+        before it was recorded.
+    """
+
+    task: str
+    domain: str
+    seed: int
+    steps: int
+    epochs: int
+    best_epoch: int
+    best_score: float
+    precision: str | None = None
+    final: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def of_history(cls, config, history: list, total_steps: int,
+                   precision: str | None) -> "PretrainResult":
+        """The record of a finished pre-training from its per-epoch logs."""
+        scores = [logs.get("val_loss", logs.get("loss", float("inf"))) for logs in history]
+        best = min(range(len(scores)), key=scores.__getitem__)  # first of equal scores
+        return cls(task=config.task, domain=config.domain, seed=config.seed,
+                   steps=total_steps, epochs=len(history), best_epoch=best + 1,
+                   best_score=scores[best], precision=precision, final=dict(history[-1]))
+
+    def to_dict(self) -> dict:
+        """The JSON object of ``result.json`` (``final`` flattened as ``final_*``)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.name != "final"}
+        return {**out, **{f"final_{k}": v for k, v in self.final.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str = RESULT_FILE) -> "PretrainResult":
+        """Check and convert ``data``.
+
+        Raises:
+          RecordError: naming ``where`` and the missing or bad key.
+        """
+        final, rest = prefixed(data, "final_", where)
+        checkers = {"task": text, "domain": text, "seed": integer, "steps": integer,
+                    "epochs": integer, "best_epoch": integer, "best_score": scalar,
+                    "precision": optional(text)}
+        return from_fields(cls, {**rest, "final": final}, where, checkers)
+
+
 def result_path(model_dir: str) -> str:
     return os.path.join(model_dir, RESULT_FILE)
 
@@ -121,5 +180,5 @@ def write_finetune_result(model_dir: str, result: FinetuneResult) -> None:
     write_json_atomic(result_path(model_dir), result.to_dict())
 
 
-__all__ = ["RESULT_FILE", "FinetuneResult", "RecordError", "read_finetune_result",
-           "write_finetune_result"]
+__all__ = ["RESULT_FILE", "FinetuneResult", "PretrainResult", "RecordError",
+           "read_finetune_result", "write_finetune_result"]

@@ -1,18 +1,16 @@
 """Set-up shared by pre-training and fine-tuning runs."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from typing import Callable
 
 import keras
-import numpy as np
 
 from tl_keras.training import optimizers, precision
 from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
-from tl_keras.training.results import RESULT_FILE
+from tl_keras.training.results import RESULT_FILE, result_path
 from tl_keras.training.strategy import (is_chief, loss_scaling, make_strategy,
                                         set_determinism, set_precision)
 from tl_common.io import write_json_atomic
@@ -107,44 +105,35 @@ def make_optimizer(config: TrainConfig, boundaries=(), values=(), *, multiplier:
         lr, config.weight_decay, loss_scale=loss_scaling())
 
 
-def cached_json(path: str, compute):
-    """The JSON at ``path``, else ``compute()`` (not written here: see
-    :func:`record_start`; keeps resumed runs from re-reading the data set for class
-    weights)."""
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    return compute()
-
-
-def weights_record(weights: np.ndarray, method: str, num_slices: int) -> dict:
-    return {"method": method, "weights": [float(w) for w in weights], "slices": int(num_slices)}
-
-
-def completed_result(config: TrainConfig, extendable: bool = False) -> dict | None:
-    """The ``result.json`` of a complete run, else None.
+def completed_result(config: TrainConfig, record: type, extendable: bool = False):
+    """The ``result.json`` record of a complete run, else None.
 
     Args:
       config: the run configuration.
+      record: the record class of the run's ``result.json``
+        (:mod:`tl_keras.training.results`: ``FinetuneResult``, ``PretrainResult``).
       extendable: a complete run whose checkpoints are still there is resumed
         (pre-training: a larger ``--max_steps`` continues it); its finishing
         steps (export, records, clean-up) are idempotent and run again.
+
+    Raises:
+      RecordError: ``result.json`` is damaged or has a missing or bad key.
     """
-    path = os.path.join(config.model_dir, RESULT_FILE)
+    path = result_path(config.model_dir)
     checkpoints = os.path.join(config.model_dir, CHECKPOINT_DIR)
     if not os.path.exists(path) or (extendable and os.path.isdir(checkpoints)):
         return None
-    result = read_json_object(path)
+    result = record.from_dict(read_json_object(path), path)
     print(f"{config.model_dir}: already complete ({RESULT_FILE}); nothing to do", flush=True)
     if not config.keep_checkpoints_after_done and os.path.isdir(checkpoints):
         shutil.rmtree(checkpoints)  # a clean-up cut short by a kill
     return result
 
 
-def finish_run(config: TrainConfig, result: dict) -> None:
-    """Write ``result.json`` (marks the run complete), then drop ``checkpoints/``
-    unless ``--keep_checkpoints_after_done`` (chief only)."""
-    write_json_atomic(os.path.join(config.model_dir, RESULT_FILE), result)
+def finish_run(config: TrainConfig, result) -> None:
+    """Write the record ``result`` as ``result.json`` (marks the run complete), then drop
+    ``checkpoints/`` unless ``--keep_checkpoints_after_done`` (chief only)."""
+    write_json_atomic(result_path(config.model_dir), result.to_dict())
     checkpoints = os.path.join(config.model_dir, CHECKPOINT_DIR)
     if not config.keep_checkpoints_after_done and os.path.isdir(checkpoints):
         shutil.rmtree(checkpoints)

@@ -21,12 +21,13 @@ from tl_keras.training import freezing, precision, steps
 from tl_keras.training.checkpointing import RunCheckpoint, remove_debris
 from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, evaluate, fit
 from tl_keras.training.precision import PrecisionChoice
-from tl_keras.training.runs import (cached_json, make_optimizer, open_strategy, record_start,
-                                    schedule, start_run)
+from tl_keras.training.class_weights import (CLASS_WEIGHTS_FILE, ClassWeights,
+                                             cached_class_weights)
+from tl_keras.training.runs import (make_optimizer, open_strategy, record_start, schedule,
+                                    start_run)
 from tl_keras.training.strategy import is_chief, set_precision, work_dir
 from tl_keras.training.tasks import StepContext, TaskSpec
 
-CLASS_WEIGHTS_FILE = "class_weights.json"
 #: Checkpoint key of the encoder's own optimizer (:mod:`tl_keras.training.freezing`).
 ENCODER_OPTIMIZER = "encoder_optimizer"
 
@@ -39,7 +40,8 @@ class Trained:
       models: the trained networks.
       history: the logs of every epoch (of the whole run, resumed or not).
       total_steps: the run's steps.
-      weights: the class-weights record (``class_weights.json``), or None.
+      weights: the :class:`~tl_keras.training.class_weights.ClassWeights` record
+        (``class_weights.json``), or None.
       strategy: the ``tf.distribute`` strategy (only its chief writes records).
       precision: the run's :class:`~tl_keras.training.precision.PrecisionChoice`.
     """
@@ -47,7 +49,7 @@ class Trained:
     models: TaskModels
     history: list
     total_steps: int
-    weights: dict | None
+    weights: ClassWeights | None
     strategy: object
     precision: PrecisionChoice
 
@@ -187,15 +189,16 @@ def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | No
     strategy = open_strategy(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None
     weights_file = os.path.join(config.model_dir, CLASS_WEIGHTS_FILE)
-    weights = cached_json(weights_file, compute) if compute is not None else None
-    slices = weights["slices"] if weights is not None else meta.split("train").slices
+    weights = cached_class_weights(weights_file, compute) if compute is not None else None
+    slices = weights.slices if weights is not None else meta.split("train").slices
     steps_per_epoch, total = schedule(config, slices)
     loss_fn = task.loss(config, weights)
     batch = config.batch_size // strategy.num_replicas_in_sync
     choice = start_run(config, strategy, network_key(config, task, meta, build_models, batch),
                        _measure(config, task, meta, build_models, loss_fn, batch, subjects,
                                 steps_per_epoch, total))
-    record_start(config, strategy, {weights_file: weights}, choice)  # nothing written before
+    record_start(config, strategy, {weights_file: weights and weights.to_dict()},
+                 choice)  # nothing written before
     with strategy.scope():
         ctx, step_for, ckpt = _build(config, task, meta, build_models, strategy, loss_fn,
                                      steps_per_epoch, total)

@@ -2,7 +2,8 @@
 
 * :func:`load_taskonomy` - Taskonomy task-bank TF1 checkpoints, by name, with a report;
 * :func:`load_slim_resnet50`, :func:`load_keras_resnet50` - ImageNet ResNet-50;
-* :func:`save_encoder`, :func:`load_encoder`, :func:`read_encoder_meta` - our format;
+* :func:`save_encoder`, :func:`load_encoder`, :func:`read_encoder_meta` - our format
+  (``encoder.json``: the :class:`EncoderMeta` record);
   :func:`load_part` - the other parts a conversion wrote (``convert --parts``);
 * :class:`InitSpec` - the ``--init_from`` grammar (``scratch | DIR | taskonomy:CKPT[@TASK] |
   imagenet:CKPT|FILE.h5 | keras_hub:PRESET``): parse, check, label, load;
@@ -18,6 +19,7 @@ from tl_keras.models.lazy import exported_names, lazy_exports
 _EXPORTS = {
     "tl_keras.weights.encoder_io": ("load_encoder", "load_part", "read_encoder_meta",
                                     "save_encoder"),
+    "tl_keras.weights.encoder_meta": ("EncoderMeta",),
     "tl_keras.weights.imagenet": ("load_keras_resnet50", "load_slim_resnet50"),
     "tl_keras.weights.spec": ("InitSpec", "SPEC_HELP"),
     "tl_keras.weights.init": ("init_encoder",),

@@ -65,10 +65,9 @@ def _already_done(config: ConvertConfig, input_channels: int) -> bool:
     if config.overwrite or not os.path.isfile(os.path.join(config.out, META_FILE)):
         return False
     meta = read_encoder_meta(config.out)
-    prov = meta.get("provenance", {})
-    old = {"source": prov.get("source"), "parts": sorted(prov.get("parts") or []),
-           "input_channels": meta["input_channels"], "image_size": list(meta["image_size"]),
-           "source_task": meta["source_task"], "domain": meta["domain"]}
+    old = {"source": meta.provenance.get("source"), "parts": sorted(meta.parts),
+           "input_channels": meta.input_channels, "image_size": list(meta.image_size),
+           "source_task": meta.source_task, "domain": meta.domain}
     new = _recorded(config, input_channels)
     differ = [f"{k} {old[k]} -> {new[k]}" for k in new if old[k] != new[k]]
     if differ:

@@ -1,27 +1,25 @@
 """Our own pre-trained encoder format: ``encoder.weights.h5`` + ``encoder.json``.
 
 ``encoder.json`` describes how to rebuild the encoder (input channels, latent channels,
-image size) and where the weights came from (source task, domain, provenance). It is
-written last, so a directory with ``encoder.json`` is complete.
+image size) and where the weights came from (source task, domain, provenance): the
+:class:`~tl_keras.weights.encoder_meta.EncoderMeta` record. It is written last, so a
+directory with ``encoder.json`` is complete.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 
 import tl_keras
-from tl_common.io import atomic_path, write_json_atomic
+from tl_common.io import atomic_path
+from tl_keras.weights.encoder_meta import (FORMAT, HUB_ARCH, KERAS_JSON_ARCH, META_FILE,
+                                           TASKONOMY_ARCH, EncoderMeta, as_weight_load_error,
+                                           read_meta_file, write_meta_file)
 from tl_keras.weights.load_report import WeightLoadError
 from tl_keras.weights.taskonomy import build_parts, head_image_size
 
 WEIGHTS_FILE = "encoder.weights.h5"
-META_FILE = "encoder.json"
-FORMAT = "tl_keras.encoder"
-FORMAT_VERSION = 1
-REQUIRED_META = ("format", "input_channels", "latent_channels", "image_size",
-                 "source_task", "domain")
 
 
 @contextlib.contextmanager
@@ -36,11 +34,6 @@ def atomic_weights(path: str):
         finally:
             if os.path.exists(tmp_h5):
                 os.remove(tmp_h5)
-
-
-TASKONOMY_ARCH = "taskonomy_resnet50_v1"
-KERAS_JSON_ARCH = "keras_json"
-HUB_ARCH = "keras_hub"  # tl_keras.models.hub.ARCHITECTURE
 
 
 def encoder_config(encoder) -> dict:
@@ -76,16 +69,21 @@ def save_encoder(encoder, out_dir: str, *, source_task: str, domain: str,
 
     Returns:
       ``out_dir``.
+
+    Raises:
+      WeightLoadError: the record would be invalid (e.g. a non-JSON ``provenance`` type).
     """
+    meta = {**encoder_config(encoder), "source_task": source_task, "domain": domain,
+            "provenance": provenance or {}, "network": network or None,
+            "tl_keras_version": tl_keras.__version__,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    with as_weight_load_error():  # checked before anything is written
+        record = EncoderMeta.from_dict({"format": FORMAT, **meta},
+                                       os.path.join(out_dir, META_FILE))
     os.makedirs(out_dir, exist_ok=True)
     with atomic_weights(os.path.join(out_dir, WEIGHTS_FILE)) as tmp:
         encoder.save_weights(tmp)
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **encoder_config(encoder),
-            "source_task": source_task, "domain": domain, "provenance": provenance or {},
-            **({"network": network} if network else {}),
-            "tl_keras_version": tl_keras.__version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    write_json_atomic(os.path.join(out_dir, META_FILE), meta)
+    write_meta_file(out_dir, record)
     return out_dir
 
 
@@ -101,32 +99,19 @@ def is_encoder_dir(path: str) -> bool:
     return os.path.isfile(os.path.join(encoder_dir(path), META_FILE))
 
 
-def read_encoder_meta(path: str) -> dict:
-    """Read and check ``encoder.json`` of an encoder directory.
+def read_encoder_meta(path: str) -> EncoderMeta:
+    """Read and check ``encoder.json`` of an encoder directory (or one of its files).
 
     Raises:
-      WeightLoadError: missing or invalid metadata, or missing weights file.
+      WeightLoadError: missing or invalid metadata (one line naming the file and the
+        key), or missing weights file.
     """
     d = encoder_dir(path)
     meta_path = os.path.join(d, META_FILE)
     if not os.path.isfile(meta_path):
         raise WeightLoadError(f"{d}: no {META_FILE}; not a tl_keras encoder directory "
                               "(write one with save_encoder or tl_keras.weights.convert)")
-    try:
-        with open(meta_path) as f:
-            meta = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise WeightLoadError(f"{meta_path}: unreadable encoder metadata: {e}") from e
-    if not isinstance(meta, dict):
-        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (a JSON "
-                              f"{type(meta).__name__}, expected an object)")
-    if meta.get("format") != FORMAT:
-        raise WeightLoadError(f"{meta_path}: not a {FORMAT} file (format "
-                              f"{meta.get('format')!r}, expected {FORMAT!r})")
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        raise WeightLoadError(f"{meta_path}: {FORMAT} file without the key(s) "
-                              f"{', '.join(missing)}")
+    meta = read_meta_file(meta_path)
     if not os.path.isfile(os.path.join(d, WEIGHTS_FILE)):
         raise WeightLoadError(f"{d}: {WEIGHTS_FILE} is missing next to {META_FILE}")
     return meta
@@ -143,21 +128,17 @@ def load_encoder(path: str, name: str = "encoder"):
       ``keras.Model``: images in [-1, 1], (N, H, W, C) -> the ``compress1`` representation.
     """
     meta = read_encoder_meta(path)
-    architecture = meta.get("architecture", TASKONOMY_ARCH)
-    if architecture == KERAS_JSON_ARCH:
+    if meta.architecture == KERAS_JSON_ARCH:
         import keras
         from tl_keras.models.batchnorm import fused_keras_json
-        encoder = keras.models.model_from_json(fused_keras_json(meta["keras_config"]))
-    elif architecture == HUB_ARCH:
+        encoder = keras.models.model_from_json(fused_keras_json(meta.keras_config))
+    elif meta.architecture == HUB_ARCH:
         from tl_keras.models.hub import rebuild_hub_encoder
         encoder = rebuild_hub_encoder(meta, name=name)
-    elif architecture == TASKONOMY_ARCH:
+    else:  # TASKONOMY_ARCH; the record knows no other
         from tl_keras.models import build_encoder
-        encoder = build_encoder(tuple(meta["image_size"]), meta["input_channels"],
-                                meta["latent_channels"], name=name)
-    else:
-        raise WeightLoadError(f"{encoder_dir(path)}/{META_FILE}: unknown architecture "
-                              f"'{architecture}'")
+        encoder = build_encoder(meta.image_size, meta.input_channels, meta.latent_channels,
+                                name=name)
     weights = os.path.join(encoder_dir(path), WEIGHTS_FILE)
     try:
         encoder.load_weights(weights)
@@ -181,14 +162,14 @@ def load_part(path: str, part: str, *, output_activation: str | None = None):
     if part == "encoder":
         return load_encoder(path)
     meta = read_encoder_meta(path)
-    parts = meta.get("provenance", {}).get("parts", {})
+    parts = meta.parts
     weights = os.path.join(encoder_dir(path), f"{part}.weights.h5")
     if part not in parts or not os.path.isfile(weights):
         raise WeightLoadError(f"{encoder_dir(path)}: no converted '{part}' (parts: "
                               f"{sorted(parts)}); rerun convert with --parts encoder,{part}")
-    layout = {**parts, "encoder": {"input_channels": meta["input_channels"],
-                                   "latent_channels": meta["latent_channels"]}}
-    size = meta["image_size"][0]
+    layout = {**parts, "encoder": {"input_channels": meta.input_channels,
+                                   "latent_channels": meta.latent_channels}}
+    size = meta.image_size[0]
     if part == "head":  # fc0's input size fixes the latent grid
         size = head_image_size(layout, size)
     model = build_parts(layout, [part], size, decoder_activation=output_activation)[part]

@@ -32,8 +32,8 @@ from tl_keras.models.hub_preset import PREFIX as KERAS_HUB_PREFIX
 from tl_keras.models.hub_preset import HubPresetError, preset_name
 from tl_keras.models.hub_preset import check as check_hub_preset
 from tl_keras.weights.checkpoint import check_checkpoint, checkpoint_prefix, is_checkpoint
-from tl_keras.weights.encoder_io import (TASKONOMY_ARCH, encoder_dir, is_encoder_dir,
-                                         load_encoder, read_encoder_meta)
+from tl_keras.weights.encoder_io import (encoder_dir, is_encoder_dir, load_encoder,
+                                         read_encoder_meta)
 from tl_keras.weights.imagenet import load_keras_resnet50, load_slim_resnet50
 from tl_keras.weights.mapping import assign, weight_map
 from tl_keras.weights.load_report import LoadReport, WeightLoadError
@@ -155,7 +155,7 @@ class InitSpec:
         self.check()
         if self.is_export:
             return read_export_meta(self.path).input_channels
-        return int(read_encoder_meta(self.path)["input_channels"])
+        return read_encoder_meta(self.path).input_channels
 
     def source(self) -> tuple[str | None, str | None]:
         """``(source_task, source_domain)`` recorded with every run.
@@ -178,7 +178,7 @@ class InitSpec:
             meta = read_export_meta(self.path)
             return FINETUNED_PREFIX + (meta.target or "target"), meta.source_domain
         meta = read_encoder_meta(self.path)
-        return meta.get("source_task"), meta.get("domain")
+        return meta.source_task, meta.domain
 
     def network(self) -> str | None:
         """The network (``tl_keras.models.presets`` name) the source's encoder is, if it
@@ -191,10 +191,7 @@ class InitSpec:
             return f"keras_hub:{self.path}"
         if self.kind != "dir" or self.is_export:  # a fine-tuning run's export: not recorded
             return None
-        meta = read_encoder_meta(self.path)
-        if meta.get("network"):
-            return meta["network"]
-        return "taskonomy" if meta.get("architecture") == TASKONOMY_ARCH else None
+        return read_encoder_meta(self.path).implied_network
 
     def label(self) -> str:
         """The report's name of this source, e.g. "Taskonomy segmentsemantic"; a fine-tuned

@@ -61,7 +61,7 @@ def test_export_and_reload_by_name(hub_presets, tmp_path):
     tm = build_hub_models(hub_presets["resnet"], "target", 64, 3, 2, decoder_variant="unet")
     save_encoder(tm.encoder, str(tmp_path / "enc"), source_task="segmentation", domain="t1")
     meta = read_encoder_meta(str(tmp_path / "enc"))
-    assert meta["architecture"] == "keras_hub" and meta["input_mapping"][0] != 1.0
+    assert meta.architecture == "keras_hub" and meta.input_mapping[0] != 1.0
     x = np.random.default_rng(0).uniform(-1, 1, (2, 64, 64, 3)).astype(np.float32)
     reloaded = load_encoder(str(tmp_path / "enc"))
     np.testing.assert_allclose(reloaded(x), tm.encoder(x), rtol=1e-5, atol=1e-5)

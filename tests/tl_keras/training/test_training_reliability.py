@@ -230,7 +230,7 @@ def test_encoder_json_of_another_format_names_the_problem(tmp_path):
     from tl_keras.weights import WeightLoadError, read_encoder_meta
     for content, message in ((json.dumps({"format": "keras", "input_channels": 3}),
                               "format 'keras', expected 'tl_keras.encoder'"),
-                             ("[1, 2]", "a JSON list, expected an object")):
+                             ("[1, 2]", "a JSON list, not an object")):
         (tmp_path / "encoder.json").write_text(content)
         (tmp_path / "encoder.weights.h5").write_text("")
         with pytest.raises(WeightLoadError, match=message) as info:

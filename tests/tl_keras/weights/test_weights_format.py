@@ -30,10 +30,10 @@ def test_save_and_load_round_trip_exactly(saved):
     from tl_keras.weights import load_encoder, read_encoder_meta
     enc, path = saved
     meta = read_encoder_meta(path)
-    assert meta["source_task"] == "autoencoding" and meta["domain"] == "brain-mri"
-    assert (meta["input_channels"], meta["latent_channels"], meta["image_size"]) == (3, 4, [32, 32])
-    assert meta["provenance"] == {"run": "unit-test"}
-    assert meta["tl_keras_version"] == tl_keras.__version__
+    assert meta.source_task == "autoencoding" and meta.domain == "brain-mri"
+    assert (meta.input_channels, meta.latent_channels, meta.image_size) == (3, 4, (32, 32))
+    assert meta.provenance == {"run": "unit-test"}
+    assert meta.tl_keras_version == tl_keras.__version__
     loaded = load_encoder(path + "/encoder.json")
     for a, b in zip(enc.weights, loaded.weights):
         assert a.path == b.path
@@ -131,7 +131,7 @@ def test_non_taskonomy_encoder_round_trips_through_init_encoder(tmp_path):
     from tl_keras.weights import init_encoder, read_encoder_meta, save_encoder
     src = tiny_encoder(32, 3)
     save_encoder(src, str(tmp_path / "enc"), source_task="segmentation", domain="t1")
-    assert read_encoder_meta(str(tmp_path / "enc"))["architecture"] == "keras_json"
+    assert read_encoder_meta(str(tmp_path / "enc")).architecture == "keras_json"
     dst = tiny_encoder(32, 3)
     x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     assert not np.allclose(src(x).numpy(), dst(x).numpy())

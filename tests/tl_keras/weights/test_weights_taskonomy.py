@@ -191,9 +191,9 @@ def test_convert_cli_writes_encoder_format(ckpts, tmp_path, capsys):
             "--parts", "encoder,discriminator", "--input_channels", "1", "--image_size", "64"]
     assert convert.main(argv) == 0
     meta = read_encoder_meta(str(out))
-    assert (meta["input_channels"], meta["latent_channels"], meta["image_size"]) == (1, 8, [64, 64])
-    assert meta["source_task"] == "taskonomy:ae"
-    assert meta["provenance"]["parts"]["discriminator"] == {"in_channels": 6}
+    assert (meta.input_channels, meta.latent_channels, meta.image_size) == (1, 8, (64, 64))
+    assert meta.source_task == "taskonomy:ae"
+    assert meta.parts["discriminator"] == {"in_channels": 6}
     assert (out / "discriminator.weights.h5").is_file()
     enc = load_encoder(str(out))
     np.testing.assert_allclose(enc.get_layer("encoder__conv1").kernel.numpy(),
@@ -257,7 +257,7 @@ def test_convert_follows_the_checkpoint_channels_and_refuses_changed_options(ckp
     base = ["convert", "--taskonomy", ckpts["paths"]["grey"], "--out", out, "--image_size", "64"]
     assert convert.main(base) == 0
     meta = read_encoder_meta(out)
-    assert (meta["input_channels"], meta["source_task"], meta["domain"]) == \
+    assert (meta.input_channels, meta.source_task, meta.domain) == \
         (1, "taskonomy:grey", "natural")
     capsys.readouterr()
     for extra, change in ((["--image_size", "32"], "image_size [64, 64] -> [32, 32]"),
@@ -268,4 +268,4 @@ def test_convert_follows_the_checkpoint_channels_and_refuses_changed_options(ckp
         assert convert.main(argv) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and change in err and "--overwrite" in err
-    assert read_encoder_meta(out)["image_size"] == [64, 64]  # untouched
+    assert read_encoder_meta(out).image_size == (64, 64)  # untouched

@@ -23,7 +23,7 @@ def _num_outputs(meta: DatasetMeta) -> int:
     return len(meta.presence_labels)
 
 
-def _loss(config, weights: dict | None):
+def _loss(config, weights):
     from tl_keras.training import losses
     return functools.partial(losses.multilabel_cross_entropy,
                              softmax=config.task_options.classification_softmax)

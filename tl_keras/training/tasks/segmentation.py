@@ -13,21 +13,22 @@ def _num_outputs(meta: DatasetMeta) -> int:
 
 
 def _class_weights(config, meta: DatasetMeta, subjects):
-    from tl_keras.training.class_weights import class_weights_for, ignored_class
-    from tl_keras.training.runs import weights_record
+    from tl_keras.training.class_weights import ClassWeights, class_weights_for, ignored_class
     # An ignore class (dataset.json ignore_class) needs weights even with "none": its weight is 0.
     if config.class_weights == "none" and ignored_class(meta, "tissue") is None:
         return None
-    return lambda: weights_record(
+    return lambda: ClassWeights.of(
         class_weights_for(config.data_dir, "train", "tissue", meta, config.class_weights,
                           foreground_weight=config.foreground_weight),
         config.class_weights, meta.splits["train"].slices)
 
 
-def _loss(config, weights: dict | None):
+def _loss(config, weights):
+    """``weights``: the run's :class:`~tl_keras.training.class_weights.ClassWeights`, or
+    None (unweighted)."""
     from tl_keras.training import losses
     return functools.partial(losses.weighted_cross_entropy,
-                             class_weights=None if weights is None else weights["weights"])
+                             class_weights=None if weights is None else list(weights.weights))
 
 
 def _check(config, meta: DatasetMeta) -> str | None:

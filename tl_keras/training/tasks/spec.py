@@ -88,7 +88,7 @@ def no_check(config, meta: DatasetMeta) -> None:
 def plain_loss(name: str) -> Callable:
     """A ``loss`` hook returning the unweighted ``tl_keras.training.losses.<name>``
     (imported when called: it loads TensorFlow)."""
-    def loss(config, weights: dict | None):
+    def loss(config, weights):
         from tl_keras.training import losses
         return getattr(losses, name)
     return loss
@@ -124,12 +124,13 @@ class TaskSpec:
         image (one of its ``TASKS``).
       network: the network kind the model presets build (``tl_keras.models.TASKS``).
       num_outputs: ``dataset.json -> `` output classes (None: as many as the input).
-      loss: ``(config, class-weights record or None) -> per-example loss``.
+      loss: ``(config, ClassWeights record or None) -> per-example loss``.
       source: a source task (``pretrain --task``; exports encoders) or the target task.
       class_weights: ``(config, meta, subjects) -> compute`` or None, where ``compute()``
-        returns the record cached in ``class_weights.json`` (``method``, ``weights``,
-        ``slices``: the training slices, which set the schedule). None (or a None
-        result): the loss is unweighted and the schedule counts the split's slices.
+        returns the :class:`~tl_keras.training.class_weights.ClassWeights` record cached in
+        ``class_weights.json`` (``method``, ``weights``, ``slices``: the training slices,
+        which set the schedule). None (or a None result): the loss is unweighted and the
+        schedule counts the split's slices.
       check: ``(config, meta) -> message or None``: the task's own flag and data checks
         (run by config validation before anything is built).
       extra_networks: networks trained beside the model (:class:`ExtraNetwork`).
@@ -156,9 +157,9 @@ class TaskSpec:
     data_task: str
     network: str
     num_outputs: Callable[[dict], int | None]
-    loss: Callable[[Any, dict | None], Callable]
+    loss: Callable[[Any, Any], Callable]
     source: bool = True
-    class_weights: Callable[[Any, dict, list | None], Callable[[], dict] | None] | None = None
+    class_weights: Callable[[Any, Any, list | None], Callable[[], Any] | None] | None = None
     check: Callable[[Any, dict], str | None] = no_check
     extra_networks: tuple[ExtraNetwork, ...] = ()
     steps: Callable[[StepContext], Callable[[int], Callable]] = supervised

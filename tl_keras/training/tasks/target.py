@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.tasks.spec import TaskSpec
 from tl_keras.weights.spec import InitSpec
@@ -18,20 +16,21 @@ def _num_outputs(meta: DatasetMeta) -> int:
 def _class_weights(config, meta: DatasetMeta, subjects):
     """Always counted: the selected subjects' slice count sets the schedule."""
     def compute():
-        from tl_keras.training.class_weights import compute_class_weights, read_slice_counts
-        from tl_keras.training.runs import weights_record
+        from tl_keras.training.class_weights import (ClassWeights, compute_class_weights,
+                                                     read_slice_counts)
         counts = read_slice_counts(config.data_dir, "train", "mask", meta, subjects)
         weights = (compute_class_weights(counts, config.class_weights, config.foreground_weight)
                    if len(counts) else [])
-        return weights_record(np.asarray(weights), config.class_weights, len(counts))
+        return ClassWeights.of(weights, config.class_weights, len(counts))
     return compute
 
 
-def _loss(config, weights: dict | None):
+def _loss(config, weights):
+    """``weights``: the run's :class:`~tl_keras.training.class_weights.ClassWeights`."""
     from tl_keras.training import losses
     return functools.partial(losses.segmentation_loss,
                              class_weights=None if config.class_weights == "none"
-                             else weights["weights"], dice=config.loss == "cross_entropy_dice")
+                             else list(weights.weights), dice=config.loss == "cross_entropy_dice")
 
 
 def _check(config, meta: DatasetMeta) -> str | None:
