@@ -39,7 +39,7 @@ def test_neighbours_repeat_the_edge_slices():
 def test_conversion_stores_the_adjacent_slices(context_data):
     from tl_keras.data.dataset import build_dataset
     plain, ctx, meta = context_data
-    assert meta[schema.CONTEXT_SLICES] == 1
+    assert meta.context_slices == 1
     assert schema.context_slices(schema.read_meta(plain)) == 0
     volume = subject_cache.load_cache(subject_cache.cache_path(ctx, "sub03"))["image"]
     batches = list(build_dataset(ctx, "test", "raw", 4, training=False, slice_context=True))
