@@ -205,8 +205,9 @@ def train(config, task: TaskSpec, meta: dict, build_models: Callable | None = No
                     config.seed, meta, subjects=subjects, slice_context=config.slice_context)
     validate = None
     if config.validate and "val" in meta["splits"]:
-        eval_step = steps.distribute(task.eval_step(ctx) if task.eval_step
-                                     else steps.make_eval_step(tm.model, loss_fn), strategy)
+        eval_step = steps.distribute_eval(task.eval_step(ctx) if task.eval_step
+                                          else steps.make_eval_step(tm.model, loss_fn),
+                                          strategy)
         val_data = distributed_eval_data(strategy, data, "val")
         validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
 
