@@ -59,7 +59,8 @@ def distributed_eval_data(strategy, spec: DataSpec, split: str):
 
 
 def evaluate(eval_step: Callable, dataset) -> float:
-    """Mean per-example loss of a distributed eval step over a dataset."""
+    """Mean per-example loss of a distributed eval step over a dataset: the summed losses
+    over the summed example counts, so partial and empty batches weigh exactly."""
     total, count = 0.0, 0.0
     for x, y in dataset:  # summed on the device, read once at the end
         logs = eval_step(x, y)

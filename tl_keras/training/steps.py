@@ -186,6 +186,29 @@ def make_eval_step(model, loss_fn: Callable) -> Callable:
     return step
 
 
+def _real_batches_only(step: Callable) -> Callable:
+    """``step(x, y) -> {"loss_sum", "count"}`` that returns zeros for an empty batch.
+
+    Where the validation data runs out before every replica has a batch, the last
+    step hands the others an empty one. The network must not run on it: TensorFlow's
+    CPU (oneDNN) convolution returns an output shaped like its input for an empty
+    batch, which the next layer refuses (docs/training.md, "Distribution"). Partial
+    batches run as they are: the sums and counts of the real examples make
+    :func:`tl_keras.training.loop.evaluate` their exact mean.
+    """
+    def guarded(x, y):
+        size = tf.shape(tf.nest.flatten(x)[0])[0]
+        return tf.cond(size > 0, lambda: step(x, y),
+                       lambda: {"loss_sum": tf.zeros([]), "count": tf.zeros([])})
+    return guarded
+
+
+def distribute_eval(step: Callable, strategy: tf.distribute.Strategy) -> Callable:
+    """:func:`distribute` of a per-replica eval step (``{"loss_sum", "count"}``), which is
+    never run on an empty batch (:func:`_real_batches_only`)."""
+    return distribute(_real_batches_only(step), strategy)
+
+
 def distribute(step: Callable, strategy: tf.distribute.Strategy) -> Callable:
     """Wrap a per-replica step once in ``tf.function``: run it on every replica and
     sum the logs (the per-replica losses are already divided by the global batch)."""

@@ -209,8 +209,9 @@ def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | No
                     config.seed, meta, subjects=subjects, slice_context=config.slice_context)
     validate = None
     if config.validate and meta.split("val") is not None:
-        eval_step = steps.distribute(task.eval_step(ctx) if task.eval_step
-                                     else steps.make_eval_step(tm.model, loss_fn), strategy)
+        eval_step = steps.distribute_eval(task.eval_step(ctx) if task.eval_step
+                                          else steps.make_eval_step(tm.model, loss_fn),
+                                          strategy)
         val_data = distributed_eval_data(strategy, data, "val")
         validate = lambda: evaluate(eval_step, val_data)  # noqa: E731
 

@@ -143,8 +143,10 @@ class TaskSpec:
       export: ``(config, models, epoch, logs, is_best)`` after every epoch on the chief
         (source tasks export their encoder), or None.
       eval_step: ``StepContext -> step(x, y) -> {"loss_sum", "count"}``, the per-replica
-        validation step, or None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs
-        are made in the step, like the self-supervised ones, validate on them too).
+        validation step (the summed per-example losses and the example count; never
+        called on an empty batch: :func:`tl_keras.training.steps.distribute_eval`), or
+        None: ``loss_fn`` on ``models.model(x)`` (tasks whose inputs are made in the
+        step, like the self-supervised ones, validate on them too).
       options: the task's own options, a frozen dataclass whose fields are made with
         :func:`tl_keras.training.config.option` (each a ``pretrain`` flag; names unique
         across tasks), read as ``config.task_options.<field>``; it may define
