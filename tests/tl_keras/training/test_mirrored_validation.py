@@ -19,9 +19,11 @@ import pytest
 
 from tests.helpers import ROOT, make_tiny_dataset
 
-#: Tasks of each kind of eval step: the plain one (segmentation source task, target
-#: fine-tuning), on corrupted inputs (restoration, masked modelling), on two views (SimSiam).
-TASKS = ("segmentation", "target", "restoration", "masked_modeling", "simsiam")
+#: One task per eval-step builder: the plain one (``steps.make_eval_step``: target
+#: fine-tuning, as the segmentation source task), on prepared inputs
+#: (``ssl_steps.make_prepared_eval_step``: masked modelling, as restoration; its loss
+#: weighs masked pixels only) and on two views (``ssl_steps.make_siamese_eval_step``).
+TASKS = ("target", "masked_modeling", "simsiam")
 
 SCRIPT = textwrap.dedent("""
     import json, sys
