@@ -40,24 +40,44 @@ def _dataset_meta(where: str):
         if value else None
 
 
-@dataclasses.dataclass(frozen=True)
-class ExportMeta:
-    """What ``export/model.json`` records about a fine-tuned model.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneRecordFields:
+    """The fields ``export/model.json`` (:class:`ExportMeta`) and ``result.json``
+    (:class:`tl_keras.training.results.FinetuneResult`) both record: the encoder's source
+    and the fine-tuning mode (keyword-only, so each record keeps its own required fields
+    first).
 
     Attributes:
+      source_task, source_domain, source_label: the encoder's source
+        (``tl_keras.weights.InitSpec.source`` / ``label``); None for scratch;
+        ``source_label`` is the report's row name.
+      freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
+        mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
+    """
+
+    source_task: str | None = None
+    source_domain: str | None = None
+    source_label: str | None = None
+    freeze_encoder: bool = False
+    freeze_epochs: int = 0
+    encoder_lr_multiplier: float = 1.0
+    init_decoder: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportMeta(FinetuneRecordFields):
+    """What ``export/model.json`` records about a fine-tuned model.
+
+    Attributes (besides the source and mode fields of :class:`FinetuneRecordFields`):
       image_size: (height, width) of the model's input slices.
       input_channels: channels of the model's input.
       num_classes: logits per pixel (mask classes, background included).
       class_names: name of each class (may be empty).
       target: target task name (``--target``).
-      source_task, source_domain, source_label: the encoder's source
-        (``tl_keras.weights.InitSpec.source`` / ``label``); None for scratch.
       init_from: the ``--init_from`` spec (``init`` in files of earlier versions).
       train_subjects: number of fine-tuning subjects.
       subset_seed: seed of the subject subset (the sweep's repeat).
       seed: the run's seed.
-      freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
-        mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
       slice_context: the model takes 2.5-D input, [previous, slice, next]
         (``--slice_context``); evaluation and prediction stack the same.
       data_dir: absolute path of the training data set.
@@ -71,17 +91,10 @@ class ExportMeta:
     num_classes: int
     class_names: tuple[str, ...] = ()
     target: str | None = None
-    source_task: str | None = None
-    source_domain: str | None = None
-    source_label: str | None = None
     init_from: str | None = None
     train_subjects: int | None = None
     subset_seed: int | None = None
     seed: int | None = None
-    freeze_encoder: bool = False
-    freeze_epochs: int = 0
-    encoder_lr_multiplier: float = 1.0
-    init_decoder: bool = False
     slice_context: bool = False
     data_dir: str | None = None
     dataset_meta: DatasetMeta | None = None

@@ -13,7 +13,7 @@ import numbers
 import os
 
 from tl_common.io import write_json_atomic
-from tl_keras.models.export import MODE_CHECKERS
+from tl_keras.models.export import MODE_CHECKERS, FinetuneRecordFields
 from tl_common.records import (RecordError, from_fields, integer, optional, prefixed,
                                read_json_object, scalar, text)
 
@@ -21,21 +21,18 @@ RESULT_FILE = "result.json"
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneResult:
+class FinetuneResult(FinetuneRecordFields):
     """What ``result.json`` records about a fine-tuning run.
 
     Attributes:
       target: target task name.
       init_from: the ``--init_from`` spec.
-      source_task, source_domain, source_label: the encoder's source (None for scratch;
-        ``source_label`` is the report's row name).
       train_subjects: fine-tuning set size (subjects).
       subset_seed: seed of the subject subset.
       seed: the run's seed.
       steps: training steps.
       train_slices: training slices of the subset.
-      freeze_encoder, freeze_epochs, encoder_lr_multiplier, init_decoder: the fine-tuning
-        mode (docs/training.md, "Freezing the encoder"); the defaults are the paper's.
+      (and the source and mode fields of :class:`FinetuneRecordFields`)
       final: the last epoch's mean logs (``final_<name>`` in the file: loss, val_loss...).
       eval_dir: the evaluation's output folder; None until the run is evaluated.
       test: the evaluation's summary row (``test_<column>`` in the file: dice...).
@@ -51,13 +48,6 @@ class FinetuneResult:
     seed: int
     steps: int
     train_slices: int
-    source_task: str | None = None
-    source_domain: str | None = None
-    source_label: str | None = None
-    freeze_encoder: bool = False
-    freeze_epochs: int = 0
-    encoder_lr_multiplier: float = 1.0
-    init_decoder: bool = False
     precision: str | None = None
     final: dict = dataclasses.field(default_factory=dict)
     eval_dir: str | None = None
