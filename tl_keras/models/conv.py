@@ -13,7 +13,7 @@ kernels, ``X^T @ dY``). :class:`Conv2D` can compute it that way and leaves the f
 pass and the input gradient to TensorFlow's convolution kernels, so outputs are
 unchanged and gradients differ only in float rounding (both accumulate in float32).
 
-Which of the two kernel gradients a layer takes (:func:`use_matmul_gradient`):
+Which kernel gradient a layer takes (:func:`gradient_method`):
 
 - only when TensorFlow trains on the CPU (:func:`tl_keras.models.machine.trains_on_cpu`):
   the products were measured on CPUs; with a GPU, TensorFlow's (cuDNN's) kernel runs;
@@ -26,7 +26,8 @@ Which of the two kernel gradients a layer takes (:func:`use_matmul_gradient`):
   a cached entry measured before the second form existed is measured again;
 - where the shape is not known when traced (a batch dimension of None), or with several
   replicas, or with ``TL_KERAS_KERNEL_GRADIENT=rule``: the rule measured on the development
-  machine (:func:`matmul_gradient_pays`, mixed bfloat16 only);
+  machine (:func:`matmul_gradient_pays`, mixed bfloat16 only; its products in the per-tap
+  form);
   ``TL_KERAS_KERNEL_GRADIENT=tensorflow`` always takes TensorFlow's.
 
 Like ``models.batchnorm``, the layer keeps Keras' class name on purpose (``.weights.h5``
