@@ -32,14 +32,15 @@ def _outputs_and_gradients(model, x):
     (1, "same", 1, False), (3, "same", 1, True), (4, "same", 1, False),
     (1, "valid", 1, False), (3, "valid", 1, False), (3, "same", 2, True)])
 @pytest.mark.parametrize("policy,rtol", [("float32", 1e-5), ("mixed_bfloat16", 2e-2)])
+@pytest.mark.parametrize("method", ["taps", "patches"])
 def test_outputs_and_gradients_equal_keras(kernel, padding, strides, use_bias, policy, rtol,
-                                          monkeypatch):
+                                          method, monkeypatch):
     import keras
     import tensorflow as tf
     from tl_keras.models import conv
-    # Take the matrix-product path for every kernel size and precision wherever it is
+    # Take each matrix-product form for every kernel size and precision wherever it is
     # exact (a measurement may choose it for any of them).
-    monkeypatch.setattr(conv, "use_matmul_gradient", lambda *a: True)
+    monkeypatch.setattr(conv, "gradient_method", lambda *a: method)
     keras.mixed_precision.set_global_policy(policy)
     try:
         ours, ref = _pair(kernel, padding, strides, use_bias)
@@ -109,13 +110,14 @@ def test_gradient_graph_uses_the_chosen_kernel(kernel, channels, devices, expect
     assert ("Conv2DBackpropFilter" in ops) != expect_matmul, sorted(ops)
 
 
-def test_kernel_gradient_by_hand():
+@pytest.mark.parametrize("method", ["taps", "patches"])
+def test_kernel_gradient_by_hand(method):
     """A hand-computed case: one channel in and out, 3x3 kernel, 2x2 image."""
     import tensorflow as tf
     from tl_keras.models.conv import kernel_gradient
     x = tf.constant([[1.0, 2.0], [3.0, 4.0]])[None, :, :, None]
     dy = tf.ones((1, 2, 2, 1))
-    grad = kernel_gradient(x, dy, (3, 3, 1, 1)).numpy()[:, :, 0, 0]
+    grad = kernel_gradient(x, dy, (3, 3, 1, 1), method).numpy()[:, :, 0, 0]
     # dK[i, j] = sum over output positions (y, x) of input[y + i - 1, x + j - 1] (zero outside):
     # the corner taps see one input pixel, the edge taps two, the centre all four.
     np.testing.assert_array_equal(grad, [[1, 3, 2], [4, 10, 6], [3, 7, 4]])
@@ -154,7 +156,8 @@ def test_kernel_gradient_measured_once_per_machine_and_shape(monkeypatch):
 
     def fake(input_shape, kernel_shape, dtype):
         calls.append((tuple(input_shape), dtype))
-        return {"matmul": True, "matmul_ms": 1.0, "tensorflow_ms": 2.0}  # against the rule
+        return {"matmul": True, "matmul_ms": 1.0, "tensorflow_ms": 2.0,  # against the rule
+                "patches_ms": 3.0}
     monkeypatch.setattr(conv, "measure_kernel_gradients", fake)
     shape, kernel = (2, 8, 8, 4), (3, 3, 4, 4)
     assert not conv.matmul_gradient_pays(kernel, "bfloat16")
@@ -176,11 +179,32 @@ def test_kernel_gradient_measured_once_per_machine_and_shape(monkeypatch):
         conv.kernel_gradient_mode()
 
 
-def test_kernel_gradient_measurement_times_both():
+def test_kernel_gradient_measurement_times_every_form():
     from tl_keras.models import conv
     entry = conv.measure_kernel_gradients((2, 8, 8, 4), (3, 3, 4, 8), "float32")
-    assert entry["matmul_ms"] > 0 and entry["tensorflow_ms"] > 0
-    assert entry["matmul"] == (entry["matmul_ms"] < entry["tensorflow_ms"])
+    assert entry["matmul_ms"] > 0 and entry["tensorflow_ms"] > 0 and entry["patches_ms"] > 0
+    assert entry["matmul"] == (min(entry["matmul_ms"], entry["patches_ms"])
+                               < entry["tensorflow_ms"])
+    assert "patches_ms" not in conv.measure_kernel_gradients((2, 8, 8, 4), (1, 1, 4, 8),
+                                                             "float32")
+
+
+def test_fastest_form_taken_and_old_entries_measured_again(monkeypatch):
+    """The fastest of the measured forms is taken; a k x k entry cached before the patch
+    form existed (no ``patches_ms``) is measured again, a 1x1 one is not."""
+    from tl_keras.models import conv, machine
+    monkeypatch.setenv(conv.KERNEL_GRADIENT_ENV, "auto")
+    monkeypatch.setattr(conv, "_choices", {})
+    old = {"matmul": True, "matmul_ms": 2.0, "tensorflow_ms": 3.0}
+    wide, narrow, shape = (3, 3, 4, 4), (1, 1, 4, 4), (2, 8, 8, 4)
+    for kernel in (wide, narrow):
+        machine.store(conv.CACHE_SECTION, conv.shape_key(shape, kernel, "bfloat16"), old)
+    monkeypatch.setattr(conv, "measure_kernel_gradients",
+                        lambda *a: {**old, "patches_ms": 1.0})
+    assert conv.gradient_method(shape, wide, "bfloat16") == "patches"
+    assert conv.gradient_method(shape, narrow, "bfloat16") == "taps"
+    assert machine.cached(conv.CACHE_SECTION,
+                          conv.shape_key(shape, wide, "bfloat16"))["patches_ms"] == 1.0
 
 
 def test_inference_neither_chooses_nor_measures(monkeypatch):
