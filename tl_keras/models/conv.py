@@ -70,7 +70,8 @@ TIMED_CALLS = 3
 #: kernel tap (:func:`kernel_gradient`), one product of a patch matrix (k x k kernels only).
 METHODS = ("tensorflow", "taps", "patches")
 
-_choices: dict[str, str] = {}   # this process's decisions (a METHODS entry), by shape key
+_choices: dict[str, str] = {}   # this process's measured decisions, by shape key
+_taken: dict[str, str] = {}     # every decision of this process (what a run records)
 _lock = threading.Lock()
 
 
@@ -127,7 +128,8 @@ def kernel_gradient_mode() -> str:
 def shape_key(input_shape, kernel_shape, dtype: str) -> str:
     """The speed cache key of one kernel gradient, e.g. ``bfloat16 8x16x16x256 3x3 -> 256``."""
     kh, kw, _, cout = (int(d) for d in kernel_shape)
-    return (f"{dtype} {'x'.join(str(int(d)) for d in input_shape)} {kh}x{kw} -> {cout}")
+    dims = "x".join("?" if d is None else str(int(d)) for d in input_shape)
+    return f"{dtype} {dims} {kh}x{kw} -> {cout}"
 
 
 def use_matmul_gradient(input_shape, kernel_shape, dtype: str) -> bool:
@@ -138,7 +140,26 @@ def use_matmul_gradient(input_shape, kernel_shape, dtype: str) -> bool:
 
 def gradient_method(input_shape, kernel_shape, dtype: str) -> str:
     """The kernel gradient (a :data:`METHODS` entry) a stride-1 convolution of these shapes
-    takes (module docstring: CPU only; measured per shape and cached; else the rule)."""
+    takes (module docstring: CPU only; measured per shape and cached; else the rule);
+    remembered for :func:`taken`."""
+    method = _choose(input_shape, kernel_shape, dtype)
+    with _lock:
+        _taken[shape_key(input_shape, kernel_shape, str(dtype))] = method
+    return method
+
+
+def taken(dtype: str | None = None) -> dict[str, str]:
+    """The kernel gradient each stride-1 convolution shape took in this process (shape
+    key -> :data:`METHODS` entry), sorted; only the shapes of compute ``dtype`` when given
+    (what a run records: its shapes in other precisions were traced by ``auto``'s
+    measurement)."""
+    with _lock:
+        return {k: v for k, v in sorted(_taken.items())
+                if dtype is None or k.split(" ", 1)[0] == str(dtype)}
+
+
+def _choose(input_shape, kernel_shape, dtype: str) -> str:
+    """:func:`gradient_method`'s choice."""
     if not machine.trains_on_cpu():
         return "tensorflow"
     mode = kernel_gradient_mode()

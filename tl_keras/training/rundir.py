@@ -31,6 +31,8 @@ from tl_common import lock, paths
 from tl_common.io import write_json_atomic
 
 FLAGS_JSON = "flags.json"
+#: The kernel gradient each convolution shape of the run took (runs.record_kernel_gradients).
+KERNEL_GRADIENTS_FILE = "kernel_gradients.json"
 # A resume may change these: logging, checkpoint cadence and console output do not
 # change what is computed, and --max_steps / --epochs extend (or finish) a run.
 RESUME_FLAGS = frozenset({"model_dir", "overwrite", "log_every", "checkpoint_every",
@@ -41,7 +43,8 @@ MARKER_FORMAT = "tl_keras.run"
 # The top-level entries a run of ours writes (names and fnmatch patterns): how the
 # entries of a run killed before it recorded them, or of a run older than the
 # marker, are recognised.
-RUN_OUTPUTS = (FLAGS_JSON, "result.json", "class_weights.json", "checkpoints", "tensorboard",
+RUN_OUTPUTS = (FLAGS_JSON, "result.json", "class_weights.json", KERNEL_GRADIENTS_FILE,
+               "checkpoints", "tensorboard",
                ".workers", "export", "encoder_last", "encoder_best", "eval_*", ".tmp-*")
 
 

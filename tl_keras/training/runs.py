@@ -7,10 +7,12 @@ from typing import Callable
 
 import keras
 
+from tl_keras.models import conv, machine
 from tl_keras.training import optimizers, precision
 from tl_keras.training.checkpointing import CHECKPOINT_DIR
 from tl_keras.training.config import ConfigError, TrainConfig
 from tl_keras.training.results import RESULT_FILE, result_path
+from tl_keras.training.rundir import KERNEL_GRADIENTS_FILE
 from tl_keras.training.strategy import (is_chief, loss_scaling, make_strategy,
                                         set_determinism, set_precision)
 from tl_common.io import write_json_atomic
@@ -75,6 +77,18 @@ def record_start(config: TrainConfig, strategy, cached: dict, choice=None) -> No
     for path, value in cached.items():
         if value is not None and not os.path.exists(path):
             write_json_atomic(path, value)
+
+
+def record_kernel_gradients(config: TrainConfig, strategy) -> None:
+    """Write ``kernel_gradients.json`` (chief only): the kernel gradient each stride-1
+    convolution shape of the run's training step took (``tl_keras.models.conv``, measured
+    per machine; they round differently), with the mode and the compute dtype."""
+    if not is_chief(strategy):
+        return
+    dtype = keras.config.dtype_policy().compute_dtype
+    write_json_atomic(os.path.join(config.model_dir, KERNEL_GRADIENTS_FILE), {
+        "mode": conv.kernel_gradient_mode(), "cpu": machine.trains_on_cpu(),
+        "compute_dtype": dtype, "layers": conv.taken(dtype)})
 
 
 def schedule(config: TrainConfig, num_slices: int) -> tuple[int, int]:

@@ -23,8 +23,8 @@ from tl_keras.training.loop import DataSpec, LoopSpec, distributed_eval_data, ev
 from tl_keras.training.precision import PrecisionChoice
 from tl_keras.training.class_weights import (CLASS_WEIGHTS_FILE, ClassWeights,
                                              cached_class_weights)
-from tl_keras.training.runs import (make_optimizer, open_strategy, record_start, schedule,
-                                    start_run)
+from tl_keras.training.runs import (make_optimizer, open_strategy, record_kernel_gradients,
+                                    record_start, schedule, start_run)
 from tl_keras.training.strategy import is_chief, set_precision, work_dir
 from tl_keras.training.tasks import StepContext, TaskSpec
 
@@ -222,6 +222,7 @@ def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | No
     loop = LoopSpec(steps_per_epoch, total, step_for, validate, on_epoch_end, config.log_every,
                     config.checkpoint_every)
     fit(strategy, data, loop, ckpt, work_dir(config.model_dir, strategy), start)
+    record_kernel_gradients(config, strategy)
     if mode is not None:
         mode.set_frozen(False)  # the export keeps the layers' usual (trainable) flags
     return Trained(tm, list(ckpt.record.history), total, weights, strategy, choice)

@@ -69,6 +69,22 @@ def test_fixed_rule_keeps_float32_on_tensorflows_kernel_gradient():
     assert not matmul_gradient_pays((1, 1, 4, 4), "float32")
 
 
+def test_every_choice_is_remembered_for_the_run_record(monkeypatch):
+    """gradient_method remembers each shape's method (an unknown batch as '?'); taken()
+    filters by compute dtype; a mocked GPU takes TensorFlow's kernel gradient."""
+    from tl_keras.models import conv, machine
+    monkeypatch.setattr(conv, "_taken", {})
+    monkeypatch.setenv("TL_KERAS_KERNEL_GRADIENT", "rule")
+    assert conv.gradient_method((2, 8, 8, 4), (1, 1, 4, 4), "bfloat16") == "taps"
+    assert conv.gradient_method((None, 8, 8, 4), (3, 3, 4, 4), "float32") == "tensorflow"
+    assert conv.taken() == {"bfloat16 2x8x8x4 1x1 -> 4": "taps",
+                            "float32 ?x8x8x4 3x3 -> 4": "tensorflow"}
+    assert conv.taken("bfloat16") == {"bfloat16 2x8x8x4 1x1 -> 4": "taps"}
+    monkeypatch.setattr(machine, "device_types", lambda: {"CPU", "GPU"})
+    assert conv.gradient_method((2, 8, 8, 4), (1, 1, 4, 4), "bfloat16") == "tensorflow"
+    assert conv.taken("bfloat16") == {"bfloat16 2x8x8x4 1x1 -> 4": "tensorflow"}
+
+
 def test_matmul_gradient_pays_for_1x1_and_wide_kernels_only():
     from tl_keras.models.conv import MATMUL_MIN_CHANNELS, matmul_gradient_pays
     assert matmul_gradient_pays((1, 1, 16, 2)) and matmul_gradient_pays((1, 1, 2048, 512))

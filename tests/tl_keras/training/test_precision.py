@@ -142,6 +142,14 @@ def test_auto_run_measures_its_own_step_records_and_reuses(tiny_data_dir, tmp_pa
     assert "batch 2 " in record["network"] and record["network"].startswith("segmentation ")
     again = choose("auto", record["network"], measure=None)
     assert (again.how, again.precision) == ("cached", record["precision"])
+    # The kernel gradients the run's step took, in its own compute dtype only (the
+    # measurement traced the other precision's shapes too).
+    with open(os.path.join(config.model_dir, "kernel_gradients.json")) as f:
+        kernels = json.load(f)
+    dtype = "bfloat16" if record["precision"] == "bfloat16" else "float32"
+    assert (kernels["compute_dtype"], kernels["mode"], kernels["cpu"]) == (dtype, "rule", True)
+    assert kernels["layers"] and all(k.startswith(dtype + " ") for k in kernels["layers"])
+    assert set(kernels["layers"].values()) <= {"tensorflow", "taps", "patches"}
 
 
 def test_network_key_tells_builders_and_their_arguments_apart():
