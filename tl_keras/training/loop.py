@@ -15,6 +15,7 @@ from typing import Callable
 
 import tensorflow as tf
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.data.dataset import build_dataset
 from tl_keras.training.checkpointing import RunCheckpoint
 from tl_common.progress import Progress, format_duration
@@ -29,7 +30,7 @@ class DataSpec:
     global_batch_size: int
     input_channels: int
     seed: int
-    meta: dict
+    meta: DatasetMeta
     subjects: list | None = None
     val_split: str | None = "val"
     slice_context: bool = False

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training import tasks
 from tl_keras.training.config import ConfigError, PretrainConfig
 from tl_keras.training.results import PretrainResult
@@ -39,7 +40,7 @@ def run_pretrain(config: PretrainConfig, build_models: Callable | None = None) -
         return _pretrain(config, meta, build_models)
 
 
-def _pretrain(config: PretrainConfig, meta: dict, build_models) -> dict:
+def _pretrain(config: PretrainConfig, meta: DatasetMeta, build_models) -> dict:
     """:func:`run_pretrain` in its claimed run directory."""
     task = tasks.get(config.task)
     done = completed_result(config, PretrainResult, extendable=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.config import option
 from tl_keras.training.tasks.spec import (ExtraNetwork, StepContext, TaskSpec, export_encoder,
                                           plain_loss, refuse_unet)
@@ -22,7 +23,7 @@ class AutoencodingOptions:
     discriminator_variant: str = option("taskonomy", "autoencoding: discriminator, taskonomy "
                                                      "(pix2pix) or paper")
 
-    def check(self, config, meta: dict) -> str | None:
+    def check(self, config, meta: DatasetMeta) -> str | None:
         if self.disc_start_step < 0 or self.disc_learning_rate <= 0:
             return "--disc_start_step must be >= 0 and --disc_learning_rate > 0"
         if self.discriminator_variant not in DISCRIMINATOR_VARIANTS:

@@ -10,10 +10,11 @@ predictions match the projections perfectly.
 """
 from __future__ import annotations
 
+from tfrecords_tools.dataset_meta import DatasetMeta
 from tl_keras.training.tasks.spec import TaskSpec, export_encoder, plain_loss
 
 
-def _check(config, meta: dict) -> str | None:
+def _check(config, meta: DatasetMeta) -> str | None:
     if config.decoder_variant == "unet":
         return "--decoder_variant=unet is for segmentation tasks; --task=simsiam has no decoder"
     return None
