@@ -102,6 +102,26 @@ def test_rerun_with_other_parameters_refused_unless_overwrite(cohort, tmp_path):
     assert schema.read_meta(out).preprocessing["clip_percentiles"] == [2.0, 98.0]
 
 
+def test_conversion_without_convert_json_is_compared_by_its_dataset_json(tmp_path):
+    """A folder converted before convert.json existed: its parameters are read from the
+    dataset.json record (a damaged one is named), and other ones are refused."""
+    from tfrecords_tools.shards import writer
+    from tl_common.records import RecordError
+    out = str(tmp_path / "old")
+    os.makedirs(out)
+    writer.write_dataset_json(out, {
+        "image_size": [32, 32], "channels": 1, "num_mask_classes": 2, "num_tissue_classes": 4,
+        "splits": {"train": {"subjects": ["a"], "slices": 3, "shards": 1}},
+        "preprocessing": {"crop_top": 80}})
+    outdir.claim(out, {"preprocessing": {"crop_top": 80}}).release()
+    with pytest.raises(outdir.OutDirError, match="crop_top: 80 -> 90"):
+        outdir.claim(out, {"preprocessing": {"crop_top": 90}})
+    with open(os.path.join(out, "dataset.json"), "w") as f:
+        json.dump({"image_size": [32, 32]}, f)
+    with pytest.raises(RecordError, match="dataset.json: missing key"):
+        outdir.claim(out, {"preprocessing": {"crop_top": 80}})
+
+
 def test_damaged_shard_is_named_and_recreated(cohort, tmp_path, capfd):
     """400 flipped bytes: training names the shard before reading it, and a rerun of
     the conversion re-creates it (both used to pass it on silently)."""

@@ -56,10 +56,9 @@ def _stored_parameters(out_dir: str) -> dict | None:
     if os.path.exists(record):
         with open(record) as f:
             return json.load(f).get("flags", {})
-    meta = os.path.join(out_dir, schema.DATASET_JSON)
-    if os.path.exists(meta):  # converted before convert.json existed
-        with open(meta) as f:
-            return {"preprocessing": json.load(f).get("preprocessing")}
+    if os.path.exists(os.path.join(out_dir, schema.DATASET_JSON)):
+        # converted before convert.json existed
+        return {"preprocessing": schema.read_meta(out_dir).preprocessing or None}
     return None
 
 
