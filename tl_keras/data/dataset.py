@@ -69,9 +69,10 @@ def verify_shards(files: Sequence[str], meta: DatasetMeta) -> None:
 
 def split_subjects(meta: DatasetMeta, split: str) -> list[str]:
     """Subject ids of one split as recorded in dataset.json."""
-    if meta.split(split) is None:
+    info = meta.split(split)
+    if info is None:
         raise DataSetError(f"dataset.json has no split '{split}' (has {sorted(meta.splits)})")
-    return list(meta.split(split).subjects)
+    return list(info.subjects)
 
 
 def select_subjects(subjects: Sequence[str], k: int | None, seed: int) -> list[str]:

@@ -158,6 +158,13 @@ def taken(dtype: str | None = None) -> dict[str, str]:
                 if dtype is None or k.split(" ", 1)[0] == str(dtype)}
 
 
+def clear_taken() -> None:
+    """Forget what :func:`taken` holds: a run starts its own record (several runs can
+    share a process, e.g. ``quickstart --train_workers 1``)."""
+    with _lock:
+        _taken.clear()
+
+
 def _choose(input_shape, kernel_shape, dtype: str) -> str:
     """:func:`gradient_method`'s choice."""
     if not machine.trains_on_cpu():

@@ -14,7 +14,7 @@ import os
 from typing import Callable
 
 from tfrecords_tools.dataset_meta import DatasetMeta
-from tl_keras.models import TaskModels
+from tl_keras.models import TaskModels, conv
 from tl_keras.models.machine import trains_on_cpu
 from tl_keras.models.presets import build_network_models
 from tl_keras.training import freezing, precision, steps
@@ -185,6 +185,7 @@ def train(config, task: TaskSpec, meta: DatasetMeta, build_models: Callable | No
       A :class:`Trained`.
     """
     build_models = build_models or build_network_models
+    conv.clear_taken()  # kernel_gradients.json holds this run's choices only
     _check_builder(build_models)
     strategy = open_strategy(config)
     compute = task.class_weights(config, meta, subjects) if task.class_weights else None

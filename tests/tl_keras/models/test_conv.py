@@ -83,6 +83,8 @@ def test_every_choice_is_remembered_for_the_run_record(monkeypatch):
     monkeypatch.setattr(machine, "device_types", lambda: {"CPU", "GPU"})
     assert conv.gradient_method((2, 8, 8, 4), (1, 1, 4, 4), "bfloat16") == "tensorflow"
     assert conv.taken("bfloat16") == {"bfloat16 2x8x8x4 1x1 -> 4": "tensorflow"}
+    conv.clear_taken()
+    assert conv.taken() == {}
 
 
 def test_matmul_gradient_pays_for_1x1_and_wide_kernels_only():

@@ -128,7 +128,11 @@ def test_auto_run_measures_its_own_step_records_and_reuses(tiny_data_dir, tmp_pa
     from tl_keras.models.presets import build_tiny_models
     from tl_keras.training import run_pretrain
     from tl_keras.training.config import PretrainConfig
+    from tl_keras.models import conv
     monkeypatch.setattr(precision, "candidates", lambda *a, **k: ("none", "bfloat16"))
+    # A shape an earlier run of this process took: not this run's record.
+    earlier = {f"{d} 9x9x9x9 3x3 -> 9": "taps" for d in ("float32", "bfloat16")}
+    monkeypatch.setattr(conv, "_taken", dict(earlier))
     config = PretrainConfig(data_dir=tiny_data_dir, model_dir=str(tmp_path), batch_size=2,
                             max_steps=1, validate=False, class_weights="none")
     result = run_pretrain(config, build_tiny_models)
@@ -149,6 +153,7 @@ def test_auto_run_measures_its_own_step_records_and_reuses(tiny_data_dir, tmp_pa
     dtype = "bfloat16" if record["precision"] == "bfloat16" else "float32"
     assert (kernels["compute_dtype"], kernels["mode"], kernels["cpu"]) == (dtype, "rule", True)
     assert kernels["layers"] and all(k.startswith(dtype + " ") for k in kernels["layers"])
+    assert not set(earlier) & set(kernels["layers"])
     assert set(kernels["layers"].values()) <= {"tensorflow", "taps", "patches"}
 
 
